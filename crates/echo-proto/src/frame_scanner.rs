@@ -107,6 +107,24 @@ impl FrameScanner {
         matches!(self.state, State::Header { filled: 0, .. })
     }
 
+    /// The payload bytes still to come of the frame in progress, once its
+    /// header has been accepted; `None` between frames, inside a header, or
+    /// after a rejection.
+    ///
+    /// ```
+    /// use echo_proto::FrameScanner;
+    ///
+    /// let mut scanner = FrameScanner::new(1024);
+    /// scanner.scan(&[0, 0, 0, 5, b'a', b'b']);
+    /// assert_eq!(scanner.payload_remaining(), Some(3));
+    /// ```
+    pub fn payload_remaining(&self) -> Option<usize> {
+        match self.state {
+            State::Payload { remaining, .. } => Some(remaining),
+            State::Header { .. } | State::Rejected { .. } => None,
+        }
+    }
+
     /// Scans the next chunk of the stream.
     pub fn scan(&mut self, chunk: &[u8]) -> Scan {
         let mut scan = Scan {

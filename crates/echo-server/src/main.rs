@@ -1,1 +1,130 @@
-fn main() {}
+//! `echo-server`: the command line over the echo-server library.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use clap::builder::TypedValueParser;
+use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
+use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Server, ShutdownSignal};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// A TCP echo server. It sends back every frame it receives (a 4-byte
+/// big-endian length, then that many bytes), to many clients at once.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Logs go to stderr; set their level with RUST_LOG (default: info; \
+                  debug shows every frame).\n\n\
+                  Examples:\n  \
+                  echo-server\n  \
+                  echo-server --listen 127.0.0.1:0\n  \
+                  RUST_LOG=debug echo-server --max-frame 65536"
+)]
+struct Cli {
+    /// Address to listen on, as IP:PORT; port 0 picks a free port. The default
+    /// serves this machine only: binding to 0.0.0.0 or [::] exposes the
+    /// server to the network.
+    #[arg(
+        long,
+        env = "ECHO_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9999"
+    )]
+    listen: SocketAddr,
+
+    /// Largest frame payload accepted, in bytes (at most 4294967295). A
+    /// header announcing more closes that connection, after the frames before
+    /// it are echoed.
+    #[arg(
+        long,
+        env = "ECHO_MAX_FRAME",
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_FRAME_LEN,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_ANNOUNCEABLE_LEN as u64).map(|n| n as usize)
+    )]
+    max_frame: usize,
+
+    /// Seconds that open connections get to finish echoing after Ctrl-C or
+    /// SIGTERM, before they are closed regardless.
+    #[arg(
+        long,
+        env = "ECHO_DRAIN_TIMEOUT",
+        value_name = "SECS",
+        default_value = "5",
+        value_parser = parse_seconds
+    )]
+    drain_timeout: Duration,
+}
+
+/// Parses a number of seconds, fractions allowed: `5`, `0.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is not a valid duration: it must be 0 or more seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config {
+        listen: cli.listen,
+        max_frame_len: cli.max_frame,
+        drain_timeout: cli.drain_timeout,
+        relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
+    };
+    let server = Server::bind(config.clone()).await?;
+    // Handlers go in before the announcement below: whoever reads it may
+    // signal at once.
+    let signal = ShutdownSignal::install().context("cannot listen for shutdown signals")?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "echo-server listening on {} (framed)",
+        server.local_addr()
+    )
+    .and_then(|()| stdout.flush())
+    .context("cannot write to stdout")?;
+    drop(stdout);
+    info!(
+        addr = %server.local_addr(),
+        max_frame = config.max_frame_len,
+        "serving framed echo"
+    );
+
+    server
+        .run(async {
+            let name = signal.recv().await;
+            info!(signal = name, "shutdown requested");
+        })
+        .await;
+    Ok(())
+}
+
+/// Sends logs to stderr, at the level RUST_LOG asks for (info by default).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,54 @@
+//! [`Config`]: everything the server can be told.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
+
+use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
+
+/// The address served by default: loopback only, port 9999. Serving other
+/// hosts is a deliberate choice of `--listen`.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9999);
+
+/// How long open connections get to finish after a shutdown request, by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server's settings.
+///
+/// ```
+/// use echo_server::Config;
+///
+/// let config = Config {
+///     listen: "127.0.0.1:0".parse()?,
+///     ..Config::default()
+/// };
+/// assert_eq!(config.max_frame_len, 8 * 1024 * 1024);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address to listen on. Port 0 asks the system for a free port.
+    pub listen: SocketAddr,
+    /// The longest frame payload accepted; a header announcing more closes
+    /// the connection.
+    pub max_frame_len: usize,
+    /// How long open connections get to finish echoing after a shutdown
+    /// request before they are closed regardless.
+    pub drain_timeout: Duration,
+    /// The size of each connection's relay buffer, allocated only while the
+    /// connection has data in flight.
+    pub relay_buffer_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
+        }
+    }
+}

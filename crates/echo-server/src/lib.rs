@@ -1,0 +1,73 @@
+//! The echo server: framed echo over TCP, many clients at once, graceful
+//! shutdown.
+//!
+//! The binary (`cargo run -p echo-server`) is a thin command line over this
+//! library, which tests and other programs use to run a server in-process.
+//!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
+//! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
+//! | [`connection`](serve_connection) | [`serve_connection`]: one client's echo loop, generic over any byte stream |
+//! | `relay` | the framed echo's decisions (what to write back, when), free of I/O |
+//! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
+//!
+//! # How a connection is served
+//!
+//! Each connection has its own task and a fixed-size relay buffer. The task
+//! reads as much as has arrived, works out with an
+//! [`echo_proto::FrameScanner`] which frames are complete, and writes them all
+//! back in one write, so pipelined frames cost one system call per batch rather
+//! than one per frame. A frame larger than the buffer is passed back in pieces as
+//! it arrives, so memory per connection stays fixed whatever the client sends,
+//! and while the client does not read its echoes the task does not read either:
+//! TCP's flow control holds the client back, not the server's memory.
+//!
+//! # Example
+//!
+//! ```
+//! use echo_server::{Config, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::bind(Config {
+//!     listen: "127.0.0.1:0".parse()?,
+//!     ..Config::default()
+//! })
+//! .await?;
+//! let addr = server.local_addr();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let serving = tokio::spawn(server.run(async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! // A client using the blocking helpers of echo-proto.
+//! let echo = tokio::task::spawn_blocking(move || {
+//!     let mut stream = std::net::TcpStream::connect(addr)?;
+//!     echo_proto::write_frame(&mut stream, b"Hello Echo!")?;
+//!     echo_proto::read_frame(&mut stream, 1024)
+//! })
+//! .await??;
+//! assert_eq!(echo.as_deref(), Some(&b"Hello Echo!"[..]));
+//!
+//! stop.send(()).ok();
+//! serving.await?;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod connection;
+mod relay;
+mod server;
+mod shutdown;
+
+pub use config::{Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN};
+pub use connection::{ConnectionEnd, ConnectionSettings, ConnectionSummary, serve_connection};
+pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
+pub use server::{Server, ServerError};
+pub use shutdown::ShutdownSignal;

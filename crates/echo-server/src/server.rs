@@ -1,0 +1,241 @@
+//! [`Server`]: the listener, the accept loop and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::Config;
+use crate::connection::{ConnectionEnd, ConnectionSettings, serve_connection};
+
+/// How many connections may wait in the kernel's accept queue. A burst of
+/// connections beyond what the accept loop has taken yet waits here instead
+/// of being refused.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The first pause after an accept error that is not about one connection
+/// (such as running out of file descriptors); it doubles up to the maximum.
+const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listening socket could not be set up on the address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: io::Error,
+    },
+}
+
+/// A framed echo server bound to its address, ready to [`run`](Self::run).
+///
+/// ```
+/// use echo_server::{Config, Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::bind(Config {
+///     listen: "127.0.0.1:0".parse()?,
+///     ..Config::default()
+/// })
+/// .await?;
+/// println!("serving on {}", server.local_addr());
+///
+/// // Serve until the shutdown future completes; here, at once.
+/// server.run(async {}).await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Config,
+}
+
+impl Server {
+    /// Binds the listening socket. The server does not accept connections
+    /// until [`run`](Self::run) is awaited, but clients can already connect:
+    /// they wait in the accept queue.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let addr = config.listen;
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(bind_error)?;
+        // A restarted server can bind at once, even while connections of the
+        // previous one linger in TIME_WAIT.
+        socket.set_reuseaddr(true).map_err(bind_error)?;
+        socket.bind(addr).map_err(bind_error)?;
+        let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            config,
+        })
+    }
+
+    /// The address the server listens on, with the real port when port 0
+    /// was asked for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves connections until `shutdown` completes, then drains: it stops
+    /// accepting, lets every open connection echo what it has received, and
+    /// returns once all have closed or the drain timeout has passed, whichever
+    /// comes first. Connections still open then are closed.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let Self {
+            listener, config, ..
+        } = self;
+        let connections = TaskTracker::new();
+        let drain = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let settings = Arc::new(ConnectionSettings {
+            max_frame_len: config.max_frame_len,
+            relay_buffer_len: config.relay_buffer_len,
+        });
+
+        tokio::select! {
+            () = accept_loop(&listener, &connections, &settings, &drain, &abort) => {}
+            () = shutdown => {}
+        }
+
+        // Stop accepting first: new clients are refused from here on.
+        drop(listener);
+        drain.cancel();
+        connections.close();
+        let open = connections.len();
+        info!(
+            open_connections = open,
+            "shutting down: draining open connections"
+        );
+        let started = Instant::now();
+        if tokio::time::timeout(config.drain_timeout, connections.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                closed_unfinished = connections.len(),
+                drain_timeout = ?config.drain_timeout,
+                "drain timeout passed: closing the connections still open"
+            );
+            abort.cancel();
+            connections.wait().await;
+        }
+        info!(elapsed = ?started.elapsed(), "shutdown complete");
+    }
+}
+
+/// Accepts connections forever, each served by its own task. Errors about a
+/// single connection are skipped; errors about the server's resources are
+/// retried after a pause that grows, so that running out of file descriptors
+/// slows the server down instead of stopping it or spinning.
+async fn accept_loop(
+    listener: &TcpListener,
+    connections: &TaskTracker,
+    settings: &Arc<ConnectionSettings>,
+    drain: &CancellationToken,
+    abort: &CancellationToken,
+) {
+    let mut backoff = ACCEPT_BACKOFF_START;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_START;
+                let settings = Arc::clone(settings);
+                let drain = drain.clone();
+                let abort = abort.clone();
+                connections.spawn(
+                    async move {
+                        tokio::select! {
+                            () = handle(stream, &settings, &drain) => {}
+                            () = abort.cancelled() => warn!("connection closed unfinished at the drain timeout"),
+                        }
+                    }
+                    .instrument(info_span!("connection", %peer)),
+                );
+            }
+            Err(error) if is_connection_error(&error) => {
+                debug!(%error, "a connection failed before it was accepted");
+            }
+            Err(error) => {
+                error!(%error, retry_in = ?backoff, "cannot accept connections");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection and logs how it went.
+async fn handle(stream: TcpStream, settings: &ConnectionSettings, drain: &CancellationToken) {
+    // Echoes are small writes that must leave at once, not wait to be
+    // coalesced with data that will never come.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "cannot set TCP_NODELAY");
+    }
+    info!("connection opened");
+    let started = Instant::now();
+    let summary = serve_connection(stream, settings, drain).await;
+    let elapsed = started.elapsed();
+    let (frames, bytes) = (summary.frames, summary.bytes);
+    match &summary.end {
+        ConnectionEnd::ClientClosed | ConnectionEnd::Drained => {
+            info!(
+                frames,
+                bytes,
+                ?elapsed,
+                "connection closed: {}",
+                summary.end
+            );
+        }
+        ConnectionEnd::Io(error) if is_connection_error(error) => {
+            info!(
+                frames,
+                bytes,
+                ?elapsed,
+                "connection closed: {}",
+                summary.end
+            );
+        }
+        ConnectionEnd::ProtocolError(_) | ConnectionEnd::Io(_) => {
+            warn!(
+                frames,
+                bytes,
+                ?elapsed,
+                "connection closed: {}",
+                summary.end
+            );
+        }
+    }
+}
+
+/// Whether an error concerns one connection (the peer went away) rather than
+/// the server.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
