@@ -2,9 +2,9 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use echo_proto::{FrameError, frame};
-use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, enabled};
@@ -13,6 +13,12 @@ use crate::relay::RelayBuffer;
 
 /// How many payload bytes a debug log line shows of each frame.
 const PREVIEW_LEN: usize = 32;
+
+/// How long a draining connection between frames waits, once, for data the
+/// client has already sent. Data can sit in the socket before the runtime has
+/// noticed it, so "nothing to read right now" is not yet proof that nothing
+/// was received.
+pub const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 
 /// The settings a connection runs with.
 #[derive(Debug, Clone)]
@@ -66,7 +72,8 @@ impl fmt::Display for ConnectionEnd {
 ///
 /// When `shutdown` is cancelled the connection stops waiting for new frames: it
 /// echoes every complete frame it has received, including those already
-/// waiting in the stream and the one it is in the middle of, then closes.
+/// waiting in the stream (given [`DRAIN_SETTLE`] to show up) and the one it
+/// is in the middle of, then closes.
 pub async fn serve_connection<S>(
     mut stream: S,
     settings: &ConnectionSettings,
@@ -105,6 +112,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut draining = false;
+    let mut settled = false;
     loop {
         let idle = relay.is_idle();
         let read = stream.read_buf(relay.read_target());
@@ -120,10 +128,17 @@ where
                 }
             }
         } else if idle {
-            // Draining between frames: take only what has already arrived.
-            match read.now_or_never() {
-                Some(result) => result,
-                None => return ConnectionEnd::Drained,
+            // Draining between frames: take only what has already arrived,
+            // giving it a moment to surface the first time.
+            let wait = if settled {
+                Duration::ZERO
+            } else {
+                DRAIN_SETTLE
+            };
+            settled = true;
+            match tokio::time::timeout(wait, read).await {
+                Ok(result) => result,
+                Err(_) => return ConnectionEnd::Drained,
             }
         } else {
             // Draining inside a frame: wait for the rest of it. The server's

@@ -67,7 +67,9 @@ mod server;
 mod shutdown;
 
 pub use config::{Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN};
-pub use connection::{ConnectionEnd, ConnectionSettings, ConnectionSummary, serve_connection};
+pub use connection::{
+    ConnectionEnd, ConnectionSettings, ConnectionSummary, DRAIN_SETTLE, serve_connection,
+};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;

@@ -171,3 +171,191 @@ impl RelayBuffer {
         self.scanner.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPACITY: usize = MIN_RELAY_BUFFER_LEN;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// Feeds `input` to the relay in reads of at most `read_len` bytes, the way
+    /// the connection task does, and returns everything written back and the
+    /// first error.
+    fn feed(
+        relay: &mut RelayBuffer,
+        input: &[u8],
+        read_len: usize,
+    ) -> (Vec<u8>, Option<FrameError>) {
+        let mut echoed = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let target = relay.read_target();
+            let room = target.capacity() - target.len();
+            let n = room.min(read_len).min(rest.len());
+            target.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            let result = relay.commit_read(n);
+            echoed.extend_from_slice(relay.ready());
+            relay.consume_ready();
+            if let Err(error) = result {
+                return (echoed, Some(error));
+            }
+        }
+        (echoed, None)
+    }
+
+    #[test]
+    fn nothing_is_allocated_before_the_first_read() {
+        let relay = RelayBuffer::new(CAPACITY, 1024);
+        assert_eq!(relay.data.capacity(), 0);
+        assert!(relay.is_idle());
+    }
+
+    #[test]
+    fn small_frames_are_echoed_only_once_complete() {
+        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let wire = frame(b"hello");
+        let (echoed, error) = feed(&mut relay, &wire[..6], 64);
+        assert!(echoed.is_empty(), "a partial frame was echoed: {echoed:?}");
+        assert!(error.is_none());
+        assert!(!relay.is_idle());
+        let (echoed, _) = feed(&mut relay, &wire[6..], 64);
+        assert_eq!(echoed, wire);
+        assert!(relay.is_idle());
+        assert_eq!(relay.frames(), 1);
+    }
+
+    #[test]
+    fn pipelined_frames_are_echoed_together() {
+        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let wire: Vec<u8> = [frame(b"a"), frame(b""), frame(b"bc")].concat();
+        let target = relay.read_target();
+        target.extend_from_slice(&wire);
+        relay.commit_read(wire.len()).unwrap();
+        assert_eq!(
+            relay.ready(),
+            &wire[..],
+            "all three frames go back in one write"
+        );
+        let payloads: Vec<&[u8]> = frame::payloads(relay.whole_frames()).collect();
+        assert_eq!(payloads, [&b"a"[..], b"", b"bc"]);
+    }
+
+    #[test]
+    fn any_split_of_any_stream_is_echoed_exactly() {
+        let payloads: Vec<Vec<u8>> = vec![
+            vec![],
+            b"x".to_vec(),
+            vec![7; CAPACITY - 4],
+            vec![8; CAPACITY - 3],
+            vec![9; 5 * CAPACITY + 3],
+            b"tail".to_vec(),
+        ];
+        let wire: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+        for read_len in 1..=CAPACITY + 1 {
+            let mut relay = RelayBuffer::new(CAPACITY, 1024);
+            let (echoed, error) = feed(&mut relay, &wire, read_len);
+            assert!(error.is_none(), "read_len {read_len}: {error:?}");
+            assert_eq!(echoed, wire, "read_len {read_len}");
+            assert!(relay.is_idle(), "read_len {read_len}");
+            assert_eq!(relay.frames(), payloads.len() as u64);
+        }
+    }
+
+    #[test]
+    fn memory_stays_at_one_buffer_for_a_frame_larger_than_it() {
+        let mut relay = RelayBuffer::new(CAPACITY, 1 << 20);
+        let wire = frame(&vec![1; 100 * CAPACITY]);
+        let (echoed, error) = feed(&mut relay, &wire, CAPACITY);
+        assert!(error.is_none());
+        assert_eq!(echoed, wire);
+        assert_eq!(relay.data.capacity(), CAPACITY);
+    }
+
+    #[test]
+    fn a_large_frame_is_relayed_in_pieces_and_described_once() {
+        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let payload = vec![3; 2 * CAPACITY];
+        let wire: Vec<u8> = [frame(&payload), frame(b"after")].concat();
+        let target = relay.read_target();
+        target.extend_from_slice(&wire[..CAPACITY]);
+        relay.commit_read(CAPACITY).unwrap();
+        assert_eq!(
+            relay.ready(),
+            &wire[..CAPACITY],
+            "a full buffer of a large frame goes back"
+        );
+        assert_eq!(relay.large_frame_started(), Some(payload.len()));
+        assert!(relay.whole_frames().is_empty());
+        relay.consume_ready();
+
+        // The rest of the large frame and the whole next frame.
+        let rest = &wire[CAPACITY..];
+        let mut echoed = wire[..CAPACITY].to_vec();
+        let (more, error) = feed(&mut relay, rest, CAPACITY);
+        assert!(error.is_none());
+        echoed.extend_from_slice(&more);
+        assert_eq!(echoed, wire);
+    }
+
+    #[test]
+    fn whole_frames_after_a_large_frame_are_described() {
+        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let wire: Vec<u8> = [frame(&[5; CAPACITY]), frame(b"next")].concat();
+        let target = relay.read_target();
+        target.extend_from_slice(&wire[..CAPACITY]);
+        relay.commit_read(CAPACITY).unwrap();
+        relay.consume_ready();
+        let rest = &wire[CAPACITY..];
+        relay.read_target().extend_from_slice(rest);
+        relay.commit_read(rest.len()).unwrap();
+        assert_eq!(relay.ready(), rest);
+        let payloads: Vec<&[u8]> = frame::payloads(relay.whole_frames()).collect();
+        assert_eq!(payloads, [&b"next"[..]]);
+    }
+
+    #[test]
+    fn an_oversize_header_stops_after_the_frames_before_it() {
+        let mut relay = RelayBuffer::new(CAPACITY, 8);
+        let good = [frame(b"ok"), frame(b"fine")].concat();
+        let wire: Vec<u8> = [
+            good.clone(),
+            9u32.to_be_bytes().to_vec(),
+            b"123456789".to_vec(),
+        ]
+        .concat();
+        for read_len in 1..=wire.len() {
+            let mut relay_ = RelayBuffer::new(CAPACITY, 8);
+            let (echoed, error) = feed(&mut relay_, &wire, read_len);
+            assert_eq!(echoed, good, "read_len {read_len}");
+            assert!(
+                matches!(error, Some(FrameError::FrameTooLarge { len: 9, max: 8 })),
+                "read_len {read_len}: {error:?}"
+            );
+        }
+        let (_, error) = feed(&mut relay, &8u32.to_be_bytes(), 64);
+        assert!(error.is_none(), "a frame of exactly the limit is fine");
+    }
+
+    #[test]
+    fn finish_reports_a_stream_cut_inside_a_frame() {
+        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        feed(&mut relay, &[0, 0, 0, 3, b'a'], 64);
+        assert!(matches!(
+            relay.finish(),
+            Err(FrameError::Truncated {
+                received: 5,
+                expected: 7
+            })
+        ));
+        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        feed(&mut relay, &frame(b"abc"), 64);
+        assert!(relay.finish().is_ok());
+    }
+}
