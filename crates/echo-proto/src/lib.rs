@@ -72,3 +72,8 @@ pub use error::FrameError;
 pub use frame_codec::{FrameCodec, FrameCodecBuilder};
 pub use frame_scanner::{FrameScanner, Scan};
 pub use json_codec::{JsonCodec, JsonCodecError};
+
+/// The README's Rust samples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
