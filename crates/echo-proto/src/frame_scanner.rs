@@ -73,10 +73,14 @@ pub struct Scan {
     pub complete_len: usize,
     /// The chunk's bytes that belong to frames whose header has been accepted.
     /// Only a header still being collected, or a rejected one, is left out.
+    /// A header that straddles chunks is accepted with the chunk that
+    /// completes it, whose `accepted_len` covers only its own bytes.
     pub accepted_len: usize,
     /// Set when a header in the chunk (or earlier) announced more than the
-    /// limit. Scanning stopped there: the bad header starts at `accepted_len`,
-    /// and the scanner rejects every later chunk.
+    /// limit. Scanning stopped there: everything before `accepted_len` belongs
+    /// to good frames, and the bad header starts at `accepted_len` (or, if it
+    /// began in an earlier chunk, before this chunk). The scanner rejects every
+    /// later chunk.
     pub error: Option<FrameError>,
 }
 
@@ -152,8 +156,9 @@ impl FrameScanner {
                         return scan;
                     }
                     offset += take;
-                    // Every byte of this header, including any that came in
-                    // earlier chunks, now belongs to an accepted frame.
+                    // The header is accepted. Its bytes that came in earlier
+                    // chunks were left out of those chunks' `accepted_len`; a
+                    // caller that kept them counts them as accepted now.
                     scan.accepted_len = offset;
                     self.state = State::Payload {
                         len,

@@ -1,15 +1,21 @@
-//! One client connection: the framed echo loop over any byte stream.
+//! One client connection: the echo loop over any byte stream.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use echo_proto::{FrameError, frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, enabled};
 
-use crate::relay::RelayBuffer;
+use crate::buffer_pool::BufferPool;
+use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
+use crate::{Config, Mode};
 
 /// How many payload bytes a debug log line shows of each frame.
 const PREVIEW_LEN: usize = 32;
@@ -20,19 +26,37 @@ const PREVIEW_LEN: usize = 32;
 /// was received.
 pub const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 
-/// The settings a connection runs with.
-#[derive(Debug, Clone)]
-pub struct ConnectionSettings {
-    /// The longest frame payload accepted.
-    pub max_frame_len: usize,
-    /// The size of the connection's relay buffer.
-    pub relay_buffer_len: usize,
+/// How many spare relay buffers the pool keeps for connections to reuse.
+const POOLED_BUFFERS: usize = 64;
+
+/// A byte stream the echo can be served on.
+///
+/// Anything that reads and writes bytes qualifies. A stream that can also say
+/// when it has data without being read, as a TCP stream can, lets an idle
+/// connection give its relay buffer back while it waits, which is what keeps
+/// thousands of idle connections cheap.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Polls until a read would find data, end of stream or an error, without
+    /// reading. The default answers at once, so the connection keeps its
+    /// buffer while it waits.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
 }
+
+impl Transport for TcpStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Transport for tokio::io::DuplexStream {}
 
 /// How a connection ended, and what it carried.
 #[derive(Debug)]
 pub struct ConnectionSummary {
-    /// Frames received and echoed.
+    /// Frames received and echoed (0 in raw mode).
     pub frames: u64,
     /// Bytes echoed, headers included.
     pub bytes: u64,
@@ -42,11 +66,14 @@ pub struct ConnectionSummary {
 
 /// Why a connection ended.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConnectionEnd {
     /// The client closed its side and every frame it sent was echoed.
     ClientClosed,
     /// The server is shutting down; every frame received was echoed.
     Drained,
+    /// Nothing was read or written for the idle timeout.
+    IdleTimeout(Duration),
     /// The client broke the protocol (an oversize or truncated frame).
     ProtocolError(FrameError),
     /// The connection failed: reset by the client, or another I/O error.
@@ -58,144 +85,239 @@ impl fmt::Display for ConnectionEnd {
         match self {
             ConnectionEnd::ClientClosed => f.write_str("client closed the connection"),
             ConnectionEnd::Drained => f.write_str("closed for shutdown"),
+            ConnectionEnd::IdleTimeout(after) => write!(f, "idle for {after:?}"),
             ConnectionEnd::ProtocolError(error) => write!(f, "protocol error: {error}"),
             ConnectionEnd::Io(error) => write!(f, "I/O error: {error}"),
         }
     }
 }
 
-/// Serves the framed echo protocol on `stream` until the client closes it, it
-/// fails, or `shutdown` is cancelled and the connection has drained.
+/// The echo, as every connection of a server shares it: the settings and the
+/// pool of relay buffers.
 ///
-/// The stream can be anything that reads and writes bytes: a TCP stream, a TLS
-/// stream over one, or an in-memory pipe in tests.
+/// ```
+/// use echo_server::{Config, EchoService};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use tokio_util::sync::CancellationToken;
 ///
-/// When `shutdown` is cancelled the connection stops waiting for new frames: it
-/// echoes every complete frame it has received, including those already
-/// waiting in the stream (given [`DRAIN_SETTLE`] to show up) and the one it
-/// is in the middle of, then closes.
-pub async fn serve_connection<S>(
-    mut stream: S,
-    settings: &ConnectionSettings,
-    shutdown: &CancellationToken,
-) -> ConnectionSummary
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut relay = RelayBuffer::new(settings.relay_buffer_len, settings.max_frame_len);
-    let mut bytes = 0;
-    let end = relay_frames(&mut stream, &mut relay, &mut bytes, shutdown).await;
-    if matches!(
-        end,
-        ConnectionEnd::ClientClosed | ConnectionEnd::Drained | ConnectionEnd::ProtocolError(_)
-    ) {
-        // Tell the client nothing more is coming. It may already be gone, and
-        // then there is no one left to tell.
-        if let Err(error) = stream.shutdown().await {
-            debug!(%error, "could not shut down the connection cleanly");
-        }
-    }
-    ConnectionSummary {
-        frames: relay.frames(),
-        bytes,
-        end,
-    }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let service = EchoService::new(&Config::default());
+/// let (mut client, server_side) = tokio::io::duplex(1024);
+/// let serving = tokio::spawn(async move {
+///     service.serve(server_side, &CancellationToken::new()).await
+/// });
+/// client.write_all(b"\x00\x00\x00\x02hi").await?;
+/// client.shutdown().await?;
+/// let mut echo = Vec::new();
+/// client.read_to_end(&mut echo).await?;
+/// assert_eq!(echo, b"\x00\x00\x00\x02hi");
+/// assert_eq!(serving.await?.frames, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct EchoService {
+    mode: Mode,
+    max_frame_len: usize,
+    idle_timeout: Duration,
+    buffers: BufferPool,
 }
 
-async fn relay_frames<S>(
-    stream: &mut S,
-    relay: &mut RelayBuffer,
-    bytes_echoed: &mut u64,
-    shutdown: &CancellationToken,
-) -> ConnectionEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut draining = false;
-    let mut settled = false;
-    loop {
-        let idle = relay.is_idle();
-        let read = stream.read_buf(relay.read_target());
-        let read_result = if !draining {
-            tokio::select! {
-                // Data that has already arrived goes first, so that a shutdown
-                // never skips frames the client had sent.
-                biased;
-                result = read => result,
-                () = shutdown.cancelled() => {
-                    draining = true;
-                    continue;
-                }
+impl EchoService {
+    /// The echo as `config` describes it (its mode, frame limit, relay buffer
+    /// size and idle timeout).
+    pub fn new(config: &Config) -> Self {
+        Self {
+            mode: config.mode,
+            max_frame_len: config.max_frame_len,
+            idle_timeout: config.idle_timeout,
+            buffers: BufferPool::new(
+                config.relay_buffer_len.max(MIN_RELAY_BUFFER_LEN),
+                POOLED_BUFFERS,
+            ),
+        }
+    }
+
+    /// Serves the echo on `stream` until the client closes it, it fails, it
+    /// stays idle too long, or `shutdown` is cancelled and the connection has
+    /// drained.
+    ///
+    /// When `shutdown` is cancelled the connection stops waiting for new
+    /// frames: it echoes every complete frame it has received, including those
+    /// already waiting in the stream (given [`DRAIN_SETTLE`] to show up) and
+    /// the one it is in the middle of, then closes.
+    pub async fn serve<S: Transport>(
+        &self,
+        mut stream: S,
+        shutdown: &CancellationToken,
+    ) -> ConnectionSummary {
+        let mut relay = RelayBuffer::new(self.mode, self.max_frame_len);
+        let mut bytes = 0;
+        let end = self
+            .relay(&mut stream, &mut relay, &mut bytes, shutdown)
+            .await;
+        relay.release_if_empty(&self.buffers);
+        if matches!(
+            end,
+            ConnectionEnd::ClientClosed | ConnectionEnd::Drained | ConnectionEnd::ProtocolError(_)
+        ) {
+            // Tell the client nothing more is coming. It may already be gone,
+            // and then there is no one left to tell.
+            if let Err(error) = stream.shutdown().await {
+                debug!(%error, "could not shut down the connection cleanly");
             }
-        } else if idle {
-            // Draining between frames: take only what has already arrived,
-            // giving it a moment to surface the first time.
-            let wait = if settled {
-                Duration::ZERO
-            } else {
-                DRAIN_SETTLE
+        }
+        ConnectionSummary {
+            frames: relay.frames(),
+            bytes,
+            end,
+        }
+    }
+
+    async fn relay<S: Transport>(
+        &self,
+        stream: &mut S,
+        relay: &mut RelayBuffer,
+        bytes_echoed: &mut u64,
+        shutdown: &CancellationToken,
+    ) -> ConnectionEnd {
+        let mut draining = false;
+        let mut settled = false;
+        loop {
+            let idle = relay.is_idle();
+            // How long to wait for the next bytes. Draining between frames,
+            // only what has already arrived is taken (see DRAIN_SETTLE).
+            let wait = match (draining, idle, settled) {
+                (true, true, false) => DRAIN_SETTLE,
+                (true, true, true) => Duration::ZERO,
+                _ => self.idle_timeout,
             };
-            settled = true;
-            match tokio::time::timeout(wait, read).await {
-                Ok(result) => result,
-                Err(_) => return ConnectionEnd::Drained,
-            }
-        } else {
-            // Draining inside a frame: wait for the rest of it. The server's
-            // drain timeout bounds this wait.
-            read.await
-        };
+            settled |= draining && idle;
+            let read = self.read_some(stream, relay, wait);
+            let outcome = if draining {
+                read.await
+            } else {
+                tokio::select! {
+                    // Data that has already arrived goes first, so that a
+                    // shutdown never skips frames the client had sent.
+                    biased;
+                    outcome = read => outcome,
+                    () = shutdown.cancelled() => {
+                        draining = true;
+                        continue;
+                    }
+                }
+            };
 
-        let n = match read_result {
-            Ok(0) => {
-                return match relay.finish() {
-                    Ok(()) if draining => ConnectionEnd::Drained,
-                    Ok(()) => ConnectionEnd::ClientClosed,
-                    Err(error) => ConnectionEnd::ProtocolError(error),
-                };
-            }
-            Ok(n) => n,
-            Err(error) => return ConnectionEnd::Io(error),
-        };
+            let n = match outcome {
+                Ok(Some(0)) => {
+                    return match relay.finish() {
+                        Ok(()) if draining => ConnectionEnd::Drained,
+                        Ok(()) => ConnectionEnd::ClientClosed,
+                        Err(error) => ConnectionEnd::ProtocolError(error),
+                    };
+                }
+                Ok(Some(n)) => n,
+                Ok(None) if draining && idle => return ConnectionEnd::Drained,
+                Ok(None) => return ConnectionEnd::IdleTimeout(wait),
+                Err(error) => return ConnectionEnd::Io(error),
+            };
 
-        let committed = relay.commit_read(n);
-        if enabled!(Level::DEBUG) {
-            describe_frames(relay);
+            let committed = relay.commit_read(n);
+            if enabled!(Level::DEBUG) {
+                describe(relay, n);
+            }
+            match self.write_ready(stream, relay).await {
+                Ok(written) => *bytes_echoed += written,
+                Err(end) => return end,
+            }
+            if let Err(error) = committed {
+                return ConnectionEnd::ProtocolError(error);
+            }
+            if !has_data_waiting(stream) {
+                // The client has nothing more for now: an idle connection
+                // holds no buffer.
+                relay.release_if_empty(&self.buffers);
+            }
         }
-        if let Err(error) = write_ready(stream, relay, bytes_echoed).await {
-            return ConnectionEnd::Io(error);
+    }
+
+    /// Reads what has arrived, waiting for it at most `wait`: `Ok(None)` if
+    /// nothing came in time, `Ok(Some(0))` at end of stream. A relay with no
+    /// buffer waits for data before taking one.
+    async fn read_some<S: Transport>(
+        &self,
+        stream: &mut S,
+        relay: &mut RelayBuffer,
+        wait: Duration,
+    ) -> io::Result<Option<usize>> {
+        let started = Instant::now();
+        if !relay.holds_buffer() {
+            match timeout(wait, poll_fn(|cx| stream.poll_read_ready(cx))).await {
+                Ok(ready) => ready?,
+                Err(_) => return Ok(None),
+            }
         }
-        if let Err(error) = committed {
-            return ConnectionEnd::ProtocolError(error);
+        let wait = wait.saturating_sub(started.elapsed());
+        match timeout(wait, stream.read_buf(relay.read_target(&self.buffers))).await {
+            Ok(read) => read.map(Some),
+            Err(_) => Ok(None),
         }
+    }
+
+    /// Writes back what the relay has ready, then drops it from the buffer.
+    /// Each write must make progress within the idle timeout: a client that
+    /// stops reading its echoes is idle too.
+    async fn write_ready<S: Transport>(
+        &self,
+        stream: &mut S,
+        relay: &mut RelayBuffer,
+    ) -> Result<u64, ConnectionEnd> {
+        let ready = relay.ready();
+        if ready.is_empty() {
+            return Ok(0);
+        }
+        let idle = |_| ConnectionEnd::IdleTimeout(self.idle_timeout);
+        // Everything ready goes out in as few writes as the socket allows:
+        // many pipelined frames cost one system call, not one each.
+        let mut written = 0;
+        while written < ready.len() {
+            match timeout(self.idle_timeout, stream.write(&ready[written..]))
+                .await
+                .map_err(idle)?
+            {
+                Ok(0) => return Err(ConnectionEnd::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => written += n,
+                Err(error) => return Err(ConnectionEnd::Io(error)),
+            }
+        }
+        // Streams that buffer, such as TLS, need a flush to send; TCP's is free.
+        timeout(self.idle_timeout, stream.flush())
+            .await
+            .map_err(idle)?
+            .map_err(ConnectionEnd::Io)?;
+        relay.consume_ready();
+        Ok(written as u64)
     }
 }
 
-/// Writes back what the relay has ready, then drops it from the buffer.
-async fn write_ready<S>(
-    stream: &mut S,
-    relay: &mut RelayBuffer,
-    bytes_echoed: &mut u64,
-) -> io::Result<()>
-where
-    S: AsyncWrite + Unpin,
-{
-    let ready = relay.ready();
-    if ready.is_empty() {
-        return Ok(());
-    }
-    // One write for everything ready: many pipelined frames cost one syscall.
-    stream.write_all(ready).await?;
-    // Streams that buffer, such as TLS, need a flush to send; TCP's is free.
-    stream.flush().await?;
-    *bytes_echoed += ready.len() as u64;
-    relay.consume_ready();
-    Ok(())
+/// Whether a read would find something right now, without waiting.
+fn has_data_waiting<S: Transport>(stream: &mut S) -> bool {
+    // A waker that does nothing: this only asks, and whoever waits next
+    // registers its own.
+    let mut cx = Context::from_waker(Waker::noop());
+    stream.poll_read_ready(&mut cx).is_ready()
 }
 
-/// Logs each frame the last read completed, for people watching the exchange
-/// at debug level.
-fn describe_frames(relay: &RelayBuffer) {
+/// Logs what the last read brought, for people watching the exchange at
+/// debug level.
+fn describe(relay: &RelayBuffer, read: usize) {
+    if !relay.is_framed() {
+        // In raw mode everything read is ready, and nothing else is.
+        debug!(len = read, bytes = %Preview(relay.ready()), "bytes received");
+        return;
+    }
     if let Some(len) = relay.large_frame_started() {
         debug!(
             len,

@@ -10,8 +10,9 @@
 //! |---|---|
 //! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
-//! | [`connection`](serve_connection) | [`serve_connection`]: one client's echo loop, generic over any byte stream |
-//! | `relay` | the framed echo's decisions (what to write back, when), free of I/O |
+//! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`Transport`] |
+//! | `relay` | the echo's decisions (what to write back, when), free of I/O |
+//! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //!
 //! # How a connection is served
@@ -60,16 +61,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod buffer_pool;
 mod config;
 mod connection;
 mod relay;
 mod server;
 mod shutdown;
 
-pub use config::{Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN};
-pub use connection::{
-    ConnectionEnd, ConnectionSettings, ConnectionSummary, DRAIN_SETTLE, serve_connection,
+pub use config::{
+    Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    Mode,
 };
+pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, Transport};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;

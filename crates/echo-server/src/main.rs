@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::builder::TypedValueParser;
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
-use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Server, ShutdownSignal};
+use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Mode, Server, ShutdownSignal};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +37,12 @@ struct Cli {
     )]
     listen: SocketAddr,
 
+    /// What to echo: `framed` sends back length-prefixed frames whole (the
+    /// echo protocol); `raw` is RFC 862 echo, every byte sent back as it
+    /// arrives, for nc, telnet and classic echo clients.
+    #[arg(long, env = "ECHO_MODE", value_enum, default_value_t = Mode::Framed)]
+    mode: Mode,
+
     /// Largest frame payload accepted, in bytes (at most 4294967295). A
     /// header announcing more closes that connection, after the frames before
     /// it are echoed.
@@ -59,15 +65,46 @@ struct Cli {
         value_parser = parse_seconds
     )]
     drain_timeout: Duration,
+
+    /// Most connections served at once. Beyond it, a new connection is closed
+    /// at once; open ones are unaffected.
+    #[arg(
+        long,
+        env = "ECHO_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = echo_server::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize)
+    )]
+    max_connections: usize,
+
+    /// Seconds a connection may go without reading or writing a byte
+    /// (silent, stalled inside a frame, or not reading its echoes) before it
+    /// is closed.
+    #[arg(
+        long,
+        env = "ECHO_IDLE_TIMEOUT",
+        value_name = "SECS",
+        default_value = "300",
+        value_parser = parse_seconds
+    )]
+    idle_timeout: Duration,
 }
+
+/// The longest duration any flag takes: a year, beyond which a timeout is
+/// a mistake rather than a choice.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// Parses a number of seconds, fractions allowed: `5`, `0.5`.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("`{text}` is not a valid duration: it must be 0 or more seconds"))
+    if !(0.0..=MAX_SECONDS).contains(&seconds) {
+        return Err(format!(
+            "`{text}` must be between 0 and {MAX_SECONDS} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn main() -> ExitCode {
@@ -86,9 +123,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config {
         listen: cli.listen,
+        mode: cli.mode,
         max_frame_len: cli.max_frame,
         drain_timeout: cli.drain_timeout,
         relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
+        max_connections: cli.max_connections,
+        idle_timeout: cli.idle_timeout,
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may
@@ -106,8 +146,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     drop(stdout);
     info!(
         addr = %server.local_addr(),
+        mode = %config.mode,
         max_frame = config.max_frame_len,
-        "serving framed echo"
+        max_connections = config.max_connections,
+        idle_timeout = ?config.idle_timeout,
+        "serving echo"
     );
 
     server

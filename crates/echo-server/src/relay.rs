@@ -1,10 +1,13 @@
-//! [`RelayBuffer`]: the framed echo's state, free of I/O.
+//! [`RelayBuffer`]: the echo's state, free of I/O, framed or raw.
 //!
 //! The connection task reads into this buffer and writes back what it says is
 //! ready. Keeping the decisions here, apart from any socket, lets tests drive
 //! every case directly and lets any transport reuse them.
 
 use echo_proto::{FrameError, FrameScanner, frame};
+
+use crate::Mode;
+use crate::buffer_pool::BufferPool;
 
 /// The default size of a connection's relay buffer: 64 KiB, the size of a
 /// typical socket buffer, so one read can take in everything the kernel holds.
@@ -13,9 +16,10 @@ pub const DEFAULT_RELAY_BUFFER_LEN: usize = 64 * 1024;
 /// The smallest relay buffer allowed: room for a header and some payload.
 pub const MIN_RELAY_BUFFER_LEN: usize = 64;
 
-/// A fixed-size buffer that relays frames back to their sender.
+/// A fixed-size buffer that relays bytes back to their sender.
 ///
-/// The policy, which the protocol spec states for clients:
+/// In [`Mode::Raw`] every byte read is ready to go back at once. In
+/// [`Mode::Framed`] the policy, which the protocol spec states for clients, is:
 /// - A frame that fits in the buffer is echoed once it is complete, so nothing
 ///   of it goes back if the stream ends inside it.
 /// - A frame larger than the buffer is passed back in buffer-sized pieces as
@@ -29,15 +33,15 @@ pub const MIN_RELAY_BUFFER_LEN: usize = 64;
 /// is left (the start of an incomplete frame) to the front of the buffer, so
 /// the buffer always begins at the frame in progress.
 ///
-/// The buffer is allocated by the first read, not before, so a connection that
-/// has sent nothing costs no buffer.
+/// The buffer comes from a [`BufferPool`] when a read needs it and can go back
+/// whenever it holds nothing, so an idle connection holds no buffer.
 #[derive(Debug)]
 pub(crate) struct RelayBuffer {
-    /// The bytes read and not yet written back. Its capacity is the buffer
-    /// size once allocated.
+    /// The bytes read and not yet written back. Its capacity is the pool's
+    /// buffer size while it is held, 0 otherwise.
     data: Vec<u8>,
-    capacity: usize,
-    scanner: FrameScanner,
+    /// The frame structure of the stream; `None` in raw mode.
+    scanner: Option<FrameScanner>,
     /// How much of `data` is ready to be written back.
     ready_len: usize,
     /// How much of `data` belongs to frames whose header was accepted.
@@ -53,14 +57,15 @@ pub(crate) struct RelayBuffer {
 }
 
 impl RelayBuffer {
-    /// A relay buffer of `capacity` bytes (at least [`MIN_RELAY_BUFFER_LEN`])
-    /// that rejects frames longer than `max_frame_len`. It allocates nothing
-    /// yet.
-    pub(crate) fn new(capacity: usize, max_frame_len: usize) -> Self {
+    /// A relay for `mode` that, when framed, rejects frames longer than
+    /// `max_frame_len`. It holds no buffer yet.
+    pub(crate) fn new(mode: Mode, max_frame_len: usize) -> Self {
         Self {
             data: Vec::new(),
-            capacity: capacity.max(MIN_RELAY_BUFFER_LEN),
-            scanner: FrameScanner::new(max_frame_len),
+            scanner: match mode {
+                Mode::Framed => Some(FrameScanner::new(max_frame_len)),
+                Mode::Raw => None,
+            },
             ready_len: 0,
             accepted_len: 0,
             relaying_large_frame: false,
@@ -69,11 +74,11 @@ impl RelayBuffer {
         }
     }
 
-    /// The buffer to read into: reading appends to it, into its spare
-    /// capacity, which is never empty.
-    pub(crate) fn read_target(&mut self) -> &mut Vec<u8> {
+    /// The buffer to read into, taken from `pool` if none is held: reading
+    /// appends to it, into its spare capacity, which is never empty.
+    pub(crate) fn read_target(&mut self, pool: &BufferPool) -> &mut Vec<u8> {
         if self.data.capacity() == 0 {
-            self.data = Vec::with_capacity(self.capacity);
+            self.data = pool.take();
         }
         debug_assert!(
             self.data.len() < self.data.capacity(),
@@ -88,15 +93,20 @@ impl RelayBuffer {
     /// On a [`FrameError::FrameTooLarge`], [`ready`](Self::ready) still holds
     /// the complete frames before the bad header: write them, then close.
     pub(crate) fn commit_read(&mut self, n: usize) -> Result<(), FrameError> {
+        let Some(scanner) = &mut self.scanner else {
+            self.ready_len = self.data.len();
+            self.accepted_len = self.data.len();
+            return Ok(());
+        };
         let chunk_start = self.data.len() - n;
         // Everything before the chunk is the frame in progress. If it is a large
         // frame being relayed, the chunk first finishes its payload.
         let large_frame_tail = if self.relaying_large_frame {
-            self.scanner.payload_remaining().unwrap_or(0)
+            scanner.payload_remaining().unwrap_or(0)
         } else {
             0
         };
-        let scan = self.scanner.scan(&self.data[chunk_start..]);
+        let scan = scanner.scan(&self.data[chunk_start..]);
         if scan.accepted_len > 0 {
             self.accepted_len = chunk_start + scan.accepted_len;
         }
@@ -131,9 +141,10 @@ impl RelayBuffer {
     }
 
     /// The whole frames in [`ready`](Self::ready), headers included, for
-    /// describing them; the pieces of a large frame are left out.
+    /// describing them; the pieces of a large frame are left out, and so is
+    /// everything in raw mode.
     pub(crate) fn whole_frames(&self) -> &[u8] {
-        if self.relaying_large_frame {
+        if self.relaying_large_frame || self.scanner.is_none() {
             &[]
         } else {
             &self.data[self.whole_frames_from..self.ready_len]
@@ -155,20 +166,41 @@ impl RelayBuffer {
         self.large_frame_started = None;
     }
 
+    /// Whether a buffer is held.
+    pub(crate) fn holds_buffer(&self) -> bool {
+        self.data.capacity() > 0
+    }
+
+    /// Whether the relay follows frames (framed mode) or not (raw mode).
+    pub(crate) fn is_framed(&self) -> bool {
+        self.scanner.is_some()
+    }
+
+    /// Gives the buffer back to `pool` if it holds nothing.
+    pub(crate) fn release_if_empty(&mut self, pool: &BufferPool) {
+        if self.data.is_empty() && self.data.capacity() > 0 {
+            pool.give(std::mem::take(&mut self.data));
+        }
+    }
+
     /// Whether the stream so far ends at a frame boundary with nothing held,
     /// so that the connection can close without cutting a frame short.
     pub(crate) fn is_idle(&self) -> bool {
-        self.data.is_empty() && self.scanner.is_at_boundary()
+        self.data.is_empty()
+            && self
+                .scanner
+                .as_ref()
+                .is_none_or(FrameScanner::is_at_boundary)
     }
 
-    /// How many frames have been completed.
+    /// How many frames have been completed; always 0 in raw mode.
     pub(crate) fn frames(&self) -> u64 {
-        self.scanner.frames_total()
+        self.scanner.as_ref().map_or(0, FrameScanner::frames_total)
     }
 
     /// Declares the end of the stream: an error if it ends inside a frame.
     pub(crate) fn finish(&self) -> Result<(), FrameError> {
-        self.scanner.finish()
+        self.scanner.as_ref().map_or(Ok(()), FrameScanner::finish)
     }
 }
 
@@ -177,6 +209,10 @@ mod tests {
     use super::*;
 
     const CAPACITY: usize = MIN_RELAY_BUFFER_LEN;
+
+    /// A pool that keeps no spare buffers, so tests running at once share
+    /// nothing.
+    static POOL: BufferPool = BufferPool::new(CAPACITY, 0);
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
@@ -195,7 +231,7 @@ mod tests {
         let mut echoed = Vec::new();
         let mut rest = input;
         while !rest.is_empty() {
-            let target = relay.read_target();
+            let target = relay.read_target(&POOL);
             let room = target.capacity() - target.len();
             let n = room.min(read_len).min(rest.len());
             target.extend_from_slice(&rest[..n]);
@@ -212,14 +248,14 @@ mod tests {
 
     #[test]
     fn nothing_is_allocated_before_the_first_read() {
-        let relay = RelayBuffer::new(CAPACITY, 1024);
+        let relay = RelayBuffer::new(Mode::Framed, 1024);
         assert_eq!(relay.data.capacity(), 0);
         assert!(relay.is_idle());
     }
 
     #[test]
     fn small_frames_are_echoed_only_once_complete() {
-        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         let wire = frame(b"hello");
         let (echoed, error) = feed(&mut relay, &wire[..6], 64);
         assert!(echoed.is_empty(), "a partial frame was echoed: {echoed:?}");
@@ -233,9 +269,9 @@ mod tests {
 
     #[test]
     fn pipelined_frames_are_echoed_together() {
-        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         let wire: Vec<u8> = [frame(b"a"), frame(b""), frame(b"bc")].concat();
-        let target = relay.read_target();
+        let target = relay.read_target(&POOL);
         target.extend_from_slice(&wire);
         relay.commit_read(wire.len()).unwrap();
         assert_eq!(
@@ -259,7 +295,7 @@ mod tests {
         ];
         let wire: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
         for read_len in 1..=CAPACITY + 1 {
-            let mut relay = RelayBuffer::new(CAPACITY, 1024);
+            let mut relay = RelayBuffer::new(Mode::Framed, 1024);
             let (echoed, error) = feed(&mut relay, &wire, read_len);
             assert!(error.is_none(), "read_len {read_len}: {error:?}");
             assert_eq!(echoed, wire, "read_len {read_len}");
@@ -270,7 +306,7 @@ mod tests {
 
     #[test]
     fn memory_stays_at_one_buffer_for_a_frame_larger_than_it() {
-        let mut relay = RelayBuffer::new(CAPACITY, 1 << 20);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1 << 20);
         let wire = frame(&vec![1; 100 * CAPACITY]);
         let (echoed, error) = feed(&mut relay, &wire, CAPACITY);
         assert!(error.is_none());
@@ -280,10 +316,10 @@ mod tests {
 
     #[test]
     fn a_large_frame_is_relayed_in_pieces_and_described_once() {
-        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         let payload = vec![3; 2 * CAPACITY];
         let wire: Vec<u8> = [frame(&payload), frame(b"after")].concat();
-        let target = relay.read_target();
+        let target = relay.read_target(&POOL);
         target.extend_from_slice(&wire[..CAPACITY]);
         relay.commit_read(CAPACITY).unwrap();
         assert_eq!(
@@ -306,14 +342,14 @@ mod tests {
 
     #[test]
     fn whole_frames_after_a_large_frame_are_described() {
-        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         let wire: Vec<u8> = [frame(&[5; CAPACITY]), frame(b"next")].concat();
-        let target = relay.read_target();
+        let target = relay.read_target(&POOL);
         target.extend_from_slice(&wire[..CAPACITY]);
         relay.commit_read(CAPACITY).unwrap();
         relay.consume_ready();
         let rest = &wire[CAPACITY..];
-        relay.read_target().extend_from_slice(rest);
+        relay.read_target(&POOL).extend_from_slice(rest);
         relay.commit_read(rest.len()).unwrap();
         assert_eq!(relay.ready(), rest);
         let payloads: Vec<&[u8]> = frame::payloads(relay.whole_frames()).collect();
@@ -322,7 +358,7 @@ mod tests {
 
     #[test]
     fn an_oversize_header_stops_after_the_frames_before_it() {
-        let mut relay = RelayBuffer::new(CAPACITY, 8);
+        let mut relay = RelayBuffer::new(Mode::Framed, 8);
         let good = [frame(b"ok"), frame(b"fine")].concat();
         let wire: Vec<u8> = [
             good.clone(),
@@ -331,7 +367,7 @@ mod tests {
         ]
         .concat();
         for read_len in 1..=wire.len() {
-            let mut relay_ = RelayBuffer::new(CAPACITY, 8);
+            let mut relay_ = RelayBuffer::new(Mode::Framed, 8);
             let (echoed, error) = feed(&mut relay_, &wire, read_len);
             assert_eq!(echoed, good, "read_len {read_len}");
             assert!(
@@ -345,7 +381,7 @@ mod tests {
 
     #[test]
     fn finish_reports_a_stream_cut_inside_a_frame() {
-        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         feed(&mut relay, &[0, 0, 0, 3, b'a'], 64);
         assert!(matches!(
             relay.finish(),
@@ -354,8 +390,44 @@ mod tests {
                 expected: 7
             })
         ));
-        let mut relay = RelayBuffer::new(CAPACITY, 1024);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         feed(&mut relay, &frame(b"abc"), 64);
         assert!(relay.finish().is_ok());
+    }
+
+    #[test]
+    fn raw_mode_sends_back_every_byte_at_once() {
+        let mut relay = RelayBuffer::new(Mode::Raw, 0);
+        // Bytes that would be an oversize header in framed mode.
+        let input = [0xff, 0xff, 0xff, 0xff, b'a'];
+        for read_len in 1..=input.len() {
+            let (echoed, error) = feed(&mut relay, &input, read_len);
+            assert!(error.is_none());
+            assert_eq!(echoed, input);
+            assert!(relay.is_idle());
+            assert!(relay.finish().is_ok());
+        }
+        assert_eq!(relay.frames(), 0);
+        assert!(relay.whole_frames().is_empty());
+    }
+
+    #[test]
+    fn the_buffer_goes_back_to_the_pool_only_when_empty() {
+        let pool = BufferPool::new(CAPACITY, 1);
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
+        relay.read_target(&pool).extend_from_slice(&[0, 0, 0, 1]);
+        relay.commit_read(4).unwrap();
+        relay.release_if_empty(&pool);
+        assert_eq!(
+            relay.data.capacity(),
+            CAPACITY,
+            "a partial frame keeps its buffer"
+        );
+        relay.read_target(&pool).push(b'x');
+        relay.commit_read(1).unwrap();
+        relay.consume_ready();
+        relay.release_if_empty(&pool);
+        assert_eq!(relay.data.capacity(), 0, "an idle relay holds no buffer");
+        assert!(relay.is_idle());
     }
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::Config;
-use crate::connection::{ConnectionEnd, ConnectionSettings, serve_connection};
+use crate::connection::{ConnectionEnd, EchoService};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
 /// connections beyond what the accept loop has taken yet waits here instead
@@ -107,13 +108,13 @@ impl Server {
         let connections = TaskTracker::new();
         let drain = CancellationToken::new();
         let abort = CancellationToken::new();
-        let settings = Arc::new(ConnectionSettings {
-            max_frame_len: config.max_frame_len,
-            relay_buffer_len: config.relay_buffer_len,
-        });
+        let service = Arc::new(EchoService::new(&config));
+        let limit = Arc::new(Semaphore::new(
+            config.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
 
         tokio::select! {
-            () = accept_loop(&listener, &connections, &settings, &drain, &abort) => {}
+            () = accept_loop(&listener, &connections, &service, &limit, &drain, &abort) => {}
             () = shutdown => {}
         }
 
@@ -150,7 +151,8 @@ impl Server {
 async fn accept_loop(
     listener: &TcpListener,
     connections: &TaskTracker,
-    settings: &Arc<ConnectionSettings>,
+    service: &Arc<EchoService>,
+    limit: &Arc<Semaphore>,
     drain: &CancellationToken,
     abort: &CancellationToken,
 ) {
@@ -159,15 +161,23 @@ async fn accept_loop(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_START;
-                let settings = Arc::clone(settings);
+                let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
+                    // Closing at once tells the client where it stands, and
+                    // costs the connections already open nothing.
+                    warn!(%peer, "connection refused: the connection limit is reached");
+                    drop(stream);
+                    continue;
+                };
+                let service = Arc::clone(service);
                 let drain = drain.clone();
                 let abort = abort.clone();
                 connections.spawn(
                     async move {
                         tokio::select! {
-                            () = handle(stream, &settings, &drain) => {}
+                            () = handle(stream, &service, &drain) => {}
                             () = abort.cancelled() => warn!("connection closed unfinished at the drain timeout"),
                         }
+                        drop(permit);
                     }
                     .instrument(info_span!("connection", %peer)),
                 );
@@ -185,7 +195,7 @@ async fn accept_loop(
 }
 
 /// Serves one accepted connection and logs how it went.
-async fn handle(stream: TcpStream, settings: &ConnectionSettings, drain: &CancellationToken) {
+async fn handle(stream: TcpStream, service: &EchoService, drain: &CancellationToken) {
     // Echoes are small writes that must leave at once, not wait to be
     // coalesced with data that will never come.
     if let Err(error) = stream.set_nodelay(true) {
@@ -193,7 +203,7 @@ async fn handle(stream: TcpStream, settings: &ConnectionSettings, drain: &Cancel
     }
     info!("connection opened");
     let started = Instant::now();
-    let summary = serve_connection(stream, settings, drain).await;
+    let summary = service.serve(stream, drain).await;
     let elapsed = started.elapsed();
     let (frames, bytes) = (summary.frames, summary.bytes);
     match &summary.end {
@@ -215,7 +225,7 @@ async fn handle(stream: TcpStream, settings: &ConnectionSettings, drain: &Cancel
                 summary.end
             );
         }
-        ConnectionEnd::ProtocolError(_) | ConnectionEnd::Io(_) => {
+        ConnectionEnd::IdleTimeout(_) | ConnectionEnd::ProtocolError(_) | ConnectionEnd::Io(_) => {
             warn!(
                 frames,
                 bytes,

@@ -304,14 +304,12 @@ async fn binding_a_taken_address_names_it() {
 #[tokio::test]
 async fn serves_any_byte_stream_not_just_tcp() {
     let (client, server_side) = tokio::io::duplex(64);
-    let settings = echo_server::ConnectionSettings {
-        max_frame_len: 1 << 20,
+    let service = echo_server::EchoService::new(&Config {
         relay_buffer_len: echo_server::MIN_RELAY_BUFFER_LEN,
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(async move {
-        echo_server::serve_connection(server_side, &settings, &shutdown).await
+        ..Config::default()
     });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(async move { service.serve(server_side, &shutdown).await });
 
     let client = Framed::new(client, FrameCodec::new());
     let payloads = [
