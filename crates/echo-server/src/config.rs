@@ -59,6 +59,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Framed echo or raw RFC 862 echo.
     pub mode: Mode,
+    /// Where to serve UDP echo too, if anywhere.
+    pub udp: Option<SocketAddr>,
     /// The longest frame payload accepted; a header announcing more closes
     /// the connection.
     pub max_frame_len: usize,
@@ -82,6 +84,7 @@ impl Default for Config {
         Self {
             listen: DEFAULT_LISTEN,
             mode: Mode::Framed,
+            udp: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,

@@ -13,6 +13,7 @@
 //! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`Transport`] |
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
+//! | `udp` | UDP echo (RFC 862), beside the TCP listener |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //!
 //! # How a connection is served
@@ -67,6 +68,7 @@ mod connection;
 mod relay;
 mod server;
 mod shutdown;
+mod udp;
 
 pub use config::{
     Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,

@@ -43,6 +43,11 @@ struct Cli {
     #[arg(long, env = "ECHO_MODE", value_enum, default_value_t = Mode::Framed)]
     mode: Mode,
 
+    /// Also serve UDP echo (RFC 862) on this address, as IP:PORT: each
+    /// datagram is answered with an identical one. Off unless given.
+    #[arg(long, env = "ECHO_UDP", value_name = "ADDR")]
+    udp: Option<SocketAddr>,
+
     /// Largest frame payload accepted, in bytes (at most 4294967295). A
     /// header announcing more closes that connection, after the frames before
     /// it are echoed.
@@ -88,6 +93,18 @@ struct Cli {
         value_parser = parse_seconds
     )]
     idle_timeout: Duration,
+
+    /// How logs are written to stderr: `text` for people, `json` (one object
+    /// per line) for log collectors. The level comes from RUST_LOG.
+    #[arg(long, env = "ECHO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The formats `--log-format` offers.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The longest duration any flag takes: a year, beyond which a timeout is
@@ -109,7 +126,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -124,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config {
         listen: cli.listen,
         mode: cli.mode,
+        udp: cli.udp,
         max_frame_len: cli.max_frame,
         drain_timeout: cli.drain_timeout,
         relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
@@ -135,15 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // signal at once.
     let signal = ShutdownSignal::install().context("cannot listen for shutdown signals")?;
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "echo-server listening on {} (framed)",
-        server.local_addr()
-    )
-    .and_then(|()| stdout.flush())
-    .context("cannot write to stdout")?;
-    drop(stdout);
+    announce(&server, config.mode).context("cannot write to stdout")?;
     info!(
         addr = %server.local_addr(),
         mode = %config.mode,
@@ -162,12 +172,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the lines that say the server is up, one per listener, in the form
+/// scripts wait for: `echo-server listening on IP:PORT (KIND)`.
+fn announce(server: &Server, mode: Mode) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "echo-server listening on {} ({mode})",
+        server.local_addr()
+    )?;
+    if let Some(addr) = server.udp_addr() {
+        writeln!(stdout, "echo-server listening on {addr} (udp)")?;
+    }
+    stdout.flush()
+}
+
 /// Sends logs to stderr, at the level RUST_LOG asks for (info by default).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

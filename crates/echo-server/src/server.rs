@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::Config;
 use crate::connection::{ConnectionEnd, EchoService};
+use crate::{Config, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
 /// connections beyond what the accept loop has taken yet waits here instead
@@ -62,6 +62,7 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    udp: Option<(UdpSocket, SocketAddr)>,
     config: Config,
 }
 
@@ -84,11 +85,21 @@ impl Server {
         socket.bind(addr).map_err(bind_error)?;
         let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let udp = match config.udp {
+            Some(addr) => Some(bind_udp(addr).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
+            udp,
             config,
         })
+    }
+
+    /// The address of the UDP echo, if one was asked for, with the real port.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The address the server listens on, with the real port when port 0
@@ -103,7 +114,10 @@ impl Server {
     /// comes first. Connections still open then are closed.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let Self {
-            listener, config, ..
+            listener,
+            udp,
+            config,
+            ..
         } = self;
         let connections = TaskTracker::new();
         let drain = CancellationToken::new();
@@ -113,6 +127,11 @@ impl Server {
             config.max_connections.min(Semaphore::MAX_PERMITS),
         ));
 
+        // Datagrams have no connection to drain: UDP stops when the drain
+        // starts.
+        let udp =
+            udp.map(|(socket, _)| tokio::spawn(udp::serve_udp(socket, drain.clone(), |_| {})));
+
         tokio::select! {
             () = accept_loop(&listener, &connections, &service, &limit, &drain, &abort) => {}
             () = shutdown => {}
@@ -121,6 +140,10 @@ impl Server {
         // Stop accepting first: new clients are refused from here on.
         drop(listener);
         drain.cancel();
+        if let Some(udp) = udp {
+            // It returns as soon as it sees the cancellation.
+            let _ = udp.await;
+        }
         connections.close();
         let open = connections.len();
         info!(
@@ -142,6 +165,14 @@ impl Server {
         }
         info!(elapsed = ?started.elapsed(), "shutdown complete");
     }
+}
+
+/// Binds the UDP echo's socket.
+async fn bind_udp(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
+    let local_addr = socket.local_addr().map_err(bind_error)?;
+    Ok((socket, local_addr))
 }
 
 /// Accepts connections forever, each served by its own task. Errors about a

@@ -1,6 +1,7 @@
 //! The server on real loopback sockets: echo, limits, bad clients, shutdown.
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,75 +10,9 @@ use echo_server::{Config, Server, ServerError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
-/// A bound on every wait in these tests, so a bug fails them instead of
-/// hanging them.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A server running in the background, stopped by `stop`.
-struct Running {
-    addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn start(config: Config) -> Running {
-        let server = Server::bind(Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..config
-        })
-        .await
-        .expect("bind an ephemeral port");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn framed(&self) -> Framed<TcpStream, FrameCodec> {
-        let stream = within(TcpStream::connect(self.addr))
-            .await
-            .expect("connect");
-        stream.set_nodelay(true).unwrap();
-        Framed::new(stream, FrameCodec::new())
-    }
-
-    /// Asks the server to shut down, and returns the future of its drain.
-    fn shut_down(&mut self) -> &mut JoinHandle<()> {
-        self.stop.take().expect("stopped once").send(()).unwrap();
-        &mut self.task
-    }
-}
-
-async fn within<F: Future>(future: F) -> F::Output {
-    timeout(DEADLINE, future).await.expect("deadline passed")
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(payload);
-    bytes
-}
-
-/// Reads until the server closes the connection, with a deadline.
-async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut rest = Vec::new();
-    within(stream.read_to_end(&mut rest))
-        .await
-        .expect("read until closed");
-    rest
-}
+use support::{Running, frame, read_to_end, within};
 
 #[tokio::test]
 async fn echoes_frames_of_every_size_in_order() {
