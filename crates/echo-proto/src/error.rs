@@ -49,8 +49,9 @@ pub enum FrameError {
         expected: u64,
     },
 
-    /// The underlying reader or writer failed.
-    #[error("I/O error: {0}")]
+    /// The underlying reader or writer failed. It displays as the I/O error
+    /// itself, so that an error chain names the cause once.
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 

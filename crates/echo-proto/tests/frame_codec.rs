@@ -409,8 +409,12 @@ fn errors_state_their_numbers_and_kind() {
     );
     assert_eq!(truncated.kind(), "truncated");
 
-    let io = FrameError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-    assert!(io.to_string().starts_with("I/O error: "), "{io}");
+    let cause = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    let cause_text = cause.to_string();
+    let io = FrameError::from(cause);
+    // Transparent: the cause is named once, not repeated by error chains.
+    assert_eq!(io.to_string(), cause_text);
+    assert!(std::error::Error::source(&io).is_none());
     assert_eq!(io.kind(), "io");
 }
 

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, error, info, warn};
 
 use crate::connection::{ConnectionEnd, EchoService};
 use crate::{Config, udp};
@@ -30,7 +30,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[non_exhaustive]
 pub enum ServerError {
     /// The listening socket could not be set up on the address.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
@@ -119,51 +119,98 @@ impl Server {
             config,
             ..
         } = self;
-        let connections = TaskTracker::new();
-        let drain = CancellationToken::new();
-        let abort = CancellationToken::new();
-        let service = Arc::new(EchoService::new(&config));
-        let limit = Arc::new(Semaphore::new(
-            config.max_connections.min(Semaphore::MAX_PERMITS),
-        ));
-
+        let connections = Connections {
+            tracker: TaskTracker::new(),
+            service: Arc::new(EchoService::new(&config)),
+            limit: Arc::new(Semaphore::new(
+                config.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
+            drain: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        };
         // Datagrams have no connection to drain: UDP stops when the drain
         // starts.
-        let udp =
-            udp.map(|(socket, _)| tokio::spawn(udp::serve_udp(socket, drain.clone(), |_| {})));
+        let udp = udp.map(|(socket, _)| {
+            tokio::spawn(udp::serve_udp(socket, connections.drain.clone(), |_| {}))
+        });
 
         tokio::select! {
-            () = accept_loop(&listener, &connections, &service, &limit, &drain, &abort) => {}
+            () = accept_loop(&listener, &connections) => {}
             () = shutdown => {}
         }
 
-        // Stop accepting first: new clients are refused from here on.
-        drop(listener);
-        drain.cancel();
+        // Clients whose connections the kernel has already completed are
+        // served, and drained, like the others; once the listener is closed,
+        // new clients are refused.
+        accept_waiting(listener, &connections);
+        connections.drain.cancel();
         if let Some(udp) = udp {
             // It returns as soon as it sees the cancellation.
             let _ = udp.await;
         }
-        connections.close();
-        let open = connections.len();
+        let tracker = &connections.tracker;
+        tracker.close();
         info!(
-            open_connections = open,
+            open_connections = tracker.len(),
             "shutting down: draining open connections"
         );
         let started = Instant::now();
-        if tokio::time::timeout(config.drain_timeout, connections.wait())
+        if tokio::time::timeout(config.drain_timeout, tracker.wait())
             .await
             .is_err()
         {
             warn!(
-                closed_unfinished = connections.len(),
+                closed_unfinished = tracker.len(),
                 drain_timeout = ?config.drain_timeout,
                 "drain timeout passed: closing the connections still open"
             );
-            abort.cancel();
-            connections.wait().await;
+            connections.abort.cancel();
+            tracker.wait().await;
         }
         info!(elapsed = ?started.elapsed(), "shutdown complete");
+    }
+}
+
+/// What the connection tasks of one server share.
+struct Connections {
+    /// Every connection task, so that shutdown can wait for them.
+    tracker: TaskTracker,
+    service: Arc<EchoService>,
+    /// One permit per connection served at once.
+    limit: Arc<Semaphore>,
+    /// Cancelled when the drain starts.
+    drain: CancellationToken,
+    /// Cancelled when the drain timeout has passed.
+    abort: CancellationToken,
+}
+
+impl Connections {
+    /// Serves `stream` on its own task, or closes it at once if the
+    /// connection limit is reached.
+    fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+        let Ok(permit) = Arc::clone(&self.limit).try_acquire_owned() else {
+            // Closing at once tells the client where it stands, and costs the
+            // connections already open nothing.
+            warn!(%peer, "connection refused: the connection limit is reached");
+            return;
+        };
+        let service = Arc::clone(&self.service);
+        let drain = self.drain.clone();
+        let abort = self.abort.clone();
+        self.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = handle(stream, peer, &service, &drain) => {}
+                    () = abort.cancelled() => warn!(%peer, "connection closed unfinished at the drain timeout"),
+                }
+                drop(permit);
+            }
+            // A span per connection gives debug logs their peer. It is a debug
+            // span because at the default level it would cost every idle
+            // connection a few hundred bytes; the info and warn events name the
+            // peer themselves.
+            .instrument(debug_span!("connection", %peer)),
+        );
     }
 }
 
@@ -179,39 +226,13 @@ async fn bind_udp(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerErr
 /// single connection are skipped; errors about the server's resources are
 /// retried after a pause that grows, so that running out of file descriptors
 /// slows the server down instead of stopping it or spinning.
-async fn accept_loop(
-    listener: &TcpListener,
-    connections: &TaskTracker,
-    service: &Arc<EchoService>,
-    limit: &Arc<Semaphore>,
-    drain: &CancellationToken,
-    abort: &CancellationToken,
-) {
+async fn accept_loop(listener: &TcpListener, connections: &Connections) {
     let mut backoff = ACCEPT_BACKOFF_START;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_START;
-                let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
-                    // Closing at once tells the client where it stands, and
-                    // costs the connections already open nothing.
-                    warn!(%peer, "connection refused: the connection limit is reached");
-                    drop(stream);
-                    continue;
-                };
-                let service = Arc::clone(service);
-                let drain = drain.clone();
-                let abort = abort.clone();
-                connections.spawn(
-                    async move {
-                        tokio::select! {
-                            () = handle(stream, &service, &drain) => {}
-                            () = abort.cancelled() => warn!("connection closed unfinished at the drain timeout"),
-                        }
-                        drop(permit);
-                    }
-                    .instrument(info_span!("connection", %peer)),
-                );
+                connections.serve(stream, peer);
             }
             Err(error) if is_connection_error(&error) => {
                 debug!(%error, "a connection failed before it was accepted");
@@ -225,46 +246,70 @@ async fn accept_loop(
     }
 }
 
+/// Accepts every connection waiting in the kernel's accept queue, without
+/// waiting for more, then closes the listener.
+///
+/// It asks the socket directly rather than through the runtime, whose idea of
+/// whether connections are waiting may lag behind the kernel's.
+fn accept_waiting(listener: TcpListener, connections: &Connections) {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            warn!(%error, "cannot take the connections waiting to be accepted");
+            return;
+        }
+    };
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream));
+                match stream {
+                    Ok(stream) => connections.serve(stream, peer),
+                    Err(error) => {
+                        debug!(%peer, %error, "cannot serve a connection accepted at shutdown")
+                    }
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+            Err(error) if is_connection_error(&error) => {}
+            Err(error) => {
+                warn!(%error, "cannot take the connections waiting to be accepted");
+                return;
+            }
+        }
+    }
+}
+
 /// Serves one accepted connection and logs how it went.
-async fn handle(stream: TcpStream, service: &EchoService, drain: &CancellationToken) {
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: &EchoService,
+    drain: &CancellationToken,
+) {
     // Echoes are small writes that must leave at once, not wait to be
     // coalesced with data that will never come.
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "cannot set TCP_NODELAY");
     }
-    info!("connection opened");
+    info!(%peer, "connection opened");
     let started = Instant::now();
     let summary = service.serve(stream, drain).await;
     let elapsed = started.elapsed();
-    let (frames, bytes) = (summary.frames, summary.bytes);
-    match &summary.end {
-        ConnectionEnd::ClientClosed | ConnectionEnd::Drained => {
-            info!(
-                frames,
-                bytes,
-                ?elapsed,
-                "connection closed: {}",
-                summary.end
-            );
-        }
-        ConnectionEnd::Io(error) if is_connection_error(error) => {
-            info!(
-                frames,
-                bytes,
-                ?elapsed,
-                "connection closed: {}",
-                summary.end
-            );
-        }
-        ConnectionEnd::IdleTimeout(_) | ConnectionEnd::ProtocolError(_) | ConnectionEnd::Io(_) => {
-            warn!(
-                frames,
-                bytes,
-                ?elapsed,
-                "connection closed: {}",
-                summary.end
-            );
-        }
+    let (frames, bytes, end) = (summary.frames, summary.bytes, &summary.end);
+    // A client leaving, even abruptly, is ordinary; the server closing on a
+    // client is worth a warning.
+    let ordinary = match end {
+        ConnectionEnd::ClientClosed | ConnectionEnd::Drained => true,
+        ConnectionEnd::Io(error) => is_connection_error(error),
+        _ => false,
+    };
+    if ordinary {
+        info!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
+    } else {
+        warn!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
     }
 }
 

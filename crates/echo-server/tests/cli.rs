@@ -1,130 +1,12 @@
 //! The `echo-server` binary as users run it: its stdout line, exit codes,
 //! signals and logs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A running `echo-server`, killed if the test ends early.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl ServerProcess {
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start echo-server");
-        let stdout = child.stdout.take().unwrap();
-        let (line_tx, line_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = line_tx.send(line);
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let (stderr_tx, stderr_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            let _ = stderr_tx.send(text);
-        });
-        let mut server = ServerProcess {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            stderr: stderr_rx,
-        };
-        let line = line_rx.recv_timeout(DEADLINE).expect("the listening line");
-        let addr = line
-            .strip_prefix("echo-server listening on ")
-            .and_then(|rest| rest.strip_suffix(" (framed)\n"))
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        server.addr = addr.parse().expect("a socket address");
-        server
-    }
-
-    fn send_sigterm(&self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-    }
-
-    /// Sends SIGTERM and returns the exit status and everything logged.
-    fn terminate(self) -> (ExitStatus, String) {
-        self.send_sigterm();
-        self.wait()
-    }
-
-    /// Waits for the server to exit, and returns the exit status and
-    /// everything logged.
-    fn wait(mut self) -> (ExitStatus, String) {
-        let status = wait_with_deadline(&mut self.child);
-        let stderr = self.stderr.recv_timeout(DEADLINE).expect("stderr closes");
-        (status, stderr)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_with_deadline(child: &mut Child) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the process did not exit in time"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs the binary to completion with a deadline: status, stdout, stderr.
-fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_with_deadline(&mut child);
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status, stdout, stderr)
-}
+use support::process::{DEADLINE, ServerProcess, run};
 
 fn echo(addr: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -144,6 +26,39 @@ fn announces_its_address_and_exits_0_on_sigterm() {
     let (status, stderr) = server.terminate();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("shutdown requested"), "{stderr}");
+}
+
+#[test]
+fn announces_each_listener_with_its_kind() {
+    let server = ServerProcess::start(&["--mode", "raw", "--udp", "127.0.0.1:0"], &[]);
+    let kinds: Vec<&str> = server
+        .listeners
+        .iter()
+        .map(|(_, kind)| kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["raw", "udp"]);
+    assert!(server.listeners.iter().all(|(addr, _)| addr.port() != 0));
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let server = ServerProcess::start(&["--log-format", "json"], &[("RUST_LOG", "info")]);
+    echo(server.addr, b"hi");
+    let (_, stderr) = server.terminate();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    for line in lines {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"));
+        assert!(object["level"].is_string(), "{line}");
+        assert!(object["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        stderr.contains(r#""message":"connection opened""#),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -201,7 +116,9 @@ fn a_taken_address_is_one_clear_error_and_exit_1() {
     assert!(stdout.is_empty(), "{stdout}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(&format!("error: cannot listen on {addr}: ")),
+        stderr.starts_with(&format!(
+            "error: cannot listen on {addr}: Address already in use"
+        )),
         "{stderr}"
     );
 }
@@ -232,6 +149,15 @@ fn help_shows_every_default_and_env_var() {
         "[default: 8388608]",
         "[env: ECHO_DRAIN_TIMEOUT=]",
         "[default: 5]",
+        "[env: ECHO_MODE=]",
+        "[default: framed]",
+        "[env: ECHO_UDP=]",
+        "[env: ECHO_MAX_CONNECTIONS=]",
+        "[default: 10000]",
+        "[env: ECHO_IDLE_TIMEOUT=]",
+        "[default: 300]",
+        "[env: ECHO_LOG_FORMAT=]",
+        "[default: text]",
     ] {
         assert!(stdout.contains(expected), "missing {expected}: {stdout}");
     }

@@ -228,12 +228,10 @@ async fn binding_a_taken_address_names_it() {
         matches!(error, ServerError::Bind { addr: named, .. } if named == addr),
         "{error:?}"
     );
-    assert!(
-        error
-            .to_string()
-            .starts_with(&format!("cannot listen on {addr}: ")),
-        "{error}"
-    );
+    // The cause is the error's source, so that a chain names it once.
+    assert_eq!(error.to_string(), format!("cannot listen on {addr}"));
+    let cause = std::error::Error::source(&error).expect("the OS error as the source");
+    assert!(cause.to_string().contains("in use"), "{cause}");
 }
 
 #[tokio::test]
@@ -272,4 +270,34 @@ async fn serves_any_byte_stream_not_just_tcp() {
     ));
     // After the client closed, the echo side ends cleanly too.
     assert!(within(stream.next()).await.is_none());
+}
+
+#[tokio::test]
+async fn connections_waiting_to_be_accepted_at_shutdown_are_served_not_reset() {
+    let server = Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    // The kernel completes these connections before the server accepts any.
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let mut stream = within(TcpStream::connect(addr)).await.unwrap();
+        stream
+            .write_all(&frame(format!("waiting {i}").as_bytes()))
+            .await
+            .unwrap();
+        clients.push(stream);
+    }
+    // A server asked to stop before it has accepted anything.
+    let running = tokio::spawn(server.run(async {}));
+    for (i, mut stream) in clients.into_iter().enumerate() {
+        assert_eq!(
+            read_to_end(&mut stream).await,
+            frame(format!("waiting {i}").as_bytes())
+        );
+    }
+    within(running).await.unwrap();
 }

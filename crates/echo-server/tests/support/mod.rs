@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test file uses its own part.
 
+pub mod process;
+
 use std::future::Future;
 use std::time::Duration;
 

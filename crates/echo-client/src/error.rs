@@ -1,0 +1,123 @@
+//! [`ClientError`]: everything that can go wrong talking to an echo server.
+
+use std::io;
+use std::time::Duration;
+
+use echo_proto::FrameError;
+
+/// Why a [`Client`](crate::Client) call failed.
+///
+/// Every variant names the address the client was asked to reach, exactly as
+/// it was given to [`Client::connect`](crate::Client::connect), so that a
+/// message makes sense on its own.
+///
+/// The message of an error describes that error alone; the lower-level cause,
+/// if any, is its [`source`](std::error::Error::source). To print one line
+/// with everything, walk the chain, for example with `anyhow`'s `{:#}`:
+///
+/// ```
+/// use std::io;
+/// use echo_client::ClientError;
+///
+/// let error = ClientError::Connect {
+///     addr: "127.0.0.1:1".to_owned(),
+///     source: io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused"),
+/// };
+/// assert_eq!(error.to_string(), "cannot connect to 127.0.0.1:1");
+/// assert_eq!(
+///     format!("{:#}", anyhow::Error::new(error)),
+///     "cannot connect to 127.0.0.1:1: Connection refused",
+/// );
+/// ```
+///
+/// After any error the connection may be out of step with the server (an echo
+/// may still be on its way), so drop the client and connect again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The address could not be turned into a socket address: it is not of
+    /// the form `HOST:PORT`, or the host name did not resolve.
+    #[error("cannot resolve {addr}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why the lookup failed.
+        source: io::Error,
+    },
+
+    /// Every address the name resolved to refused or failed the connection.
+    #[error("cannot connect to {addr}")]
+    Connect {
+        /// The address as given.
+        addr: String,
+        /// Why the last connection attempt failed.
+        source: io::Error,
+    },
+
+    /// Resolving the address and connecting took longer than the timeout.
+    #[error("cannot connect to {addr} within {waited:?}")]
+    ConnectTimeout {
+        /// The address as given.
+        addr: String,
+        /// The timeout that expired.
+        waited: Duration,
+    },
+
+    /// A message was not echoed in full within the timeout.
+    #[error("no echo from {addr} within {waited:?}")]
+    Timeout {
+        /// The address as given.
+        addr: String,
+        /// The timeout that expired.
+        waited: Duration,
+    },
+
+    /// The server closed (or reset) the connection before the echo arrived in
+    /// full, for example because the message was larger than the server's
+    /// maximum frame length.
+    #[error("{addr} closed the connection before echoing a {sent_len}-byte message")]
+    Closed {
+        /// The address as given.
+        addr: String,
+        /// The length of the message whose echo never arrived.
+        sent_len: usize,
+    },
+
+    /// The echo differs from the message that was sent.
+    #[error(
+        "the echo from {addr} differs from the message sent: {sent_len} bytes sent, \
+         {received_len} received, first difference at byte {first_difference}"
+    )]
+    Mismatch {
+        /// The address as given.
+        addr: String,
+        /// The length of the message sent.
+        sent_len: usize,
+        /// The length of the echo received.
+        received_len: usize,
+        /// The offset of the first byte that differs; when one is a prefix of
+        /// the other, the length of the shorter.
+        first_difference: usize,
+    },
+
+    /// A frame broke the protocol's rules: a message longer than the maximum
+    /// frame length (8 MiB) was offered, or the server announced an echo
+    /// longer than that.
+    #[error("framing error on the connection to {addr}")]
+    Frame {
+        /// The address as given.
+        addr: String,
+        /// What was wrong with the frame.
+        source: FrameError,
+    },
+
+    /// Reading or writing the socket failed for a reason other than the
+    /// server closing it.
+    #[error("I/O error on the connection to {addr}")]
+    Io {
+        /// The address as given.
+        addr: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
