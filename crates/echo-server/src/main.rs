@@ -13,8 +13,9 @@ use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Mode, Server, ShutdownSignal
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-/// A TCP echo server. It sends back every frame it receives (a 4-byte
-/// big-endian length, then that many bytes), to many clients at once.
+/// A TCP and UDP echo server. By default it sends back every frame it
+/// receives (a 4-byte big-endian length, then that many bytes); `--mode raw`
+/// echoes bytes as they arrive (RFC 862), and `--udp` answers datagrams.
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -23,6 +24,7 @@ use tracing_subscriber::EnvFilter;
                   Examples:\n  \
                   echo-server\n  \
                   echo-server --listen 127.0.0.1:0\n  \
+                  echo-server --mode raw --udp 127.0.0.1:9999\n  \
                   RUST_LOG=debug echo-server --max-frame 65536"
 )]
 struct Cli {
@@ -37,9 +39,8 @@ struct Cli {
     )]
     listen: SocketAddr,
 
-    /// What to echo: `framed` sends back length-prefixed frames whole (the
-    /// echo protocol); `raw` is RFC 862 echo, every byte sent back as it
-    /// arrives, for nc, telnet and classic echo clients.
+    /// What to echo over TCP. `raw` suits nc, telnet and classic echo
+    /// clients.
     #[arg(long, env = "ECHO_MODE", value_enum, default_value_t = Mode::Framed)]
     mode: Mode,
 
@@ -96,7 +97,7 @@ struct Cli {
 
     /// How logs are written to stderr: `text` for people, `json` (one object
     /// per line) for log collectors. The level comes from RUST_LOG.
-    #[arg(long, env = "ECHO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "ECHO_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
