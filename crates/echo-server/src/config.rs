@@ -61,6 +61,8 @@ pub struct Config {
     pub mode: Mode,
     /// Where to serve UDP echo too, if anywhere.
     pub udp: Option<SocketAddr>,
+    /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
     /// The longest frame payload accepted; a header announcing more closes
     /// the connection.
     pub max_frame_len: usize,
@@ -85,6 +87,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             mode: Mode::Framed,
             udp: None,
+            metrics: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, enabled};
 
+use crate::Metrics;
 use crate::buffer_pool::BufferPool;
 use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
 use crate::{Config, Mode};
@@ -92,8 +94,8 @@ impl fmt::Display for ConnectionEnd {
     }
 }
 
-/// The echo, as every connection of a server shares it: the settings and the
-/// pool of relay buffers.
+/// The echo, as every connection of a server shares it: the settings, the
+/// pool of relay buffers and the metrics.
 ///
 /// ```
 /// use echo_server::{Config, EchoService};
@@ -122,12 +124,19 @@ pub struct EchoService {
     max_frame_len: usize,
     idle_timeout: Duration,
     buffers: BufferPool,
+    metrics: Arc<Metrics>,
 }
 
 impl EchoService {
     /// The echo as `config` describes it (its mode, frame limit, relay buffer
-    /// size and idle timeout).
+    /// size and idle timeout), counting into metrics of its own.
     pub fn new(config: &Config) -> Self {
+        Self::with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// The echo as `config` describes it, counting what it echoes into
+    /// `metrics`.
+    pub fn with_metrics(config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
             mode: config.mode,
             max_frame_len: config.max_frame_len,
@@ -136,7 +145,13 @@ impl EchoService {
                 config.relay_buffer_len.max(MIN_RELAY_BUFFER_LEN),
                 POOLED_BUFFERS,
             ),
+            metrics,
         }
+    }
+
+    /// The metrics this echo counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Serves the echo on `stream` until the client closes it, it fails, it
@@ -224,12 +239,17 @@ impl EchoService {
                 Err(error) => return ConnectionEnd::Io(error),
             };
 
+            let frames_before = relay.frames();
             let committed = relay.commit_read(n);
             if enabled!(Level::DEBUG) {
                 describe(relay, n);
             }
+            let frames = relay.frames() - frames_before;
             match self.write_ready(stream, relay).await {
-                Ok(written) => *bytes_echoed += written,
+                Ok(written) => {
+                    *bytes_echoed += written;
+                    self.metrics.echoed(frames, written);
+                }
                 Err(end) => return end,
             }
             if let Err(error) = committed {

@@ -14,6 +14,8 @@
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | `udp` | UDP echo (RFC 862), beside the TCP listener |
+//! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
+//! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //!
 //! # How a connection is served
@@ -62,9 +64,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod accept;
 mod buffer_pool;
 mod config;
 mod connection;
+mod metrics;
 mod relay;
 mod server;
 mod shutdown;
@@ -75,6 +79,7 @@ pub use config::{
     Mode,
 };
 pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, Transport};
+pub use metrics::{Metrics, RejectReason, serve_metrics};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;

@@ -25,6 +25,7 @@ use tracing_subscriber::EnvFilter;
                   echo-server\n  \
                   echo-server --listen 127.0.0.1:0\n  \
                   echo-server --mode raw --udp 127.0.0.1:9999\n  \
+                  echo-server --metrics 127.0.0.1:9898\n  \
                   RUST_LOG=debug echo-server --max-frame 65536"
 )]
 struct Cli {
@@ -48,6 +49,12 @@ struct Cli {
     /// datagram is answered with an identical one. Off unless given.
     #[arg(long, env = "ECHO_UDP", value_name = "ADDR")]
     udp: Option<SocketAddr>,
+
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics:
+    /// connections, frames and bytes echoed, rejections and protocol errors.
+    /// Off unless given.
+    #[arg(long, env = "ECHO_METRICS", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     /// Largest frame payload accepted, in bytes (at most 4294967295). A
     /// header announcing more closes that connection, after the frames before
@@ -143,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         listen: cli.listen,
         mode: cli.mode,
         udp: cli.udp,
+        metrics: cli.metrics,
         max_frame_len: cli.max_frame,
         drain_timeout: cli.drain_timeout,
         relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
@@ -184,6 +192,9 @@ fn announce(server: &Server, mode: Mode) -> std::io::Result<()> {
     )?;
     if let Some(addr) = server.udp_addr() {
         writeln!(stdout, "echo-server listening on {addr} (udp)")?;
+    }
+    if let Some(addr) = server.metrics_addr() {
+        writeln!(stdout, "echo-server listening on {addr} (metrics)")?;
     }
     stdout.flush()
 }

@@ -4,26 +4,22 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, debug_span, error, info, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
+use crate::accept::{Acceptor, is_connection_error};
 use crate::connection::{ConnectionEnd, EchoService};
-use crate::{Config, udp};
+use crate::{Config, Metrics, RejectReason, serve_metrics, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
 /// connections beyond what the accept loop has taken yet waits here instead
 /// of being refused.
 const LISTEN_BACKLOG: u32 = 1024;
-
-/// The first pause after an accept error that is not about one connection
-/// (such as running out of file descriptors); it doubles up to the maximum.
-const ACCEPT_BACKOFF_START: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +59,8 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     udp: Option<(UdpSocket, SocketAddr)>,
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
+    metrics: Arc<Metrics>,
     config: Config,
 }
 
@@ -89,12 +87,29 @@ impl Server {
             Some(addr) => Some(bind_udp(addr).await?),
             None => None,
         };
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(bind_metrics(addr).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
             udp,
+            metrics_listener,
+            metrics: Arc::new(Metrics::new()),
             config,
         })
+    }
+
+    /// The address of the Prometheus endpoint, if one was asked for, with the
+    /// real port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The server's metrics, which the endpoint serves (if there is one).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The address of the UDP echo, if one was asked for, with the real port.
@@ -116,12 +131,23 @@ impl Server {
         let Self {
             listener,
             udp,
+            metrics_listener,
+            metrics,
             config,
             ..
         } = self;
+        // The endpoint outlives the drain, so that it can be watched.
+        let metrics_stop = CancellationToken::new();
+        let metrics_endpoint = metrics_listener.map(|(listener, _)| {
+            tokio::spawn(serve_metrics(
+                listener,
+                Arc::clone(&metrics),
+                metrics_stop.clone(),
+            ))
+        });
         let connections = Connections {
             tracker: TaskTracker::new(),
-            service: Arc::new(EchoService::new(&config)),
+            service: Arc::new(EchoService::with_metrics(&config, Arc::clone(&metrics))),
             limit: Arc::new(Semaphore::new(
                 config.max_connections.min(Semaphore::MAX_PERMITS),
             )),
@@ -131,7 +157,14 @@ impl Server {
         // Datagrams have no connection to drain: UDP stops when the drain
         // starts.
         let udp = udp.map(|(socket, _)| {
-            tokio::spawn(udp::serve_udp(socket, connections.drain.clone(), |_| {}))
+            let metrics = Arc::clone(&metrics);
+            tokio::spawn(udp::serve_udp(
+                socket,
+                connections.drain.clone(),
+                move |len| {
+                    metrics.udp_datagram(len);
+                },
+            ))
         });
 
         tokio::select! {
@@ -167,6 +200,10 @@ impl Server {
             connections.abort.cancel();
             tracker.wait().await;
         }
+        metrics_stop.cancel();
+        if let Some(endpoint) = metrics_endpoint {
+            let _ = endpoint.await;
+        }
         info!(elapsed = ?started.elapsed(), "shutdown complete");
     }
 }
@@ -188,21 +225,28 @@ impl Connections {
     /// Serves `stream` on its own task, or closes it at once if the
     /// connection limit is reached.
     fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+        let metrics = self.service.metrics();
         let Ok(permit) = Arc::clone(&self.limit).try_acquire_owned() else {
             // Closing at once tells the client where it stands, and costs the
             // connections already open nothing.
             warn!(%peer, "connection refused: the connection limit is reached");
+            metrics.connection_rejected(RejectReason::Limit);
             return;
         };
+        metrics.connection_accepted();
         let service = Arc::clone(&self.service);
         let drain = self.drain.clone();
         let abort = self.abort.clone();
         self.tracker.spawn(
             async move {
-                tokio::select! {
-                    () = handle(stream, peer, &service, &drain) => {}
-                    () = abort.cancelled() => warn!(%peer, "connection closed unfinished at the drain timeout"),
-                }
+                let end = tokio::select! {
+                    end = handle(stream, peer, &service, &drain) => end,
+                    () = abort.cancelled() => {
+                        warn!(%peer, "connection closed unfinished at the drain timeout");
+                        ConnectionEnd::Drained
+                    }
+                };
+                service.metrics().connection_closed(&end);
                 drop(permit);
             }
             // A span per connection gives debug logs their peer. It is a debug
@@ -214,6 +258,14 @@ impl Connections {
     }
 }
 
+/// Binds the Prometheus endpoint's listener.
+async fn bind_metrics(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local_addr))
+}
+
 /// Binds the UDP echo's socket.
 async fn bind_udp(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerError> {
     let bind_error = |source| ServerError::Bind { addr, source };
@@ -222,27 +274,13 @@ async fn bind_udp(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerErr
     Ok((socket, local_addr))
 }
 
-/// Accepts connections forever, each served by its own task. Errors about a
-/// single connection are skipped; errors about the server's resources are
-/// retried after a pause that grows, so that running out of file descriptors
-/// slows the server down instead of stopping it or spinning.
+/// Accepts connections until the task is dropped, each served by its own
+/// task.
 async fn accept_loop(listener: &TcpListener, connections: &Connections) {
-    let mut backoff = ACCEPT_BACKOFF_START;
+    let mut acceptor = Acceptor::new(listener, "echo");
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                backoff = ACCEPT_BACKOFF_START;
-                connections.serve(stream, peer);
-            }
-            Err(error) if is_connection_error(&error) => {
-                debug!(%error, "a connection failed before it was accepted");
-            }
-            Err(error) => {
-                error!(%error, retry_in = ?backoff, "cannot accept connections");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-            }
-        }
+        let (stream, peer) = acceptor.accept().await;
+        connections.serve(stream, peer);
     }
 }
 
@@ -282,13 +320,14 @@ fn accept_waiting(listener: TcpListener, connections: &Connections) {
     }
 }
 
-/// Serves one accepted connection and logs how it went.
+/// Serves one accepted connection, logs how it went, and returns why it
+/// ended.
 async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
     service: &EchoService,
     drain: &CancellationToken,
-) {
+) -> ConnectionEnd {
     // Echoes are small writes that must leave at once, not wait to be
     // coalesced with data that will never come.
     if let Err(error) = stream.set_nodelay(true) {
@@ -311,17 +350,5 @@ async fn handle(
     } else {
         warn!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
     }
-}
-
-/// Whether an error concerns one connection (the peer went away) rather than
-/// the server.
-fn is_connection_error(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
+    summary.end
 }

@@ -152,6 +152,7 @@ fn help_shows_every_default_and_env_var() {
         "[env: ECHO_MODE=]",
         "[default: framed]",
         "[env: ECHO_UDP=]",
+        "[env: ECHO_METRICS=]",
         "[env: ECHO_MAX_CONNECTIONS=]",
         "[default: 10000]",
         "[env: ECHO_IDLE_TIMEOUT=]",

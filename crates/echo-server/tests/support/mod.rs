@@ -25,6 +25,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub udp_addr: Option<std::net::SocketAddr>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub metrics: std::sync::Arc<echo_server::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -39,6 +41,8 @@ impl Running {
         .expect("bind an ephemeral port");
         let addr = server.local_addr();
         let udp_addr = server.udp_addr();
+        let metrics_addr = server.metrics_addr();
+        let metrics = std::sync::Arc::clone(server.metrics());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -46,6 +50,8 @@ impl Running {
         Running {
             addr,
             udp_addr,
+            metrics_addr,
+            metrics,
             stop: Some(stop),
             task,
         }
