@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::wire;
+use common::{assert_truncated, wire};
 use echo_proto::{FrameError, read_frame, write_frame};
 
 /// The longest any socket read or write in these tests may block.
@@ -16,21 +16,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A limit far above every frame of these tests.
 const MAX: usize = 4 * 1024 * 1024;
-
-fn assert_truncated<T: std::fmt::Debug>(
-    result: Result<T, FrameError>,
-    expected_received: u64,
-    expected_expected: u64,
-) {
-    match result {
-        Err(FrameError::Truncated { received, expected }) => {
-            assert_eq!((received, expected), (expected_received, expected_expected));
-        }
-        other => panic!(
-            "expected Truncated {{ received: {expected_received}, expected: {expected_expected} }}, got {other:?}"
-        ),
-    }
-}
 
 /// A reader that hands out `data` a few bytes at a time, and can fail every
 /// other call with `Interrupted`.

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::wire;
+use common::{assert_truncated, wire};
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use echo_proto::{FrameCodec, FrameError};
 use futures_util::{SinkExt, StreamExt};
@@ -41,21 +41,6 @@ fn assert_too_large(
         }
         other => panic!(
             "expected FrameTooLarge {{ len: {expected_len}, max: {expected_max} }}, got {other:?}"
-        ),
-    }
-}
-
-fn assert_truncated(
-    result: Result<Option<BytesMut>, FrameError>,
-    expected_received: u64,
-    expected_expected: u64,
-) {
-    match result {
-        Err(FrameError::Truncated { received, expected }) => {
-            assert_eq!((received, expected), (expected_received, expected_expected));
-        }
-        other => panic!(
-            "expected Truncated {{ received: {expected_received}, expected: {expected_expected} }}, got {other:?}"
         ),
     }
 }

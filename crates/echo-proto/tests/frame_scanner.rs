@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::wire;
+use common::{assert_truncated, wire};
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN};
 use echo_proto::{FrameError, FrameScanner, Scan};
 
@@ -31,21 +31,6 @@ fn assert_too_large(error: Option<FrameError>, expected_len: u64, expected_max: 
         }
         other => panic!(
             "expected FrameTooLarge {{ len: {expected_len}, max: {expected_max} }}, got {other:?}"
-        ),
-    }
-}
-
-fn assert_truncated(
-    result: Result<(), FrameError>,
-    expected_received: u64,
-    expected_expected: u64,
-) {
-    match result {
-        Err(FrameError::Truncated { received, expected }) => {
-            assert_eq!((received, expected), (expected_received, expected_expected));
-        }
-        other => panic!(
-            "expected Truncated {{ received: {expected_received}, expected: {expected_expected} }}, got {other:?}"
         ),
     }
 }

@@ -16,3 +16,20 @@ pub(crate) fn wire<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<u8> {
     }
     bytes
 }
+
+/// Asserts that `result` is `FrameError::Truncated` with these numbers.
+#[allow(dead_code)] // Not every test file checks truncation.
+pub(crate) fn assert_truncated<T: std::fmt::Debug>(
+    result: Result<T, echo_proto::FrameError>,
+    expected_received: u64,
+    expected_expected: u64,
+) {
+    match result {
+        Err(echo_proto::FrameError::Truncated { received, expected }) => {
+            assert_eq!((received, expected), (expected_received, expected_expected));
+        }
+        other => panic!(
+            "expected Truncated {{ received: {expected_received}, expected: {expected_expected} }}, got {other:?}"
+        ),
+    }
+}
