@@ -77,16 +77,14 @@ impl fmt::Display for Summary {
 ///
 /// A build failure is an error; a failed scenario is counted in the summary.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<Summary> {
-    let selected: Vec<_> = scenarios::ALL
-        .iter()
+    let selected: Vec<_> = scenarios::all()
         .filter(|scenario| options.selects(scenario.name))
         .collect();
     if selected.is_empty() {
         bail!(
             "no scenario name contains any of {:?}; the scenarios are: {}",
             options.filters,
-            scenarios::ALL
-                .iter()
+            scenarios::all()
                 .map(|s| s.name)
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -235,7 +233,7 @@ mod tests {
 
     #[test]
     fn every_scenario_name_is_unique_and_filterable() {
-        let mut names: Vec<_> = scenarios::ALL.iter().map(|s| s.name).collect();
+        let mut names: Vec<_> = scenarios::all().map(|s| s.name).collect();
         let count = names.len();
         names.sort_unstable();
         names.dedup();

@@ -124,9 +124,12 @@ fn run_checked(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// The command as a person would type it, for messages.
+/// The command as a person would type it, for messages: the program by its
+/// name alone, so that `$CARGO`'s full path into the toolchain shows as
+/// `cargo`.
 fn show_command(command: &Command) -> String {
-    std::iter::once(command.get_program())
+    let program = Path::new(command.get_program());
+    std::iter::once(program.file_name().unwrap_or(program.as_os_str()))
         .chain(command.get_args())
         .map(|part| part.to_string_lossy())
         .collect::<Vec<_>>()
@@ -181,6 +184,9 @@ mod tests {
         let mut command = Command::new("cargo");
         command.args(["fmt", "--all", "--", "--check"]);
         assert_eq!(show_command(&command), "cargo fmt --all -- --check");
+        let mut command = Command::new("/root/.rustup/toolchains/stable/bin/cargo");
+        command.args(["build", "-p", "echo-server"]);
+        assert_eq!(show_command(&command), "cargo build -p echo-server");
     }
 
     #[test]

@@ -31,16 +31,20 @@ const ISOLATED_ENV: &[&str] = &[
     "ECHO_ADDR",
     "ECHO_TIMEOUT",
     "ECHO_LISTEN",
+    "ECHO_MODE",
+    "ECHO_UDP",
+    "ECHO_METRICS",
     "ECHO_MAX_FRAME",
     "ECHO_DRAIN_TIMEOUT",
+    "ECHO_MAX_CONNECTIONS",
+    "ECHO_IDLE_TIMEOUT",
+    "ECHO_LOG_FORMAT",
     "RUST_LOG",
 ];
 
-/// The start of the line `echo-server` prints once it is listening.
+/// The start of each line `echo-server` prints once it is listening, one
+/// line per listener: `echo-server listening on IP:PORT (KIND)`.
 const LISTENING_PREFIX: &str = "echo-server listening on ";
-
-/// The end of that line.
-const LISTENING_SUFFIX: &str = " (framed)";
 
 /// The binaries under test.
 #[derive(Debug)]
@@ -58,9 +62,15 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Starts an `echo-server` on a free loopback port, with `extra` arguments.
+    /// Starts an `echo-server` on a free loopback port, with `extra` arguments,
+    /// and waits for the listening line of each listener they ask for.
     pub(super) fn server(&self, extra: &[&str]) -> Result<Server> {
-        Server::start(&self.bins.server, extra, self.deadline)
+        Server::start(
+            &self.bins.server,
+            extra,
+            &expected_listeners(extra),
+            self.deadline,
+        )
     }
 
     /// Starts a server with `extra` arguments and runs `body` with its
@@ -72,6 +82,26 @@ impl Ctx<'_> {
     ) -> Result<()> {
         let server = self.server(extra)?;
         body(server.addr()).map_err(|error| server.explain(error))
+    }
+
+    /// Starts a server with `extra` arguments, runs `body` with it, then stops
+    /// it with SIGTERM and checks that it exits 0 without printing anything
+    /// more to stdout. Returns its output, for checks on its log. On failure
+    /// the server's log is added to the error.
+    pub(super) fn with_server_stopped(
+        &self,
+        extra: &[&str],
+        body: impl FnOnce(&Server) -> Result<()>,
+    ) -> Result<Output> {
+        let server = self.server(extra)?;
+        if let Err(error) = body(&server) {
+            return Err(server.explain(error));
+        }
+        let output = server.stop(self.deadline)?;
+        output
+            .expect(0, b"")
+            .context("the server did not exit cleanly after SIGTERM")?;
+        Ok(output)
     }
 
     /// Runs `echo-client --addr ADDR ARGS...` with `stdin` to completion.
@@ -293,6 +323,20 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// The time left until `deadline`, for a socket timeout, which cannot be
+/// zero: an error once the deadline has passed.
+pub(super) fn time_left(deadline: Instant) -> io::Result<Duration> {
+    let left = remaining(deadline);
+    if left.is_zero() {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the scenario's deadline passed",
+        ))
+    } else {
+        Ok(left)
+    }
+}
+
 /// How a process ended and what it wrote.
 #[derive(Debug)]
 pub(super) struct Output {
@@ -366,38 +410,174 @@ fn check_error_line(stderr: &str, needle: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a listening line says is listening: its `(KIND)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// TCP, echoing frames (the default `--mode framed`).
+    Framed,
+    /// TCP, echoing bytes as they arrive (`--mode raw`).
+    Raw,
+    /// UDP echo (`--udp`).
+    Udp,
+    /// The metrics endpoint over HTTP (`--metrics`).
+    Metrics,
+}
+
+impl Listener {
+    const ALL: [Listener; 4] = [
+        Listener::Framed,
+        Listener::Raw,
+        Listener::Udp,
+        Listener::Metrics,
+    ];
+
+    /// The kind as the listening line spells it.
+    fn label(self) -> &'static str {
+        match self {
+            Listener::Framed => "framed",
+            Listener::Raw => "raw",
+            Listener::Udp => "udp",
+            Listener::Metrics => "metrics",
+        }
+    }
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The listeners a server started with `args` announces: its TCP listener
+/// first, then the UDP echo and the metrics endpoint if they are asked for.
+fn expected_listeners(args: &[&str]) -> Vec<Listener> {
+    let tcp = match flag_value(args, "--mode") {
+        Some("raw") => Listener::Raw,
+        _ => Listener::Framed,
+    };
+    let optional = [("--udp", Listener::Udp), ("--metrics", Listener::Metrics)];
+    std::iter::once(tcp)
+        .chain(
+            optional
+                .into_iter()
+                .filter(|(flag, _)| flag_value(args, flag).is_some())
+                .map(|(_, listener)| listener),
+        )
+        .collect()
+}
+
+/// The value of `flag` in `args`, given as `--flag VALUE` or `--flag=VALUE`.
+fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(index, arg)| {
+        if *arg == flag {
+            args.get(index + 1).copied()
+        } else {
+            arg.strip_prefix(flag)?.strip_prefix('=')
+        }
+    })
+}
+
+/// Lists listeners for messages: `framed, udp`.
+fn list(listeners: impl IntoIterator<Item = Listener>) -> String {
+    listeners
+        .into_iter()
+        .map(Listener::label)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The address `listeners` give for `kind`, if they name it.
+fn announced(listeners: &[(Listener, SocketAddr)], kind: Listener) -> Option<SocketAddr> {
+    listeners
+        .iter()
+        .find(|(seen, _)| *seen == kind)
+        .map(|&(_, addr)| addr)
+}
+
 /// An `echo-server` that is listening, killed when dropped.
 #[derive(Debug)]
 pub(super) struct Server {
     process: Process,
+    /// Every listener it announced, in the order of the lines.
+    listeners: Vec<(Listener, SocketAddr)>,
+    /// The first listener expected: the TCP one.
     addr: SocketAddr,
 }
 
 impl Server {
-    /// Starts `program EXTRA... --listen 127.0.0.1:0` and waits until it
-    /// prints the address it listens on.
+    /// Starts `program EXTRA... --listen 127.0.0.1:0` and waits until it has
+    /// printed one listening line for each of `expected` (in any order), the
+    /// first of which is the one [`addr`](Self::addr) returns. A listening
+    /// line for a listener not expected, or a second one for the same
+    /// listener, is an error; other lines are skipped.
     ///
     /// The extra arguments come first so that the unit tests can stand a
     /// shell script (`sh -c SCRIPT`) in for the server.
-    fn start(program: &Path, extra: &[&str], deadline: Instant) -> Result<Self> {
+    fn start(
+        program: &Path,
+        extra: &[&str],
+        expected: &[Listener],
+        deadline: Instant,
+    ) -> Result<Self> {
+        let Some(&main) = expected.first() else {
+            bail!("a server must be expected to announce at least one listener");
+        };
         let args = extra.iter().chain(&["--listen", "127.0.0.1:0"]);
         let process = Process::spawn(program, args, b"")?;
-        // Stops at the end of stdout or at the deadline; either way the wait
-        // below reports the server's stderr, killing it first if need be.
-        while let Ok(Some(line)) = process.next_line(deadline) {
-            if let Some(addr) = parse_listening_line(&String::from_utf8_lossy(&line)) {
-                return Ok(Server { process, addr });
+        let mut listeners: Vec<(Listener, SocketAddr)> = Vec::new();
+        loop {
+            let missing: Vec<Listener> = expected
+                .iter()
+                .copied()
+                .filter(|&kind| announced(&listeners, kind).is_none())
+                .collect();
+            if missing.is_empty() {
+                break;
             }
+            // Stops at the end of stdout or at the deadline; either way the
+            // wait below reports the server's stderr, killing it first if
+            // need be.
+            let Ok(Some(line)) = process.next_line(deadline) else {
+                let missing = list(missing);
+                let output = process.wait(deadline).with_context(|| {
+                    format!("echo-server did not print its listening line for {missing}")
+                })?;
+                bail!(
+                    "echo-server exited without printing its listening line for {missing}: {output}"
+                )
+            };
+            let line = String::from_utf8_lossy(&line);
+            let Some((addr, kind)) = parse_listening_line(&line) else {
+                continue;
+            };
+            if !expected.contains(&kind) || announced(&listeners, kind).is_some() {
+                let output = process.kill()?;
+                bail!(
+                    "echo-server printed {:?}, but it was expected to announce {} once each: {output}",
+                    line.trim_end(),
+                    list(expected.iter().copied())
+                );
+            }
+            listeners.push((kind, addr));
         }
-        let output = process
-            .wait(deadline)
-            .context("echo-server did not print its listening line")?;
-        bail!("echo-server exited without printing its listening line: {output}")
+        let addr = announced(&listeners, main).context("the main listener was not announced")?;
+        Ok(Server {
+            process,
+            listeners,
+            addr,
+        })
     }
 
-    /// The address the server listens on.
+    /// The address the server listens on for TCP.
     pub(super) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of `listener`, which the server must have been started
+    /// with.
+    pub(super) fn addr_of(&self, listener: Listener) -> Result<SocketAddr> {
+        announced(&self.listeners, listener)
+            .with_context(|| format!("the server has no {listener} listener"))
     }
 
     /// The server's process id, for [`terminate`] from another thread.
@@ -436,14 +616,18 @@ pub(super) fn terminate(pid: Pid) -> Result<()> {
     signal::kill(pid, Signal::SIGTERM).with_context(|| format!("could not send SIGTERM to {pid}"))
 }
 
-/// Parses `echo-server listening on IP:PORT (framed)`, with or without its
+/// Parses `echo-server listening on IP:PORT (KIND)`, with or without its
 /// line ending.
-fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    line.trim_end_matches(['\n', '\r'])
+fn parse_listening_line(line: &str) -> Option<(SocketAddr, Listener)> {
+    let (addr, kind) = line
+        .trim_end_matches(['\n', '\r'])
         .strip_prefix(LISTENING_PREFIX)?
-        .strip_suffix(LISTENING_SUFFIX)?
-        .parse()
-        .ok()
+        .strip_suffix(')')?
+        .split_once(" (")?;
+    let kind = Listener::ALL
+        .into_iter()
+        .find(|listener| listener.label() == kind)?;
+    Some((addr.parse().ok()?, kind))
 }
 
 /// A loopback address where nothing listens: a port the system just handed
@@ -484,18 +668,6 @@ impl<'a> Deadlined<'a> {
         Self { stream, deadline }
     }
 
-    fn time_left(&self) -> io::Result<Duration> {
-        let left = remaining(self.deadline);
-        if left.is_zero() {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the scenario's deadline passed",
-            ))
-        } else {
-            Ok(left)
-        }
-    }
-
     /// Reads one frame, or `None` at a clean end of stream.
     pub(super) fn read_frame(&mut self) -> Result<Option<Vec<u8>>> {
         Ok(echo_proto::read_frame(self, DEFAULT_MAX_FRAME_LEN)?)
@@ -504,7 +676,8 @@ impl<'a> Deadlined<'a> {
 
 impl Read for Deadlined<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.time_left()?))?;
+        self.stream
+            .set_read_timeout(Some(time_left(self.deadline)?))?;
         let mut stream = self.stream;
         stream.read(buf)
     }
@@ -512,7 +685,8 @@ impl Read for Deadlined<'_> {
 
 impl Write for Deadlined<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.time_left()?))?;
+        self.stream
+            .set_write_timeout(Some(time_left(self.deadline)?))?;
         let mut stream = self.stream;
         stream.write(buf)
     }
@@ -534,10 +708,6 @@ pub(super) fn encode(frames: &[Vec<u8>]) -> Result<Vec<u8>> {
 
 /// Sends all `frames` in one write burst, calls `after_write`, and checks
 /// that each frame comes back identical and in order.
-///
-/// The write runs on a second thread while this one reads the echoes: a
-/// burst larger than the socket buffers would otherwise deadlock, the server
-/// waiting for us to read and us waiting for it to read.
 pub(super) fn echo_all(
     stream: &TcpStream,
     frames: &[Vec<u8>],
@@ -545,14 +715,32 @@ pub(super) fn echo_all(
     after_write: impl FnOnce(&TcpStream) -> Result<()> + Send,
 ) -> Result<()> {
     let wire = encode(frames)?;
-    thread::scope(|scope| {
-        let writer = scope.spawn(|| -> Result<()> {
+    write_while_reading(
+        stream,
+        || {
             Deadlined::new(stream, deadline)
                 .write_all(&wire)
                 .context("could not send the frames")?;
             after_write(stream)
-        });
-        let read = read_echoes(stream, frames, deadline);
+        },
+        || read_echoes(stream, frames, deadline),
+    )
+}
+
+/// Runs `write` on a second thread while `read` reads the answers on this
+/// one, and returns what `read` returns.
+///
+/// Two threads, because a burst larger than the socket buffers would
+/// otherwise deadlock: the server waiting for us to read and us waiting for
+/// it to read. Both must bound their waits, as [`Deadlined`] does.
+pub(super) fn write_while_reading<T>(
+    stream: &TcpStream,
+    write: impl FnOnce() -> Result<()> + Send,
+    read: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    thread::scope(|scope| {
+        let writer = scope.spawn(write);
+        let read = read();
         if read.is_err() {
             // Unblock a writer stuck on a full socket buffer: no one will
             // read what it still has to send.
@@ -563,7 +751,9 @@ pub(super) fn echo_all(
             .unwrap_or_else(|_| Err(anyhow!("the writer thread panicked")));
         // A read failure explains a write failure (or follows from it, in
         // which case the write error says why), so report the read first.
-        read.and(written)
+        let value = read?;
+        written?;
+        Ok(value)
     })
 }
 
@@ -593,7 +783,7 @@ fn read_echoes(stream: &TcpStream, frames: &[Vec<u8>], deadline: Instant) -> Res
 }
 
 /// Says how two payloads differ, briefly enough for one line.
-fn describe_difference(sent: &[u8], echo: &[u8]) -> String {
+pub(super) fn describe_difference(sent: &[u8], echo: &[u8]) -> String {
     let first = sent
         .iter()
         .zip(echo)
@@ -620,6 +810,53 @@ pub(super) fn expect_eof(stream: &TcpStream, deadline: Instant) -> Result<()> {
     }
 }
 
+/// How the server closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closed {
+    /// A clean end of stream.
+    Eof,
+    /// A reset, which is what closing a socket with unread data sends.
+    Reset,
+}
+
+/// Waits for the server to close `stream`, and checks that it sends nothing
+/// before it does.
+pub(super) fn expect_closed_silently(stream: &TcpStream, deadline: Instant) -> Result<Closed> {
+    let mut buf = [0; 1024];
+    match Deadlined::new(stream, deadline).read(&mut buf) {
+        Ok(0) => Ok(Closed::Eof),
+        Ok(n) => bail!(
+            "expected the server to close the connection without a word, got \"{}\"",
+            buf[..n].escape_ascii()
+        ),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            Ok(Closed::Reset)
+        }
+        Err(error) => Err(error).context("waiting for the server to close the connection"),
+    }
+}
+
+/// Reads a `/proc/PID/status` field given in kB, such as `VmRSS`, in KiB.
+pub(super) fn memory_kib(pid: Pid, field: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
+    parse_status_kib(&status, field).with_context(|| format!("{path} has no {field} in kB"))
+}
+
+/// Finds `FIELD:   1234 kB` in the text of a `/proc/PID/status` file.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.trim().strip_suffix(" kB")?.trim().parse().ok()
+    })
+}
+
 /// `len` deterministic bytes that start with `seed`'s four big-endian bytes,
 /// so that payloads of four bytes or more made from different seeds differ.
 pub(super) fn pattern(seed: u32, len: usize) -> Vec<u8> {
@@ -644,18 +881,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_listening_line() {
+    fn parses_the_listening_lines() {
+        let parsed = |line| parse_listening_line(line).map(|(addr, kind)| (addr.to_string(), kind));
+        let expected = |addr: &str, kind| Some((addr.to_owned(), kind));
         assert_eq!(
-            parse_listening_line("echo-server listening on 127.0.0.1:4242 (framed)\n"),
-            Some("127.0.0.1:4242".parse().unwrap())
+            parsed("echo-server listening on 127.0.0.1:4242 (framed)\n"),
+            expected("127.0.0.1:4242", Listener::Framed)
         );
         assert_eq!(
-            parse_listening_line("echo-server listening on [::1]:9999 (framed)\r\n"),
-            Some("[::1]:9999".parse().unwrap())
+            parsed("echo-server listening on [::1]:9999 (raw)\r\n"),
+            expected("[::1]:9999", Listener::Raw)
         );
         assert_eq!(
-            parse_listening_line("echo-server listening on 127.0.0.1:1 (framed)"),
-            Some("127.0.0.1:1".parse().unwrap())
+            parsed("echo-server listening on 127.0.0.1:1 (udp)"),
+            expected("127.0.0.1:1", Listener::Udp)
+        );
+        assert_eq!(
+            parsed("echo-server listening on 127.0.0.1:9100 (metrics)\n"),
+            expected("127.0.0.1:9100", Listener::Metrics)
         );
     }
 
@@ -664,7 +907,9 @@ mod tests {
         for line in [
             "",
             "echo-server listening on 127.0.0.1:4242\n",
-            "echo-server listening on 127.0.0.1:4242 (raw)\n",
+            "echo-server listening on 127.0.0.1:4242 (tcp)\n",
+            "echo-server listening on 127.0.0.1:4242 (framed\n",
+            "echo-server listening on 127.0.0.1:4242 framed)\n",
             "echo-server listening on localhost:4242 (framed)\n",
             "echo-server listening on 127.0.0.1:99999 (framed)\n",
             "echo-server listening on 127.0.0.1 (framed)\n",
@@ -672,6 +917,37 @@ mod tests {
         ] {
             assert_eq!(parse_listening_line(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn expects_a_listening_line_per_listener_asked_for() {
+        use Listener::{Framed, Metrics, Raw, Udp};
+        assert_eq!(expected_listeners(&[]), [Framed]);
+        assert_eq!(expected_listeners(&["--max-frame", "16"]), [Framed]);
+        assert_eq!(expected_listeners(&["--mode", "framed"]), [Framed]);
+        assert_eq!(expected_listeners(&["--mode", "raw"]), [Raw]);
+        assert_eq!(expected_listeners(&["--mode=raw"]), [Raw]);
+        assert_eq!(
+            expected_listeners(&["--udp", "127.0.0.1:0", "--mode", "raw"]),
+            [Raw, Udp]
+        );
+        assert_eq!(
+            expected_listeners(&["--metrics=127.0.0.1:0", "--udp", "127.0.0.1:0"]),
+            [Framed, Udp, Metrics]
+        );
+        // A flag's name inside another word is not that flag.
+        assert_eq!(expected_listeners(&["--udpx", "1"]), [Framed]);
+    }
+
+    #[test]
+    fn reads_memory_fields_of_proc_status() {
+        let status = "Name:\techo-server\nVmHWM:\t    9876 kB\nVmRSS:\t    5432 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(5432));
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(9876));
+        assert_eq!(parse_status_kib(status, "VmSwap"), None);
+        assert_eq!(parse_status_kib(status, "Name"), None);
+        let own = Pid::from_raw(i32::try_from(std::process::id()).unwrap());
+        assert!(memory_kib(own, "VmRSS").unwrap() > 0);
     }
 
     #[test]
@@ -748,7 +1024,13 @@ mod tests {
         let script = "trap 'echo stopping >&2; exit 0' TERM; \
                       echo 'echo-server listening on 127.0.0.1:5 (framed)'; \
                       while :; do sleep 0.05; done";
-        let server = Server::start(Path::new(SH), &["-c", script], in_secs(30)).unwrap();
+        let server = Server::start(
+            Path::new(SH),
+            &["-c", script],
+            &[Listener::Framed],
+            in_secs(30),
+        )
+        .unwrap();
         assert_eq!(server.addr(), "127.0.0.1:5".parse().unwrap());
         let output = server.stop(in_secs(30)).unwrap();
         assert!(output.expect(0, b"").is_ok(), "{output}");
@@ -761,10 +1043,16 @@ mod tests {
     #[test]
     fn a_server_that_exits_without_listening_is_reported_with_its_stderr() {
         let script = "echo 'error: cannot bind' >&2; exit 1";
-        let error = Server::start(Path::new(SH), &["-c", script], in_secs(30)).unwrap_err();
+        let error = Server::start(
+            Path::new(SH),
+            &["-c", script],
+            &[Listener::Framed],
+            in_secs(30),
+        )
+        .unwrap_err();
         let error = error.to_string();
         assert!(
-            error.contains("without printing its listening line"),
+            error.contains("without printing its listening line for framed"),
             "{error}"
         );
         assert!(error.contains("error: cannot bind"), "{error}");
@@ -774,14 +1062,66 @@ mod tests {
     fn a_server_that_never_listens_is_killed_and_reported_with_its_stderr() {
         let script = "printf 'still starting' >&2; exec sleep 30";
         let deadline = Instant::now() + Duration::from_millis(200);
-        let error = Server::start(Path::new(SH), &["-c", script], deadline).unwrap_err();
+        let error = Server::start(
+            Path::new(SH),
+            &["-c", script],
+            &[Listener::Framed],
+            deadline,
+        )
+        .unwrap_err();
         let error = format!("{error:#}");
         assert!(
-            error.contains("did not print its listening line"),
+            error.contains("did not print its listening line for framed"),
             "{error}"
         );
         assert!(error.contains("was killed"), "{error}");
         assert!(error.contains("still starting"), "{error}");
+    }
+
+    #[test]
+    fn a_server_is_found_by_all_its_listening_lines_in_any_order() {
+        let script = "echo 'echo-server listening on 127.0.0.1:7 (udp)'; \
+                      echo 'a line in between'; \
+                      echo 'echo-server listening on 127.0.0.1:8 (metrics)'; \
+                      echo 'echo-server listening on 127.0.0.1:6 (raw)'; \
+                      exec sleep 30";
+        let expected = [Listener::Raw, Listener::Udp, Listener::Metrics];
+        let server = Server::start(Path::new(SH), &["-c", script], &expected, in_secs(30)).unwrap();
+        assert_eq!(server.addr(), "127.0.0.1:6".parse().unwrap());
+        assert_eq!(
+            server.addr_of(Listener::Udp).unwrap(),
+            "127.0.0.1:7".parse().unwrap()
+        );
+        assert_eq!(
+            server.addr_of(Listener::Metrics).unwrap(),
+            "127.0.0.1:8".parse().unwrap()
+        );
+        let error = server.addr_of(Listener::Framed).unwrap_err();
+        assert_eq!(error.to_string(), "the server has no framed listener");
+    }
+
+    #[test]
+    fn a_server_that_lacks_or_adds_a_listener_is_reported() {
+        let framed_only = "echo 'echo-server listening on 127.0.0.1:6 (framed)'";
+        let expected = [Listener::Framed, Listener::Udp];
+        let error =
+            Server::start(Path::new(SH), &["-c", framed_only], &expected, in_secs(30)).unwrap_err();
+        let error = format!("{error:#}");
+        assert!(error.contains("listening line for udp"), "{error}");
+
+        let wrong_mode = "echo 'echo-server listening on 127.0.0.1:6 (framed)'; exec sleep 30";
+        let error = Server::start(
+            Path::new(SH),
+            &["-c", wrong_mode],
+            &[Listener::Raw],
+            in_secs(30),
+        )
+        .unwrap_err();
+        let error = format!("{error:#}");
+        assert!(
+            error.contains("expected to announce raw once each"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,30 +1,21 @@
-//! The end-to-end scenarios, in the order they run.
-//!
-//! Each starts its own server, so that no scenario can be disturbed by what
-//! an earlier one left behind.
+//! The first scenarios: the client and the framed server doing their basic
+//! jobs, the errors people meet first, and shutdown.
 
 use std::ffi::OsStr;
 use std::io::Write;
 use std::net::Shutdown;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use super::harness::{
+use super::{QUICK_EXIT, Scenario};
+use crate::e2e::harness::{
     Ctx, Deadlined, closed_port, connect, echo_all, encode, expect_eof, expect_refused, pattern,
     terminate,
 };
 
-/// A named scenario.
-#[derive(Debug)]
-pub(super) struct Scenario {
-    pub(super) name: &'static str,
-    pub(super) run: fn(&Ctx<'_>) -> Result<()>,
-}
-
-/// Every scenario, in the order they run.
-pub(super) const ALL: &[Scenario] = &[
+/// This topic's scenarios, in the order they run.
+pub(super) const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "one-message",
         run: one_message,
@@ -98,11 +89,6 @@ pub(super) const ALL: &[Scenario] = &[
 /// No arguments besides `--addr`: the client then reads its messages from
 /// stdin.
 const NO_ARGS: [&str; 0] = [];
-
-/// How long a process that should fail at once may take to do so. Shorter
-/// than a scenario's deadline, so that a server that wrongly keeps running
-/// does not use up the suite's time.
-const QUICK_EXIT: Duration = Duration::from_secs(10);
 
 fn one_message(ctx: &Ctx<'_>) -> Result<()> {
     ctx.with_server(&[], |addr| {
