@@ -22,9 +22,9 @@ pub const MIN_RELAY_BUFFER_LEN: usize = 64;
 /// [`Mode::Framed`] the policy, which the protocol spec states for clients, is:
 /// - A frame that fits in the buffer is echoed once it is complete, so nothing
 ///   of it goes back if the stream ends inside it.
-/// - A frame larger than the buffer is passed back in buffer-sized pieces as
-///   its payload arrives, once its header has been accepted. Memory stays at
-///   one buffer whatever the frame size.
+/// - A frame larger than the buffer is passed back as its payload arrives,
+///   from the read that brings its header on. Memory stays at one buffer
+///   whatever the frame size.
 /// - A header announcing more than the limit stops the relay: every frame
 ///   before it is echoed, nothing of it.
 ///
@@ -120,17 +120,23 @@ impl RelayBuffer {
         if let Some(error) = scan.error {
             return Err(error);
         }
-        if self.ready_len == 0 && self.data.len() == self.data.capacity() {
-            // The frame in progress fills the whole buffer, so it is larger than
-            // the buffer and can never be echoed whole: pass on what has arrived.
-            // Its header is complete and accepted, since the buffer is longer
-            // than a header.
-            if !self.relaying_large_frame {
+        if self.ready_len == 0 {
+            // No frame ended in this read, so `data` holds only the frame in
+            // progress, from its start (or, for a large frame, from where its
+            // relaying had got to).
+            if self.relaying_large_frame {
+                self.ready_len = self.accepted_len;
+            } else if scanner
+                .payload_remaining()
+                .is_some_and(|remaining| self.data.len() + remaining > self.data.capacity())
+            {
+                // The frame is larger than the buffer and can never be echoed
+                // whole: pass on what has arrived, and the rest as it comes.
                 self.large_frame_started =
                     self.data.first_chunk().map(|h| frame::decode_header(*h));
+                self.ready_len = self.accepted_len;
+                self.relaying_large_frame = true;
             }
-            self.ready_len = self.accepted_len;
-            self.relaying_large_frame = true;
         }
         Ok(())
     }
@@ -338,6 +344,39 @@ mod tests {
         assert!(error.is_none());
         echoed.extend_from_slice(&more);
         assert_eq!(echoed, wire);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_buffer_is_relayed_from_its_first_bytes() {
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
+        // The header and ten bytes of a 1000-byte payload: it can never fit.
+        let start: Vec<u8> = [&1000u32.to_be_bytes()[..], &[7; 10]].concat();
+        relay.read_target(&POOL).extend_from_slice(&start);
+        relay.commit_read(start.len()).unwrap();
+        assert_eq!(
+            relay.ready(),
+            &start[..],
+            "waiting for a full buffer would add latency for nothing"
+        );
+        assert_eq!(relay.large_frame_started(), Some(1000));
+        relay.consume_ready();
+        relay.read_target(&POOL).extend_from_slice(&[8; 3]);
+        relay.commit_read(3).unwrap();
+        assert_eq!(relay.ready(), &[8; 3], "and the rest as it comes");
+    }
+
+    #[test]
+    fn a_frame_that_fits_is_held_until_complete() {
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
+        let wire = frame(&[1; CAPACITY - 4]);
+        relay
+            .read_target(&POOL)
+            .extend_from_slice(&wire[..CAPACITY - 1]);
+        relay.commit_read(CAPACITY - 1).unwrap();
+        assert!(relay.ready().is_empty());
+        relay.read_target(&POOL).push(1);
+        relay.commit_read(1).unwrap();
+        assert_eq!(relay.ready(), &wire[..]);
     }
 
     #[test]
