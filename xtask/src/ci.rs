@@ -2,10 +2,11 @@
 //! failure.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::e2e;
+use crate::{e2e, fuzz};
 
 /// One cargo invocation of the CI run.
 #[derive(Debug)]
@@ -16,7 +17,12 @@ struct Step {
 }
 
 /// The cargo steps, cheapest first so that a formatting slip fails in
-/// seconds rather than after a full build. The e2e suite runs after them.
+/// seconds rather than after a full build. The e2e suite and a short fuzzing
+/// run follow them.
+///
+/// The fuzz crate is a workspace of its own (so that the main build never
+/// compiles libFuzzer), which `--workspace` does not reach: it gets its own
+/// format and lint steps.
 const STEPS: &[Step] = &[
     Step {
         name: "fmt",
@@ -24,10 +30,30 @@ const STEPS: &[Step] = &[
         env: &[],
     },
     Step {
+        name: "fuzz-fmt",
+        args: &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
+        env: &[],
+    },
+    Step {
         name: "clippy",
         args: &[
             "clippy",
             "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "fuzz-clippy",
+        args: &[
+            "clippy",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--target-dir",
+            "fuzz/target",
             "--all-targets",
             "--",
             "-D",
@@ -48,9 +74,14 @@ const STEPS: &[Step] = &[
     },
 ];
 
-/// Runs the CI steps, then the e2e suite.
+/// How long each fuzz target runs in CI: a smoke run, which replays the
+/// seeds and the corpus and explores a little, not a search. Longer runs are
+/// `cargo xtask fuzz`'s job.
+const FUZZ_SMOKE_TIME: Duration = Duration::from_secs(5);
+
+/// Runs the CI steps, then the e2e suite, then the fuzz smoke run.
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let total = STEPS.len() + 1;
+    let total = STEPS.len() + 2;
     for (index, step) in STEPS.iter().enumerate() {
         let mut command = crate::cargo(root);
         command.args(step.args).envs(step.env.iter().copied());
@@ -59,13 +90,29 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             .with_context(|| format!("CI step `{}` failed", step.name))?;
     }
 
-    header(total, total, "e2e", "cargo xtask e2e");
+    header(total - 1, total, "e2e", "cargo xtask e2e");
     let summary = e2e::run(root, &e2e::Options::default()).context("CI step `e2e` failed")?;
     if summary.failed > 0 {
         bail!(
             "CI step `e2e` failed: {} scenario(s) failed",
             summary.failed
         );
+    }
+
+    let secs = FUZZ_SMOKE_TIME.as_secs();
+    header(
+        total,
+        total,
+        "fuzz-smoke",
+        &format!("cargo xtask fuzz --time {secs}"),
+    );
+    let options = fuzz::Options {
+        time: FUZZ_SMOKE_TIME,
+        targets: Vec::new(),
+    };
+    let failed = fuzz::run(root, &options).context("CI step `fuzz-smoke` failed")?;
+    if failed > 0 {
+        bail!("CI step `fuzz-smoke` failed: {failed} fuzz target(s) failed");
     }
     eprintln!("==> CI passed: all {total} steps succeeded");
     Ok(())

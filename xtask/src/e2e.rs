@@ -1,8 +1,8 @@
 //! `cargo xtask e2e`: builds `echo-server` and `echo-client` and runs the
 //! end-to-end scenarios against the real binaries.
 //!
-//! Each scenario prints `PASS name` or `FAIL name: reason` as it finishes, and
-//! the last line printed is `N passed, M failed`. Every wait has a deadline:
+//! Each scenario prints `PASS name (SECS s)` or `FAIL name (SECS s): reason`
+//! as it finishes, and the last line printed is `N passed, M failed`. Every wait has a deadline:
 //! each scenario's, and the suite's, so a hung server or client turns into a
 //! failure instead of a hung CI job. Every process a scenario starts is killed
 //! when the scenario ends, whether it passed, failed or panicked.
@@ -108,15 +108,16 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<Summary> {
             };
             run_one(scenario.run, &ctx)
         };
+        let took = Took(started.elapsed());
         match outcome {
             Ok(()) => {
                 summary.passed += 1;
-                println!("PASS {}", scenario.name);
+                println!("PASS {} {took}", scenario.name);
             }
             Err(error) => {
                 summary.failed += 1;
                 println!(
-                    "FAIL {}: {}",
+                    "FAIL {} {took}: {}",
                     scenario.name,
                     one_line(&format!("{error:#}"))
                 );
@@ -142,6 +143,15 @@ fn run_one(scenario: fn(&Ctx<'_>) -> Result<()>, ctx: &Ctx<'_>) -> Result<()> {
                 .unwrap_or_else(|| "a non-string payload".to_owned());
             Err(anyhow!("the scenario panicked: {message}"))
         }
+    }
+}
+
+/// How long a scenario took, as its result line shows it: `(1.23 s)`.
+struct Took(Duration);
+
+impl fmt::Display for Took {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({:.2} s)", self.0.as_secs_f64())
     }
 }
 
@@ -273,6 +283,12 @@ mod tests {
             failed: 1,
         };
         assert_eq!(summary.to_string(), "16 passed, 1 failed");
+    }
+
+    #[test]
+    fn result_lines_show_how_long_a_scenario_took() {
+        assert_eq!(Took(Duration::from_millis(1234)).to_string(), "(1.23 s)");
+        assert_eq!(Took(Duration::ZERO).to_string(), "(0.00 s)");
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //!
 //! `cargo xtask ci` runs every check CI runs; `cargo xtask e2e` builds
 //! `echo-server` and `echo-client` and runs the end-to-end scenarios against
-//! the real binaries. `cargo xtask help` lists the tasks and their options.
+//! the real binaries; `cargo xtask fuzz` builds the fuzz targets on the
+//! stable toolchain and runs each for a bounded time. `cargo xtask help`
+//! lists the tasks and their options.
 //!
 //! The arguments are parsed by hand, as rust-analyzer's xtask does, so that
 //! the automation builds quickly and pulls in no argument-parsing crate.
+#![forbid(unsafe_code)]
 
 mod ci;
 mod e2e;
+mod fuzz;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,10 +25,16 @@ usage: cargo xtask <TASK> [OPTIONS]
 
 tasks:
   ci                          cargo fmt --check, clippy -D warnings, tests,
-                              docs with -D warnings, then the e2e suite
+                              docs with -D warnings, the e2e suite, then a
+                              fuzz smoke run (fuzz --time 5)
   e2e [--release] [NAME]...   build echo-server and echo-client, then run the
                               end-to-end scenarios (only those whose name
                               contains one of the NAMEs, when any is given)
+  fuzz [--time SECS] [TARGET]...
+                              build the fuzz targets of fuzz/ on stable Rust
+                              and run each under libFuzzer for SECS seconds
+                              (default 60; all targets unless some are named);
+                              fails on any crash, naming the input to replay
   help                        print this message
 ";
 
@@ -33,6 +43,7 @@ tasks:
 enum Task {
     Ci,
     E2e(e2e::Options),
+    Fuzz(fuzz::Options),
     Help,
 }
 
@@ -65,6 +76,12 @@ fn run(task: Task) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Task::Fuzz(options) => {
+            // The summary printed says which targets failed and why.
+            if fuzz::run(&workspace_root()?, &options)? > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -85,6 +102,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Task, String> 
             Some(extra) => Err(format!("`ci` takes no arguments, got `{extra}`")),
         },
         "e2e" => e2e::Options::parse(rest).map(Task::E2e),
+        "fuzz" => fuzz::Options::parse(rest).map(Task::Fuzz),
         "help" | "--help" | "-h" => Ok(Task::Help),
         other => Err(format!("unknown task `{other}`")),
     }
@@ -157,6 +175,13 @@ mod tests {
                 filters: vec!["drain".to_owned()],
             }))
         );
+        assert_eq!(
+            parse(&["fuzz", "--time", "5"]),
+            Ok(Task::Fuzz(fuzz::Options {
+                time: std::time::Duration::from_secs(5),
+                targets: Vec::new(),
+            }))
+        );
     }
 
     #[test]
@@ -168,6 +193,7 @@ mod tests {
             Err("`ci` takes no arguments, got `--fast`".to_owned())
         );
         assert!(parse(&["e2e", "--fast"]).unwrap_err().contains("--fast"));
+        assert!(parse(&["fuzz", "--fast"]).unwrap_err().contains("--fast"));
     }
 
     #[cfg(unix)]

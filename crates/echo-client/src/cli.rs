@@ -6,15 +6,20 @@
 //! `send`). To send a word that is also a command's name on its own, write
 //! `echo-client send send` or `echo-client -- send`.
 
+mod bench;
+mod ping;
 mod send;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use echo_client::Transport;
 
 const USAGE: &str = "echo-client [OPTIONS] [MESSAGE]...\n       echo-client [OPTIONS] <COMMAND>";
 
@@ -25,12 +30,19 @@ Examples:
   printf 'a\\nb\\n' | echo-client      Send each line of standard input
   echo-client                        Type lines at a prompt; Ctrl-D ends
   echo-client -v --addr 10.0.0.7:9999 --timeout 0.5 hi
-  echo-client -- send                Send the word \"send\" itself";
+  echo-client -- send                Send the word \"send\" itself
+  echo-client ping -c 5              Is it up? Five timed echoes
+  echo-client bench -c 10 -d 32 -t 5 How fast is it, and is it correct?
+  echo-client --udp ping             The same over UDP (--raw: RFC 862 TCP)";
 
-/// Send messages to an echo server and print their echoes.
+/// Send messages to an echo server and check their echoes; ping it; bench it.
 ///
 /// Each MESSAGE is sent as one frame, exactly as its bytes are given, and its
-/// echo is printed on its own line once it has come back identical.
+/// echo is printed on its own line once it has come back identical. `ping`
+/// times one echo at a time; `bench` loads the server from many connections
+/// and reports throughput, latency percentiles and errors. Every echo is
+/// checked byte for byte. Besides the echo protocol (framed TCP), --raw
+/// speaks RFC 862 over TCP and --udp RFC 862 over UDP, for any echo server.
 #[derive(Debug, Parser)]
 #[command(name = "echo-client", version, override_usage = USAGE, after_help = EXAMPLES)]
 pub(crate) struct Cli {
@@ -55,7 +67,34 @@ impl Cli {
         } = self;
         match command.unwrap_or(Command::Send(messages)) {
             Command::Send(args) => send::run(&options, args).await,
+            Command::Ping(args) => ping::run(&options, args).await,
+            Command::Bench(args) => bench::run(&options, args).await,
         }
+    }
+
+    /// Checks what clap cannot check alone, because it depends on two
+    /// options at once: the message size against the transport.
+    ///
+    /// # Errors
+    ///
+    /// A usage error, which exits with code 2 like clap's own.
+    pub(crate) fn validate(&self) -> Result<(), clap::Error> {
+        let transport = self.options.transport();
+        let size = match &self.command {
+            Some(Command::Ping(args)) => args.size,
+            Some(Command::Bench(args)) => args.size,
+            Some(Command::Send(_)) | None => return Ok(()),
+        };
+        transport.check_message_len(size).map_err(|reason| {
+            Cli::command().error(ErrorKind::ValueValidation, format!("--size: {reason}"))
+        })
+    }
+
+    /// Whether the command spreads its work over every core: the bench does,
+    /// so that the client is not the bottleneck; the others drive one
+    /// connection and need one thread.
+    pub(crate) fn wants_every_core(&self) -> bool {
+        matches!(self.command, Some(Command::Bench(_)))
     }
 }
 
@@ -98,9 +137,43 @@ struct Options {
         value_parser = FalseyValueParser::new()
     )]
     verbose: bool,
+
+    /// How to talk to the server: `framed` is the echo protocol
+    /// (length-prefixed frames over TCP); `raw` is RFC 862 over TCP, bytes
+    /// echoed as they arrive; `udp` is RFC 862 over UDP, a datagram each way
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_TRANSPORT",
+        value_enum,
+        default_value_t = Transport::Framed,
+        value_name = "TRANSPORT"
+    )]
+    transport: Transport,
+
+    /// Shorthand for --transport raw: RFC 862 echo over TCP, no framing, for
+    /// inetd, `nc -e cat` and `echo-server --mode raw` [default: off]
+    #[arg(long, global = true, conflicts_with = "udp")]
+    raw: bool,
+
+    /// Shorthand for --transport udp: RFC 862 echo over UDP, one datagram
+    /// per message [default: off]
+    #[arg(long, global = true)]
+    udp: bool,
 }
 
 impl Options {
+    /// The transport asked for: --raw or --udp if given, else --transport.
+    fn transport(&self) -> Transport {
+        if self.raw {
+            Transport::Raw
+        } else if self.udp {
+            Transport::Udp
+        } else {
+            self.transport
+        }
+    }
+
     /// Prints one line of `--verbose` commentary to stderr.
     fn note(&self, message: fmt::Arguments<'_>) {
         if self.verbose {
@@ -116,6 +189,10 @@ enum Command {
     /// Send each MESSAGE (or each line of standard input) and print its echo.
     /// This is the default command.
     Send(SendArgs),
+    /// Is the endpoint up? Send timed echoes one at a time, like ping.
+    Ping(ping::PingArgs),
+    /// How fast is the endpoint, and is it correct? Load it and measure.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,24 +204,105 @@ struct SendArgs {
     messages: Vec<OsString>,
 }
 
+/// Writes `bytes` and a newline, and flushes, so that each line appears as
+/// soon as it is known, whether stdout is a terminal, a pipe or a file.
+fn print_line(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(bytes)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// What to do after writing to stdout: go on, or stop because nobody reads
+/// any more.
+///
+/// Rust ignores SIGPIPE, so a reader that went away (as `head -1` does) shows
+/// up as a broken pipe. That is a normal way for a pipeline to end, not a
+/// failure: the command stops quietly.
+fn printed(result: io::Result<()>) -> anyhow::Result<ControlFlow<()>> {
+    match result {
+        Ok(()) => Ok(ControlFlow::Continue(())),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ControlFlow::Break(())),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot write to standard output")),
+    }
+}
+
+/// Resolves on Ctrl-C, so that ping and bench can stop and still report. If
+/// the signal cannot be watched, it never resolves: Ctrl-C then ends the
+/// program the default way, without a report.
+async fn interrupt() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Parses `--timeout`: a positive, finite number of seconds.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
+    parse_duration(text, Unit::Seconds, "the timeout")
+}
+
+/// Parses a positive number of seconds (`--duration`, `--report-interval`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    parse_duration(text, Unit::Seconds, "it")
+}
+
+/// Parses a number of seconds that may be 0 (`--warmup`).
+fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
+    if is_zero(text) {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(text)
+}
+
+/// Parses a number of milliseconds that may be 0 (ping's `--interval`).
+fn parse_millis_or_zero(text: &str) -> Result<Duration, String> {
+    if is_zero(text) {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text, Unit::Milliseconds, "it")
+}
+
+fn is_zero(text: &str) -> bool {
+    text.trim().parse::<f64>().is_ok_and(|value| value == 0.0)
+}
+
+/// The unit of a duration given as a plain number.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Seconds,
+    Milliseconds,
+}
+
+/// Parses a positive, finite duration in `unit`; fractions such as 0.5 are
+/// allowed. `what` names it in the errors.
+fn parse_duration(text: &str, unit: Unit, what: &str) -> Result<Duration, String> {
+    let (name, example, scale) = match unit {
+        Unit::Seconds => ("seconds", "5 or 0.5", 1.0),
+        Unit::Milliseconds => ("milliseconds", "1000 or 0.5", 1e-3),
+    };
+    let value: f64 = text
         .trim()
         .parse()
-        .map_err(|_| "expected a number of seconds, such as 5 or 0.5".to_owned())?;
-    match Duration::try_from_secs_f64(seconds) {
-        Ok(timeout) if !timeout.is_zero() => Ok(timeout),
-        Err(_) if seconds > 0.0 => Err("the timeout is too long".to_owned()),
+        .map_err(|_| format!("expected a number of {name}, such as {example}"))?;
+    match Duration::try_from_secs_f64(value * scale) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Err(_) if value > 0.0 => Err(format!("{what} is too long")),
         // Zero, negative, NaN, or so small that it rounds to zero.
-        _ => Err("the timeout must be more than 0 seconds".to_owned()),
+        _ => Err(format!("{what} must be more than 0 {name}")),
+    }
+}
+
+/// Parses a count that must be at least 1.
+fn parse_positive(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("it must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number, such as 10".to_owned()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("echo-client").chain(args.iter().copied()))
@@ -155,6 +313,7 @@ mod tests {
         let cli = parse(args).unwrap();
         match cli.command.unwrap_or(Command::Send(cli.messages)) {
             Command::Send(send) => send.messages,
+            other => panic!("not a send: {other:?}"),
         }
     }
 
@@ -219,6 +378,86 @@ mod tests {
             (vec!["5".into()], Some("ECHO_TIMEOUT".into()))
         );
         assert_eq!(default("verbose").1, Some("ECHO_VERBOSE".into()));
+        assert_eq!(
+            default("transport"),
+            (vec!["framed".into()], Some("ECHO_TRANSPORT".into()))
+        );
+    }
+
+    #[test]
+    fn raw_and_udp_are_shorthands_for_the_transport() {
+        let transport = |args: &[&str]| parse(args).unwrap().options.transport();
+        assert_eq!(transport(&["x"]), Transport::Framed);
+        assert_eq!(transport(&["--raw", "x"]), Transport::Raw);
+        assert_eq!(transport(&["--udp", "ping"]), Transport::Udp);
+        assert_eq!(transport(&["ping", "--udp"]), Transport::Udp);
+        assert_eq!(transport(&["--transport", "udp", "bench"]), Transport::Udp);
+        assert_eq!(transport(&["--transport", "raw", "x"]), Transport::Raw);
+        let error = parse(&["--raw", "--udp", "x"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn durations_take_fractions_and_name_their_unit() {
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_millis_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_millis_or_zero("200"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_millis_or_zero("0.5"), Ok(Duration::from_micros(500)));
+        assert!(
+            parse_millis_or_zero("-1")
+                .unwrap_err()
+                .contains("more than 0 milliseconds")
+        );
+        assert!(
+            parse_millis_or_zero("soon")
+                .unwrap_err()
+                .contains("number of milliseconds")
+        );
+        assert!(
+            parse_seconds("0")
+                .unwrap_err()
+                .contains("more than 0 seconds")
+        );
+        assert!(
+            parse_seconds_or_zero("-2")
+                .unwrap_err()
+                .contains("more than 0 seconds")
+        );
+    }
+
+    #[test]
+    fn counts_are_whole_and_positive() {
+        assert_eq!(parse_positive("10"), Ok(10));
+        assert!(parse_positive("0").unwrap_err().contains("at least 1"));
+        assert!(parse_positive("1.5").unwrap_err().contains("whole number"));
+        assert!(parse_positive("-3").unwrap_err().contains("whole number"));
+    }
+
+    #[test]
+    fn the_size_is_checked_against_the_transport() {
+        assert!(
+            parse(&["--udp", "ping", "--size", "64"])
+                .unwrap()
+                .validate()
+                .is_ok()
+        );
+        let error = parse(&["--udp", "ping", "--size", "8"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("sequence number"), "{error}");
+        let error = parse(&["bench", "--raw", "--size", "0"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("raw messages must be 1 to"),
+            "{error}"
+        );
+        assert!(parse(&["bench", "--size", "0"]).unwrap().validate().is_ok());
+        assert!(parse(&["--udp", "x"]).unwrap().validate().is_ok());
     }
 
     #[test]
@@ -252,6 +491,24 @@ mod tests {
             );
             assert!(error.to_string().contains("--timeout"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_printed_line_is_the_raw_bytes_and_a_newline() {
+        let mut out = Vec::new();
+        print_line(&mut out, b"\x00\xff\r").unwrap();
+        print_line(&mut out, b"").unwrap();
+        assert_eq!(out, b"\x00\xff\r\n\n");
+    }
+
+    #[test]
+    fn a_closed_stdout_stops_quietly_and_other_failures_are_errors() {
+        let broken = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert_eq!(printed(Err(broken)).unwrap(), ControlFlow::Break(()));
+        assert_eq!(printed(Ok(())).unwrap(), ControlFlow::Continue(()));
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let error = printed(Err(full)).unwrap_err();
+        assert!(format!("{error:#}").starts_with("cannot write to standard output"));
     }
 
     #[test]

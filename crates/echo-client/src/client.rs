@@ -1,4 +1,5 @@
-//! [`Client`]: one TCP connection to an echo server.
+//! [`Client`]: one connection to an echo server, for echoing messages one at
+//! a time or many at once.
 
 use std::fmt;
 use std::io;
@@ -6,26 +7,21 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use echo_proto::{FrameCodec, FrameError};
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use echo_proto::FrameError;
 
 use crate::ClientError;
+use crate::transport::{self, Receiver, Sender, Transport};
 
 /// A connection to an echo server.
 ///
-/// The socket is split into a framed reading half and a framed writing half,
-/// so that sending and receiving can make progress at the same time. That is
-/// what keeps a large message from deadlocking: the server starts echoing a
-/// large frame before it has received all of it, and stops reading when its
-/// echoes are not read, so a client must read while it writes. The split
-/// halves are also what a pipelining client needs later: a writer that runs
-/// ahead of a reader.
+/// The connection is split into a sending half and a receiving half, so that
+/// sending and receiving can make progress at the same time. That is what
+/// keeps a large message from deadlocking: the server starts echoing a large
+/// message before it has received all of it, and stops reading when its
+/// echoes are not read, so a client must read while it writes.
 ///
-/// Both halves use the protocol's default maximum frame length (8 MiB): a
-/// longer message is refused before anything is sent.
+/// Framed messages are limited to the protocol's default maximum frame length
+/// (8 MiB): a longer one is refused before anything is sent.
 ///
 /// ```
 /// use std::time::Duration;
@@ -52,14 +48,16 @@ pub struct Client {
     addr: String,
     /// The socket address actually connected to.
     peer: SocketAddr,
+    transport: Transport,
     /// The bound on connecting and on each echo.
     timeout: Duration,
-    reader: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: FramedWrite<OwnedWriteHalf, FrameCodec>,
+    sender: Sender,
+    receiver: Receiver,
 }
 
 impl Client {
-    /// Connects to the echo server at `addr`.
+    /// Connects to the echo server at `addr` over framed TCP, the echo
+    /// protocol; see [`connect_with`](Client::connect_with) for the others.
     ///
     /// `addr` is anything that displays as `HOST:PORT`: a [`SocketAddr`], a
     /// string such as `"127.0.0.1:9999"` or `"localhost:9999"`. A host name
@@ -87,30 +85,68 @@ impl Client {
         addr: impl fmt::Display,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
+        Self::connect_with(addr, Transport::Framed, timeout).await
+    }
+
+    /// Connects to the echo server at `addr` over `transport`.
+    ///
+    /// Over UDP nothing is exchanged until the first message: "connecting"
+    /// resolves the address and fixes the socket's peer, so an absent server
+    /// shows up at the first echo, as [`ClientError::Unreachable`] or a
+    /// timeout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`connect`](Client::connect).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use echo_client::{Client, Transport};
+    /// # use echo_server::{Config, Mode, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::bind(Config {
+    /// #     listen: "127.0.0.1:0".parse()?,
+    /// #     mode: Mode::Raw,
+    /// #     udp: Some("127.0.0.1:0".parse()?),
+    /// #     ..Config::default()
+    /// # }).await?;
+    /// # let (tcp, udp) = (server.local_addr(), server.udp_addr().expect("UDP is on"));
+    /// # tokio::spawn(server.run(std::future::pending()));
+    /// // RFC 862 over TCP: no framing.
+    /// let mut raw = Client::connect_with(tcp, Transport::Raw, Duration::from_secs(5)).await?;
+    /// assert_eq!(&raw.echo(b"raw bytes").await?[..], b"raw bytes");
+    ///
+    /// // RFC 862 over UDP: one datagram each way.
+    /// let mut udp = Client::connect_with(udp, Transport::Udp, Duration::from_secs(5)).await?;
+    /// assert_eq!(&udp.echo(b"a datagram").await?[..], b"a datagram");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_with(
+        addr: impl fmt::Display,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
         let addr = addr.to_string();
-        let (stream, peer) =
-            tokio::time::timeout(timeout, open(&addr))
-                .await
-                .map_err(|_elapsed| ClientError::ConnectTimeout {
-                    addr: addr.clone(),
-                    waited: timeout,
-                })??;
-        // Each frame is written in one piece, so Nagle's algorithm could only
-        // delay it: it would hold a small frame back until the previous one was
-        // acknowledged, which with delayed acknowledgements costs tens of
-        // milliseconds per exchange.
-        stream.set_nodelay(true).map_err(|source| ClientError::Io {
+        let link = tokio::time::timeout(timeout, async {
+            let candidates = transport::resolve(&addr).await?;
+            transport::open(&addr, &candidates, transport).await
+        })
+        .await
+        .map_err(|_elapsed| ClientError::ConnectTimeout {
             addr: addr.clone(),
-            source,
-        })?;
-        tracing::debug!(%addr, %peer, "connected");
-        let (read_half, write_half) = stream.into_split();
+            waited: timeout,
+        })??;
+        tracing::debug!(%addr, peer = %link.peer, %transport, "connected");
         Ok(Client {
             addr,
-            peer,
+            peer: link.peer,
+            transport,
             timeout,
-            reader: FramedRead::new(read_half, FrameCodec::new()),
-            writer: FramedWrite::new(write_half, FrameCodec::new()),
+            sender: link.sender,
+            receiver: link.receiver,
         })
     }
 
@@ -119,18 +155,26 @@ impl Client {
         self.peer
     }
 
-    /// Sends `payload` as one frame and returns its echo, once the echo has
+    /// The transport this client speaks.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Sends `payload` as one message and returns its echo, once the echo has
     /// arrived in full and been checked to be identical.
     ///
     /// Sending and receiving together must finish within the timeout given
-    /// to [`connect`](Client::connect). An empty payload is a valid message.
+    /// to [`connect`](Client::connect). An empty payload is a valid message;
+    /// over raw TCP its echo is empty and nothing is exchanged.
     ///
     /// # Errors
     ///
     /// [`ClientError::Timeout`], [`ClientError::Closed`] if the server closed
     /// the connection first, [`ClientError::Mismatch`] if the echo differs,
-    /// [`ClientError::Frame`] if `payload` is longer than the maximum frame
-    /// length, and [`ClientError::Io`] for other socket failures.
+    /// [`ClientError::Frame`] if a framed `payload` is longer than the
+    /// maximum frame length, [`ClientError::Unreachable`] if nothing answers
+    /// UDP at the address, and [`ClientError::Io`] for other socket failures.
+    /// After an error, drop the client: an echo may still be on its way.
     ///
     /// ```
     /// use std::time::Duration;
@@ -151,97 +195,137 @@ impl Client {
     /// # }
     /// ```
     pub async fn echo(&mut self, payload: &[u8]) -> Result<Bytes, ClientError> {
+        let mut echoes = self.pipeline(&[payload]).await?;
+        Ok(echoes.pop().expect("one message has one echo"))
+    }
+
+    /// Sends every payload, one message each, all at once without waiting for
+    /// echoes in between, and returns their echoes in the same order, once
+    /// every one has arrived and been checked to be identical to its message.
+    ///
+    /// Pipelining spares a round trip per message. The messages are written
+    /// together (in one write over TCP), so memory for all of them is needed
+    /// at once. Each echo must arrive within the timeout given to
+    /// [`connect`](Client::connect) of the one before it (or of the start).
+    ///
+    /// Over UDP, replies may come back in any order: each reply is matched
+    /// to a message with the same content that has not had its echo yet. Many
+    /// datagrams sent at once can overflow a server's socket buffer and be
+    /// lost, which shows up as a timeout.
+    ///
+    /// # Errors
+    ///
+    /// As for [`echo`](Client::echo); the first failure ends the exchange.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use echo_client::Client;
+    /// # use echo_server::{Config, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let config = Config { listen: "127.0.0.1:0".parse()?, ..Config::default() };
+    /// # let server = Server::bind(config).await?;
+    /// # let addr = server.local_addr();
+    /// # tokio::spawn(server.run(std::future::pending()));
+    /// let mut client = Client::connect(addr, Duration::from_secs(5)).await?;
+    /// let messages: Vec<String> = (0..100).map(|i| format!("message {i}")).collect();
+    /// let echoes = client.pipeline(&messages).await?;
+    /// assert_eq!(echoes.len(), 100);
+    /// assert_eq!(&echoes[42][..], b"message 42");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn pipeline<P: AsRef<[u8]>>(
+        &mut self,
+        payloads: &[P],
+    ) -> Result<Vec<Bytes>, ClientError> {
         let Client {
             addr,
+            transport,
             timeout,
-            reader,
-            writer,
+            sender,
+            receiver,
             ..
         } = self;
-        let addr: &str = addr;
-        let sent_len = payload.len();
+        let (addr, transport, timeout): (&str, Transport, Duration) = (addr, *transport, *timeout);
+        for payload in payloads {
+            sender
+                .push(&[payload.as_ref()])
+                .map_err(|source| exchange_error(addr, payload.as_ref().len(), source))?;
+        }
+        // The length named if the connection ends early: the first message's.
+        let first_len = payloads.first().map_or(0, |payload| payload.as_ref().len());
 
         let send = async {
-            writer
-                .send(payload)
+            sender
+                .flush()
                 .await
-                .map_err(|error| exchange_error(addr, sent_len, error))
+                .map_err(|error| exchange_error(addr, first_len, FrameError::Io(error)))
         };
         let receive = async {
-            match reader.next().await {
-                Some(Ok(frame)) => Ok(frame),
-                Some(Err(error)) => Err(exchange_error(addr, sent_len, error)),
-                None => Err(closed(addr, sent_len)),
+            let mut echoes: Vec<Option<Bytes>> = vec![None; payloads.len()];
+            for _ in 0..payloads.len() {
+                // Over raw TCP an echo is as long as its message; echoes come
+                // back in order there, so the next one awaited is the first
+                // still missing.
+                let next = echoes.iter().position(Option::is_none).unwrap_or(0);
+                let expected = payloads[next].as_ref();
+                let echo = tokio::time::timeout(timeout, receiver.next_echo(expected.len()))
+                    .await
+                    .map_err(|_elapsed| ClientError::Timeout {
+                        addr: addr.to_owned(),
+                        waited: timeout,
+                    })?
+                    .map_err(|error| exchange_error(addr, expected.len(), error))?
+                    .ok_or_else(|| closed(addr, expected.len()))?;
+                // Over UDP, a reply answers whichever unanswered message has
+                // the same content; over TCP, echoes are in order.
+                let answered = if transport == Transport::Udp {
+                    (next..payloads.len())
+                        .find(|&i| echoes[i].is_none() && payloads[i].as_ref() == echo)
+                } else {
+                    Some(next).filter(|_| expected == echo)
+                };
+                match answered {
+                    Some(i) => echoes[i] = Some(Bytes::copy_from_slice(echo)),
+                    None => return Err(mismatch(addr, expected, echo)),
+                }
             }
+            Ok(echoes.into_iter().flatten().collect())
         };
         // Both at once (see the type's documentation for why); the first
         // error ends both, so a server that closes mid-message is reported
         // without waiting for the rest of the message to be written.
-        let ((), echo) = tokio::time::timeout(*timeout, async { tokio::try_join!(send, receive) })
-            .await
-            .map_err(|_elapsed| ClientError::Timeout {
-                addr: addr.to_owned(),
-                waited: *timeout,
-            })??;
-
-        if echo[..] != *payload {
-            let first_difference = payload
-                .iter()
-                .zip(echo.iter())
-                .position(|(sent, received)| sent != received)
-                .unwrap_or(sent_len.min(echo.len()));
-            return Err(ClientError::Mismatch {
-                addr: addr.to_owned(),
-                sent_len,
-                received_len: echo.len(),
-                first_difference,
-            });
-        }
-        tracing::trace!(%addr, len = sent_len, "echoed");
-        Ok(echo.freeze())
+        let ((), echoes) = tokio::try_join!(send, receive)?;
+        tracing::trace!(%addr, messages = payloads.len(), "echoed");
+        Ok(echoes)
     }
 }
 
-/// Resolves `addr` and connects to the first of its addresses that accepts.
-async fn open(addr: &str) -> Result<(TcpStream, SocketAddr), ClientError> {
-    let candidates =
-        tokio::net::lookup_host(addr)
-            .await
-            .map_err(|source| ClientError::Resolve {
-                addr: addr.to_owned(),
-                source,
-            })?;
-    let mut last_error = None;
-    for candidate in candidates {
-        tracing::debug!(%addr, %candidate, "connecting");
-        match TcpStream::connect(candidate).await {
-            Ok(stream) => return Ok((stream, candidate)),
-            Err(error) => {
-                tracing::debug!(%addr, %candidate, %error, "connection failed");
-                last_error = Some(error);
-            }
-        }
+/// The error for an echo that is not the message `sent`.
+fn mismatch(addr: &str, sent: &[u8], echo: &[u8]) -> ClientError {
+    let first_difference = sent
+        .iter()
+        .zip(echo)
+        .position(|(sent, received)| sent != received)
+        .unwrap_or(sent.len().min(echo.len()));
+    ClientError::Mismatch {
+        addr: addr.to_owned(),
+        sent_len: sent.len(),
+        received_len: echo.len(),
+        first_difference,
     }
-    Err(match last_error {
-        Some(source) => ClientError::Connect {
-            addr: addr.to_owned(),
-            source,
-        },
-        None => ClientError::Resolve {
-            addr: addr.to_owned(),
-            source: io::Error::new(io::ErrorKind::NotFound, "it resolved to no addresses"),
-        },
-    })
 }
 
 /// Turns a failure while a `sent_len`-byte message was being exchanged into
 /// the error that explains it to the user.
 ///
-/// Whichever way the connection ended early (a clean end of stream between
-/// frames, an end inside the echo, a reset because the server closed with our
+/// Whichever way a connection ended early (a clean end of stream between
+/// echoes, an end inside an echo, a reset because the server closed with our
 /// bytes unread, a broken pipe while writing), what the user needs to know is
 /// the same: the server closed the connection before echoing the message.
-fn exchange_error(addr: &str, sent_len: usize, error: FrameError) -> ClientError {
+pub(crate) fn exchange_error(addr: &str, sent_len: usize, error: FrameError) -> ClientError {
     match error {
         FrameError::Truncated { .. } => closed(addr, sent_len),
         FrameError::Io(source) => match source.kind() {
@@ -249,6 +333,11 @@ fn exchange_error(addr: &str, sent_len: usize, error: FrameError) -> ClientError
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof => closed(addr, sent_len),
+            // Over UDP, the ICMP answer to a datagram sent to a closed port.
+            io::ErrorKind::ConnectionRefused => ClientError::Unreachable {
+                addr: addr.to_owned(),
+                source,
+            },
             _ => ClientError::Io {
                 addr: addr.to_owned(),
                 source,
@@ -261,7 +350,9 @@ fn exchange_error(addr: &str, sent_len: usize, error: FrameError) -> ClientError
     }
 }
 
-fn closed(addr: &str, sent_len: usize) -> ClientError {
+/// The error for a connection that ended before a `sent_len`-byte message
+/// was echoed.
+pub(crate) fn closed(addr: &str, sent_len: usize) -> ClientError {
     ClientError::Closed {
         addr: addr.to_owned(),
         sent_len,

@@ -111,6 +111,33 @@ pub enum ClientError {
         source: FrameError,
     },
 
+    /// Nothing answers UDP at the address: a datagram sent there was refused
+    /// (the host answered that no socket listens on that port).
+    #[error("nothing answers UDP at {addr}")]
+    Unreachable {
+        /// The address as given.
+        addr: String,
+        /// The refusal, as the operating system reported it.
+        source: io::Error,
+    },
+
+    /// A setting of a measurement is out of range, for example a bench with
+    /// no connections, or UDP messages too short to carry their sequence
+    /// number.
+    #[error("invalid setting: {reason}")]
+    InvalidSetting {
+        /// What is wrong, naming the setting.
+        reason: String,
+    },
+
+    /// The server sent more than echoes of what it was sent: bytes, frames
+    /// or datagrams that answer no message.
+    #[error("{addr} sent data that echoes no message sent")]
+    Unexpected {
+        /// The address as given.
+        addr: String,
+    },
+
     /// Reading or writing the socket failed for a reason other than the
     /// server closing it.
     #[error("I/O error on the connection to {addr}")]
@@ -120,4 +147,17 @@ pub enum ClientError {
         /// The underlying error.
         source: io::Error,
     },
+}
+
+/// An error and its chain of causes on one line, separated by `: `, as the
+/// binary prints errors.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -1,27 +1,38 @@
-//! A client for the echo protocol: connect to an `echo-server`, send messages,
-//! check their echoes.
+//! A client for echo servers, and a network tool built on it: send messages
+//! and check their echoes, ping an endpoint, bench it under load.
 //!
-//! The wire format is `echo-proto`'s: each message is one frame, a 4-byte
-//! big-endian length and then the message's bytes, and the server sends each
-//! frame back unchanged.
+//! It speaks three [`Transport`]s: the echo protocol's framed TCP (each
+//! message a 4-byte big-endian length and then its bytes, echoed whole), raw
+//! TCP as in RFC 862 (bytes echoed as they arrive), and UDP (one datagram
+//! each way), so it tests `echo-server` in each of its modes and any classic
+//! echo server (inetd's, `nc -e cat`).
 //!
 //! # Layout
 //!
 //! | file | what it holds |
 //! |---|---|
 //! | `src/lib.rs` | this overview and the public re-exports |
-//! | `src/client.rs` | [`Client`]: connecting, and one echo round trip |
+//! | `src/transport.rs` | [`Transport`], and the sending and receiving halves every mode shares |
+//! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many |
+//! | `src/payload.rs` | test messages that can be checked byte for byte without being kept |
+//! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles |
+//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time |
+//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] |
+//! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window |
+//! | `src/bench/schedule.rs` | when each message of a paced bench is due |
+//! | `src/bench/tally.rs` | counting outcomes per connection, and for the run |
+//! | `src/report.rs` | rendering for people, and the JSON units |
 //! | `src/error.rs` | [`ClientError`]: every failure, each naming the address |
 //! | `src/main.rs` | the `echo-client` binary: logging, runtime, exit codes |
-//! | `src/cli.rs` | the binary's command line: options, subcommands, help |
-//! | `src/cli/send.rs` | the `send` command: messages from arguments or stdin |
-//! | `tests/client.rs` | the library against the real server and misbehaving fakes |
-//! | `tests/cli.rs` | the binary, run as a user would, with the same servers |
+//! | `src/cli.rs`, `src/cli/*.rs` | the binary's command line: `send`, `ping`, `bench` |
+//! | `tests/` | the library and the binary against the real server and misbehaving fakes |
 //!
 //! The binary's modules are not part of this library; it uses the library
 //! like any other caller.
 //!
-//! # Example
+//! # Examples
+//!
+//! Echo one message, then pipeline many:
 //!
 //! ```
 //! use std::time::Duration;
@@ -39,6 +50,8 @@
 //! let mut client = Client::connect(addr, Duration::from_secs(5)).await?;
 //! let echo = client.echo(b"Hello Echo!").await?;
 //! assert_eq!(&echo[..], b"Hello Echo!");
+//! let echoes = client.pipeline(&["one", "two", "three"]).await?;
+//! assert_eq!(echoes, ["one", "two", "three"]);
 //!
 //! // A message over the maximum frame length (8 MiB) is refused before
 //! // anything is sent.
@@ -47,11 +60,20 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Ping and bench are in [`ping`](mod@ping) and [`bench`](mod@bench), each with an example.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bench;
 mod client;
 mod error;
+mod payload;
+pub mod ping;
+pub mod report;
+pub mod stats;
+mod transport;
 
 pub use client::Client;
 pub use error::ClientError;
+pub use transport::{MAX_DATAGRAM_LEN, Transport};

@@ -19,6 +19,9 @@ use crate::cli::Cli;
 fn main() -> ExitCode {
     // On a usage error this prints clap's message and exits with code 2.
     let cli = Cli::parse();
+    if let Err(error) = cli.validate() {
+        error.exit();
+    }
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,11 +49,20 @@ fn init_logging() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // The client drives one connection at a time, so a single-threaded
-    // runtime is all it needs.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // The bench spreads its connections over one thread per core it may run
+    // on (available_parallelism honours `taskset`), so that the client is not
+    // the bottleneck. `send` and `ping` drive one connection: one thread.
+    let runtime = if cli.wants_every_core() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(cli.run())
 }

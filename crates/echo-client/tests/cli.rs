@@ -8,10 +8,34 @@ use std::net::SocketAddr;
 use std::os::unix::ffi::OsStringExt;
 use std::process::{ExitStatus, Stdio};
 
-use support::{DEADLINE, Fake, echo_server, echo_server_with_max_frame, fake_server, refused_addr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use echo_server::Mode;
+use support::{
+    DEADLINE, Fake, UdpFake, echo_server, echo_server_with_max_frame, echo_servers, fake_server,
+    refused_addr, udp_fake,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
+
+/// Every environment variable the binary reads.
+const SETTINGS: [&str; 16] = [
+    "ECHO_ADDR",
+    "ECHO_TIMEOUT",
+    "ECHO_VERBOSE",
+    "ECHO_TRANSPORT",
+    "ECHO_COUNT",
+    "ECHO_INTERVAL",
+    "ECHO_SIZE",
+    "ECHO_JSON",
+    "ECHO_CONNECTIONS",
+    "ECHO_DEPTH",
+    "ECHO_DURATION",
+    "ECHO_MESSAGES",
+    "ECHO_WARMUP",
+    "ECHO_RATE",
+    "ECHO_REPORT_INTERVAL",
+    "RUST_LOG",
+];
 
 /// What a run of the binary left behind.
 #[derive(Debug)]
@@ -26,12 +50,11 @@ struct Run {
 /// drops it, for example when a wait times out.
 fn client(args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_echo-client"));
+    command.args(args);
+    for variable in SETTINGS {
+        command.env_remove(variable);
+    }
     command
-        .args(args)
-        .env_remove("ECHO_ADDR")
-        .env_remove("ECHO_TIMEOUT")
-        .env_remove("ECHO_VERBOSE")
-        .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -207,7 +230,7 @@ async fn verbose_tells_on_stderr_what_happened() {
     run.assert_success(b"hello\n");
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{run:?}");
-    assert_eq!(lines[0], format!("connected to {addr}"));
+    assert_eq!(lines[0], format!("connected to {addr} (framed)"));
     assert_eq!(lines[1], "sending 5 bytes");
     assert!(lines[2].starts_with("received 5 bytes in "), "{run:?}");
     assert!(lines[2].ends_with(" ms"), "{run:?}");
@@ -223,7 +246,8 @@ async fn settings_come_from_the_environment() {
     let run = execute(command).await;
     run.assert_success(b"hi\n");
     assert!(
-        run.stderr.starts_with(&format!("connected to {addr}\n")),
+        run.stderr
+            .starts_with(&format!("connected to {addr} (framed)\n")),
         "{run:?}"
     );
 
@@ -352,4 +376,526 @@ async fn a_closed_stdout_ends_the_client_quietly() {
     assert_eq!(status.code(), Some(0), "stderr: {errors}");
     assert_eq!(errors, "");
     drop(stdin);
+}
+
+// ---- ping ----
+
+impl Run {
+    fn stdout_text(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("the output is UTF-8")
+    }
+
+    /// Neither stream has a control character (an escape starts every colour
+    /// or cursor movement): the output was not a terminal.
+    #[track_caller]
+    fn assert_plain(&self) {
+        for (name, text) in [
+            ("stdout", self.stdout_text()),
+            ("stderr", self.stderr.clone()),
+        ] {
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{name} has control characters: {text:?}"
+            );
+        }
+    }
+}
+
+/// Checks that `line` is `<prefix><number><suffix>` for a decimal number
+/// with three decimals, and returns the number.
+#[track_caller]
+fn number_between(line: &str, prefix: &str, suffix: &str) -> f64 {
+    let number = line
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{line:?} is not {prefix:?}…{suffix:?}"));
+    assert_eq!(number.split('.').nth(1).map(str::len), Some(3), "{line:?}");
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("{number:?} in {line:?}"))
+}
+
+/// Checks ping's summary lines for `sent` pings all echoed.
+#[track_caller]
+fn assert_ping_summary(lines: &[&str], addr: SocketAddr, sent: usize) {
+    assert_eq!(lines[0], format!("--- {addr} echo statistics ---"));
+    let counts = format!("{sent} sent, {sent} received, 0% loss, time ");
+    assert!(
+        lines[1].starts_with(&counts) && lines[1].ends_with(" ms"),
+        "{lines:?}"
+    );
+    let rtt = lines[2]
+        .strip_prefix("rtt min/avg/max/mdev = ")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let (figures, percentiles) = rtt.split_once(" ms, p50 ").expect("p50 after the figures");
+    let figures: Vec<f64> = figures.split('/').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(figures.len(), 4, "{rtt}");
+    let (min, avg, max) = (figures[0], figures[1], figures[2]);
+    assert!(min <= avg && avg <= max, "{rtt}");
+    let (p50, p99) = percentiles.split_once(" ms, p99 ").expect("p99 after p50");
+    let (p50, p99): (f64, f64) = (
+        p50.parse().unwrap(),
+        p99.trim_end_matches(" ms").parse().unwrap(),
+    );
+    assert!(min <= p50 && p50 <= p99 && p99 <= max, "{rtt}");
+}
+
+#[tokio::test]
+async fn ping_prints_a_line_per_echo_then_the_summary() {
+    let addr = echo_server().await;
+    let run = execute(client(at(addr, &["ping", "-c", "3", "-i", "0"]))).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert_eq!(run.stderr, "");
+    let stdout = run.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(
+        lines[0],
+        format!("ECHO {addr} (framed): 56 bytes of payload")
+    );
+    for (seq, line) in (1..=3).zip(&lines[1..4]) {
+        let rtt = number_between(
+            line,
+            &format!("56 bytes from {addr}: seq={seq} time="),
+            " ms",
+        );
+        assert!(rtt > 0.0);
+    }
+    assert_ping_summary(&lines[4..], addr, 3);
+}
+
+#[tokio::test]
+async fn ping_speaks_raw_and_udp() {
+    let servers = echo_servers(Mode::Raw).await;
+    for (addr, flag, name) in [(servers.tcp, "--raw", "raw"), (servers.udp, "--udp", "udp")] {
+        let run = execute(client(at(
+            addr,
+            &[flag, "ping", "-c", "2", "-i", "0", "-s", "100"],
+        )))
+        .await;
+        assert_eq!(run.status.code(), Some(0), "{run:?}");
+        let stdout = run.stdout_text();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("ECHO {addr} ({name}): 100 bytes of payload")
+        );
+        assert!(
+            lines[1].starts_with(&format!("100 bytes from {addr}: seq=1 time=")),
+            "{stdout}"
+        );
+        assert_ping_summary(&lines[3..], addr, 2);
+    }
+}
+
+#[tokio::test]
+async fn ping_counts_lost_echoes_and_succeeds_if_any_came_back() {
+    let addr = udp_fake(UdpFake::DropEveryOther).await;
+    let args = ["--udp", "--timeout", "0.2", "ping", "-c", "2", "-i", "0"];
+    let run = execute(client(at(addr, &args))).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let stdout = run.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[1].starts_with(&format!("56 bytes from {addr}: seq=1 ")),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[2],
+        format!("no echo from {addr} for seq=2 within 200 ms")
+    );
+    assert!(
+        lines[4].starts_with("2 sent, 1 received, 50% loss, time "),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn ping_fails_when_nothing_comes_back() {
+    let addr = fake_server(Fake::Silent).await;
+    let run = execute(client(at(
+        addr,
+        &["--timeout", "0.1", "ping", "-c", "2", "-i", "0"],
+    )))
+    .await;
+    run.assert_failure(&format!("no echo came back from {addr}"));
+    let stdout = run.stdout_text();
+    assert!(stdout.contains("2 sent, 0 received, 100% loss"), "{stdout}");
+    assert!(!stdout.contains("rtt"), "{stdout}");
+}
+
+#[tokio::test]
+async fn ping_fails_on_a_corrupted_echo() {
+    let addr = fake_server(Fake::CorruptOneFrame).await;
+    let run = execute(client(at(addr, &["ping", "-c", "5", "-i", "0"]))).await;
+    run.assert_failure(&format!(
+        "1 echo from {addr} differed from the message sent"
+    ));
+    let stdout = run.stdout_text();
+    assert!(
+        stdout.contains(&format!("56 bytes from {addr}: seq=4 time="))
+            && stdout.contains(" ms CORRUPTED: first difference at byte 55"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("5 sent, 5 received, 0% loss, time "),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", 1 corrupted\n"), "{stdout}");
+}
+
+#[tokio::test]
+async fn ping_json_is_one_document() {
+    let servers = echo_servers(Mode::Framed).await;
+    let run = execute(client(at(
+        servers.udp,
+        &["--udp", "ping", "-c", "3", "-i", "0", "--json"],
+    )))
+    .await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run.stdout).expect("stdout is one JSON document");
+    assert_eq!(json["transport"], "udp");
+    assert_eq!(
+        (json["sent"].as_u64(), json["received"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(json["loss_percent"], 0.0);
+    assert_eq!(json["rtt_us"]["count"], 3);
+    let p50 = json["rtt_us"]["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= json["rtt_us"]["max"].as_f64().unwrap());
+    assert_eq!(run.stderr, "");
+}
+
+/// Without a count, ping runs until Ctrl-C, and then prints its summary.
+#[tokio::test]
+async fn ping_prints_the_summary_on_ctrl_c() {
+    let addr = echo_server().await;
+    let mut child = client(at(addr, &["ping", "-i", "20"]))
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut seen = String::new();
+    // Wait for two replies, so that the signal handler is surely in place.
+    while seen
+        .lines()
+        .filter(|line| line.contains("bytes from"))
+        .count()
+        < 2
+    {
+        let read = timeout(DEADLINE, stdout.read_line(&mut seen))
+            .await
+            .expect("ping prints within the deadline")
+            .unwrap();
+        assert!(read > 0, "ping ended early: {seen}");
+    }
+    let pid = child.id().expect("the child is running").to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = timeout(DEADLINE, child.wait())
+        .await
+        .expect("ping ends on Ctrl-C")
+        .unwrap();
+    timeout(DEADLINE, stdout.read_to_string(&mut seen))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{seen}");
+    let summary = seen
+        .split_once(&format!("--- {addr} echo statistics ---"))
+        .map(|(_, summary)| summary);
+    let summary = summary.unwrap_or_else(|| panic!("no summary in {seen:?}"));
+    assert!(summary.contains(" received, 0% loss, time "), "{seen}");
+}
+
+// ---- bench ----
+
+#[tokio::test]
+async fn bench_json_is_one_document_with_every_setting_and_result() {
+    let addr = echo_server().await;
+    let args = [
+        "bench", "-n", "1000", "-c", "3", "-d", "4", "-s", "100", "--json",
+    ];
+    let run = execute(client(at(addr, &args))).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert_eq!(run.stderr, "");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run.stdout).expect("stdout is one JSON document");
+    let parameters = &json["parameters"];
+    assert_eq!(parameters["addr"], addr.to_string());
+    assert_eq!(parameters["transport"], "framed");
+    assert_eq!(
+        (
+            parameters["connections"].as_u64(),
+            parameters["depth"].as_u64()
+        ),
+        (Some(3), Some(4))
+    );
+    assert_eq!(
+        (parameters["size"].as_u64(), parameters["messages"].as_u64()),
+        (Some(100), Some(1000))
+    );
+    assert_eq!(
+        (json["sent"].as_u64(), json["echoed"].as_u64()),
+        (Some(1000), Some(1000))
+    );
+    assert_eq!(json["errors"]["total"], 0);
+    assert_eq!(json["connections"]["failed"], 0);
+    let latency = &json["latency_us"];
+    let figure = |name: &str| {
+        latency[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("latency_us.{name}"))
+    };
+    let ordered = ["min", "p50", "p90", "p99", "p99_9", "max"].map(figure);
+    assert!(
+        ordered.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{latency}"
+    );
+    assert!(json["messages_per_s"].as_f64().unwrap() > 0.0);
+    let megabytes = json["megabytes_per_s"].as_f64().unwrap();
+    let expected = json["messages_per_s"].as_f64().unwrap() * 100.0 / 1e6;
+    assert!(
+        (megabytes - expected).abs() <= 1e-9 * expected.max(1.0),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn bench_prints_its_settings_intervals_and_results() {
+    let addr = echo_server().await;
+    let args = ["bench", "-t", "0.45", "-i", "0.1", "-c", "2"];
+    let run = execute(client(at(addr, &args))).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    run.assert_plain();
+    assert_eq!(run.stderr, "");
+    let stdout = run.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "BENCH {addr} (framed): 2 connections, depth 1, 64-byte messages, for 0.45 s, unpaced"
+        )
+    );
+    assert!(lines[1].starts_with("[  0.0-  0.1 s]  "), "{stdout}");
+    assert!(
+        lines[1].contains(" msgs/s, ") && lines[1].ends_with(", 0 errors"),
+        "{stdout}"
+    );
+    let results = lines
+        .iter()
+        .position(|line| *line == format!("--- {addr} bench results ---"));
+    let results = &lines[results.unwrap_or_else(|| panic!("no results in {stdout}"))..];
+    assert!(results.len() >= 4, "{stdout}");
+    assert!(
+        results[1].starts_with("messages     ") && results[1].contains(" echoed in "),
+        "{stdout}"
+    );
+    assert!(
+        results[2].starts_with("throughput   ") && results[2].ends_with(" MB/s of echoed payload")
+    );
+    assert!(results[3].starts_with("latency      min ") && results[3].contains(", p99.9 "));
+    assert_eq!(results[4], "errors       0");
+    assert_eq!(results[5], "connections  2 of 2 connected, 0 failed");
+}
+
+#[tokio::test]
+async fn bench_speaks_raw_and_udp() {
+    let servers = echo_servers(Mode::Raw).await;
+    for (addr, flag) in [(servers.tcp, "--raw"), (servers.udp, "--udp")] {
+        let run = execute(client(at(
+            addr,
+            &[flag, "bench", "-n", "500", "-d", "8", "--json"],
+        )))
+        .await;
+        assert_eq!(run.status.code(), Some(0), "{run:?}");
+        let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(json["parameters"]["transport"], &flag[2..]);
+        assert_eq!(
+            (json["sent"].as_u64(), json["echoed"].as_u64()),
+            (Some(500), Some(500))
+        );
+        assert_eq!(json["errors"]["total"], 0);
+    }
+}
+
+/// A server that changes one byte: the bench reports it and fails.
+#[tokio::test]
+async fn bench_reports_a_corrupted_byte_and_fails() {
+    let addr = fake_server(Fake::CorruptOneFrame).await;
+    let run = execute(client(at(addr, &["bench", "-n", "100", "--json"]))).await;
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run.stdout).expect("the report is printed all the same");
+    assert_eq!(
+        (
+            json["errors"]["total"].as_u64(),
+            json["errors"]["corrupted"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(json["echoed"], 99);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: the bench of {addr} found 1 error and 0 failed connections (first: connection 0: \
+             the echo of message 3 differs from it at byte 63)\n"
+        )
+    );
+    // And in the human report:
+    let run = execute(client(at(addr, &["bench", "-n", "100"]))).await;
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(
+        run.stdout_text()
+            .contains("\nerrors       1 (1 corrupted, 0 missing, 0 unexpected)\n"),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn bench_fails_when_no_connection_opens() {
+    let addr = refused_addr().await;
+    let run = execute(client(at(addr, &["bench", "-n", "10", "-c", "2"]))).await;
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(
+        run.stdout_text()
+            .contains("connections  0 of 2 connected, 2 failed"),
+        "{run:?}"
+    );
+    assert!(run.stderr.starts_with(&format!("error: the bench of {addr} found 0 errors and 2 failed connections (first: cannot connect to {addr}: ")), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn ping_and_bench_output_is_plain_when_piped() {
+    let addr = echo_server().await;
+    for args in [
+        &["ping", "-c", "2", "-i", "0"][..],
+        &["bench", "-t", "0.3", "-i", "0.1"],
+        &["-v", "bench", "-n", "100", "--json"],
+    ] {
+        let run = execute(client(at(addr, args))).await;
+        assert_eq!(run.status.code(), Some(0), "{run:?}");
+        run.assert_plain();
+    }
+}
+
+#[tokio::test]
+async fn ping_and_bench_usage_errors_exit_with_code_2() {
+    for (args, culprit) in [
+        (&["--udp", "ping", "--size", "4"][..], "sequence number"),
+        (
+            &["--raw", "bench", "--size", "0"],
+            "raw messages must be 1 to",
+        ),
+        (&["ping", "-c", "0"], "at least 1"),
+        (&["ping", "-i", "-5"], "more than 0 milliseconds"),
+        (&["bench", "-n", "0"], "at least 1"),
+        (&["bench", "-t", "1", "-n", "5"], "cannot be used with"),
+        (&["bench", "--rate", "0"], "more than 0 messages per second"),
+        (&["bench", "--depth", "lots"], "whole number"),
+        (&["--raw", "--udp", "ping"], "cannot be used with"),
+        (&["--transport", "carrier-pigeon", "ping"], "carrier-pigeon"),
+    ] {
+        execute(client(args)).await.assert_usage_error(culprit);
+    }
+}
+
+#[tokio::test]
+async fn ping_and_bench_settings_come_from_the_environment() {
+    let servers = echo_servers(Mode::Framed).await;
+    let mut command = client(["bench"]);
+    command
+        .env("ECHO_ADDR", servers.udp.to_string())
+        .env("ECHO_TRANSPORT", "udp")
+        .env("ECHO_MESSAGES", "50")
+        .env("ECHO_CONNECTIONS", "2")
+        .env("ECHO_DEPTH", "3")
+        .env("ECHO_SIZE", "20")
+        .env("ECHO_JSON", "1");
+    let run = execute(command).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let parameters = &json["parameters"];
+    assert_eq!(parameters["transport"], "udp");
+    assert_eq!(
+        [
+            &parameters["messages"],
+            &parameters["connections"],
+            &parameters["depth"],
+            &parameters["size"]
+        ],
+        [50, 2, 3, 20]
+    );
+
+    let mut command = client(["ping"]);
+    command
+        .env("ECHO_ADDR", servers.tcp.to_string())
+        .env("ECHO_COUNT", "2")
+        .env("ECHO_INTERVAL", "0")
+        .env("ECHO_SIZE", "9");
+    let run = execute(command).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(run.stdout_text().contains("2 sent, 2 received"), "{run:?}");
+    assert!(
+        run.stdout_text()
+            .starts_with(&format!("ECHO {} (framed): 9 bytes", servers.tcp))
+    );
+}
+
+#[tokio::test]
+async fn ping_and_bench_help_shows_every_default_and_environment_variable() {
+    for (command, expected) in [
+        (
+            "ping",
+            &[
+                "[env: ECHO_COUNT=]",
+                "[default: until interrupted]",
+                "[env: ECHO_INTERVAL=]",
+                "[default: 1000]",
+                "[env: ECHO_SIZE=]",
+                "[default: 56]",
+                "[env: ECHO_JSON=]",
+                "[env: ECHO_TRANSPORT=]",
+                "[default: framed]",
+                "--raw",
+                "--udp",
+                "Examples:",
+            ][..],
+        ),
+        (
+            "bench",
+            &[
+                "[env: ECHO_CONNECTIONS=]",
+                "[env: ECHO_SIZE=]",
+                "[default: 64]",
+                "[env: ECHO_DEPTH=]",
+                "[env: ECHO_DURATION=]",
+                "[default: 10]",
+                "[env: ECHO_MESSAGES=]",
+                "[env: ECHO_WARMUP=]",
+                "[default: 0]",
+                "[env: ECHO_RATE=]",
+                "[default: as fast as the echoes allow]",
+                "[env: ECHO_REPORT_INTERVAL=]",
+                "[env: ECHO_JSON=]",
+                "[env: ECHO_TIMEOUT=]",
+                "Examples:",
+            ],
+        ),
+    ] {
+        let run = execute(client([command, "--help"])).await;
+        assert_eq!(run.status.code(), Some(0), "{run:?}");
+        let help = run.stdout_text();
+        for expected in expected {
+            assert!(
+                help.contains(expected),
+                "{expected:?} missing from {command} --help:\n{help}"
+            );
+        }
+    }
 }

@@ -96,3 +96,14 @@ impl Default for Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_address_serves_this_machine_only() {
+        assert!(DEFAULT_LISTEN.ip().is_loopback());
+        assert!(Config::default().listen.ip().is_loopback());
+    }
+}

@@ -1,5 +1,7 @@
 //! `echo-server`: the command line over the echo-server library.
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;

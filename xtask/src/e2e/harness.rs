@@ -18,6 +18,11 @@ use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
+/// The shell that scripts run in: the one that lowers the server's file
+/// descriptor limit, and in the unit tests the one that stands in for the
+/// binaries under test.
+const SH: &str = "/bin/sh";
+
 /// How often a wait for a process to exit looks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -68,6 +73,23 @@ impl Ctx<'_> {
         Server::start(
             &self.bins.server,
             extra,
+            &expected_listeners(extra),
+            self.deadline,
+        )
+    }
+
+    /// Starts an `echo-server` as [`server`](Self::server) does, but allowed
+    /// at most `limit` open file descriptors: a shell lowers its limit
+    /// (`ulimit -n`) and then becomes the server, so that the pid is the
+    /// server's.
+    pub(super) fn server_with_fd_limit(&self, limit: u32, extra: &[&str]) -> Result<Server> {
+        let script = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
+        let server = self.bins.server.to_string_lossy();
+        let mut args = vec!["-c", script.as_str(), &server];
+        args.extend_from_slice(extra);
+        Server::start(
+            Path::new(SH),
+            &args,
             &expected_listeners(extra),
             self.deadline,
         )
@@ -841,6 +863,13 @@ pub(super) fn expect_closed_silently(stream: &TcpStream, deadline: Instant) -> R
     }
 }
 
+/// How many file descriptors `pid` has open, from `/proc/PID/fd`.
+pub(super) fn open_fds(pid: Pid) -> Result<usize> {
+    let path = format!("/proc/{pid}/fd");
+    let entries = std::fs::read_dir(&path).with_context(|| format!("could not read {path}"))?;
+    Ok(entries.count())
+}
+
 /// Reads a `/proc/PID/status` field given in kB, such as `VmRSS`, in KiB.
 pub(super) fn memory_kib(pid: Pid, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -973,9 +1002,6 @@ mod tests {
         let panic = "thread 'main' panicked at src/main.rs:1:1\nerror: 127.0.0.1:7\n";
         assert!(check_error_line(panic, addr).is_err());
     }
-
-    /// The sh binary, standing in for the binaries under test.
-    const SH: &str = "/bin/sh";
 
     fn in_secs(secs: u64) -> Instant {
         Instant::now() + Duration::from_secs(secs)

@@ -10,12 +10,16 @@ use anyhow::Context;
 use echo_client::Client;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{Options, SendArgs};
+use super::{Options, SendArgs, print_line, printed};
 
 /// Connects, then sends every message and prints every echo.
 pub(super) async fn run(options: &Options, args: SendArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&options.addr, options.timeout).await?;
-    options.note(format_args!("connected to {}", client.peer_addr()));
+    let client = Client::connect_with(&options.addr, options.transport(), options.timeout).await?;
+    options.note(format_args!(
+        "connected to {} ({})",
+        client.peer_addr(),
+        client.transport()
+    ));
     let mut session = Session {
         client,
         options,
@@ -88,23 +92,8 @@ impl Session<'_> {
             "received {} bytes in {millis:.3} ms",
             echo.len()
         ));
-        match print_line(&mut self.stdout, &echo) {
-            Ok(()) => Ok(ControlFlow::Continue(())),
-            // Rust ignores SIGPIPE, so a reader that went away (as `head -1`
-            // does) shows up as this error. That is a normal way for a
-            // pipeline to end, not a failure.
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ControlFlow::Break(())),
-            Err(error) => Err(error).context("cannot write to standard output"),
-        }
+        printed(print_line(&mut self.stdout, &echo))
     }
-}
-
-/// Writes `bytes` and a newline, and flushes, so that each echo appears as
-/// soon as it has arrived, whether stdout is a terminal, a pipe or a file.
-fn print_line(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    out.write_all(bytes)?;
-    out.write_all(b"\n")?;
-    out.flush()
 }
 
 /// A line read with `read_until(b'\n')`, without its `\n` or `\r\n`.
@@ -129,13 +118,5 @@ mod tests {
         assert_eq!(strip_line_ending(b"\r\n"), b"");
         assert_eq!(strip_line_ending(b"\r\r\n"), b"\r");
         assert_eq!(strip_line_ending(b""), b"");
-    }
-
-    #[test]
-    fn a_printed_line_is_the_raw_bytes_and_a_newline() {
-        let mut out = Vec::new();
-        print_line(&mut out, b"\x00\xff\r").unwrap();
-        print_line(&mut out, b"").unwrap();
-        assert_eq!(out, b"\x00\xff\r\n\n");
     }
 }

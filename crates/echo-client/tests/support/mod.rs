@@ -1,14 +1,18 @@
 //! Servers for the tests: the real echo server in-process, and small fakes
 //! that misbehave in the ways the client must report.
 
+// Each test crate includes this module and uses only a part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use echo_proto::FrameCodec;
-use echo_server::{Config, Server};
+use echo_server::{Config, Mode, Server};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::codec::Framed;
 
 /// The bound on every wait in the tests. Generous, because a loaded machine
@@ -35,6 +39,34 @@ pub(crate) async fn echo_server_with_max_frame(max_frame_len: usize) -> SocketAd
     addr
 }
 
+/// The real echo server's addresses, in one of its modes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Servers {
+    /// Framed or raw TCP, as asked.
+    pub(crate) tcp: SocketAddr,
+    /// UDP echo.
+    pub(crate) udp: SocketAddr,
+}
+
+/// Starts the real echo server with TCP in `mode` and UDP beside it, on free
+/// loopback ports, serving until the test's runtime ends.
+pub(crate) async fn echo_servers(mode: Mode) -> Servers {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config {
+        listen: loopback,
+        mode,
+        udp: Some(loopback),
+        ..Config::default()
+    };
+    let server = Server::bind(config).await.expect("the echo server binds");
+    let servers = Servers {
+        tcp: server.local_addr(),
+        udp: server.udp_addr().expect("UDP was asked for"),
+    };
+    tokio::spawn(server.run(std::future::pending()));
+    servers
+}
+
 /// The ways a fake server misbehaves.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Fake {
@@ -45,7 +77,33 @@ pub(crate) enum Fake {
     CloseAfterReading,
     /// Reads everything and never answers.
     Silent,
+    /// Echoes frames faithfully, except for one byte: the last of the
+    /// payload of the frame at [`CORRUPTED_FRAME`] (counted from 0) on each
+    /// connection.
+    CorruptOneFrame,
+    /// Echoes raw bytes faithfully (RFC 862), except for the byte at
+    /// [`CORRUPTED_BYTE`] of each connection's stream.
+    CorruptOneRawByte,
+    /// Echoes frames faithfully, and sends one frame more (empty) after the
+    /// first echo of each connection.
+    ExtraFrame,
+    /// Echoes frames faithfully, but stalls for [`STALL`] before echoing the
+    /// frame at [`STALLED_FRAME`] (counted from 0) of each connection.
+    StallOnce,
 }
+
+/// The frame before which [`Fake::StallOnce`] stalls.
+pub(crate) const STALLED_FRAME: usize = 10;
+
+/// How long [`Fake::StallOnce`] stalls. The stall is the behaviour under
+/// test, not a wait for anything.
+pub(crate) const STALL: Duration = Duration::from_millis(300);
+
+/// The frame whose payload [`Fake::CorruptOneFrame`] damages.
+pub(crate) const CORRUPTED_FRAME: usize = 3;
+
+/// The byte of the stream that [`Fake::CorruptOneRawByte`] damages.
+pub(crate) const CORRUPTED_BYTE: usize = 100;
 
 /// Starts a fake server on a free loopback port, serving until the test's
 /// runtime ends.
@@ -64,9 +122,49 @@ pub(crate) async fn fake_server(fake: Fake) -> SocketAddr {
     addr
 }
 
-async fn serve_fake(fake: Fake, socket: TcpStream) {
+async fn serve_fake(fake: Fake, mut socket: TcpStream) {
+    if let Fake::CorruptOneRawByte = fake {
+        let (mut seen, mut buffer) = (0, vec![0; 4096]);
+        while let Ok(read) = socket.read(&mut buffer).await {
+            if read == 0 {
+                break;
+            }
+            if (seen..seen + read).contains(&CORRUPTED_BYTE) {
+                buffer[CORRUPTED_BYTE - seen] ^= 0x01;
+            }
+            seen += read;
+            if socket.write_all(&buffer[..read]).await.is_err() {
+                break;
+            }
+        }
+        return;
+    }
     let mut frames = Framed::new(socket, FrameCodec::new());
     match fake {
+        Fake::CorruptOneRawByte => unreachable!("served above"),
+        Fake::CorruptOneFrame | Fake::ExtraFrame | Fake::StallOnce => {
+            let mut count = 0;
+            while let Some(Ok(mut frame)) = frames.next().await {
+                if matches!(fake, Fake::StallOnce) && count == STALLED_FRAME {
+                    tokio::time::sleep(STALL).await;
+                }
+                if matches!(fake, Fake::CorruptOneFrame) && count == CORRUPTED_FRAME {
+                    if let Some(last) = frame.last_mut() {
+                        *last ^= 0x01;
+                    }
+                }
+                if frames.send(frame.freeze()).await.is_err() {
+                    break;
+                }
+                if matches!(fake, Fake::ExtraFrame)
+                    && count == 0
+                    && frames.send(Bytes::new()).await.is_err()
+                {
+                    break;
+                }
+                count += 1;
+            }
+        }
         Fake::Corrupt => {
             while let Some(Ok(frame)) = frames.next().await {
                 if frames.send(corrupt(frame)).await.is_err() {
@@ -99,4 +197,45 @@ pub(crate) async fn refused_addr() -> SocketAddr {
     listener
         .local_addr()
         .expect("a bound listener has an address")
+}
+
+/// The ways a fake UDP echo server misbehaves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum UdpFake {
+    /// Answers the 1st, 3rd, 5th... datagram it receives, and drops the others.
+    DropEveryOther,
+    /// Answers every datagram twice.
+    Duplicate,
+}
+
+/// Starts a fake UDP echo server on a free loopback port, serving until the
+/// test's runtime ends.
+pub(crate) async fn udp_fake(fake: UdpFake) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("the fake binds");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    tokio::spawn(async move {
+        let mut buffer = vec![0; 65_536];
+        let mut received = 0_u64;
+        while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
+            received += 1;
+            let copies = match fake {
+                UdpFake::DropEveryOther => u64::from(received % 2 == 1),
+                UdpFake::Duplicate => 2,
+            };
+            for _ in 0..copies {
+                let _ = socket.send_to(&buffer[..len], peer).await;
+            }
+        }
+    });
+    addr
+}
+
+/// A loopback UDP port where nothing listens: one that was free a moment ago.
+pub(crate) async fn closed_udp_port() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("a free port binds");
+    socket.local_addr().expect("a bound socket has an address")
 }

@@ -4,6 +4,8 @@
 //! by what an earlier one left behind. A new topic is a new file with its own
 //! `SCENARIOS` list, declared below and named once in [`ALL`].
 
+mod client_tools;
+mod faults;
 mod foundation;
 mod server_ops;
 
@@ -21,7 +23,12 @@ pub(super) struct Scenario {
 }
 
 /// Every scenario, topic by topic, in the order they run.
-pub(super) const ALL: &[&[Scenario]] = &[foundation::SCENARIOS, server_ops::SCENARIOS];
+pub(super) const ALL: &[&[Scenario]] = &[
+    foundation::SCENARIOS,
+    server_ops::SCENARIOS,
+    client_tools::SCENARIOS,
+    faults::SCENARIOS,
+];
 
 /// Every scenario of [`ALL`], one after the other.
 pub(super) fn all() -> impl Iterator<Item = &'static Scenario> {

@@ -1,0 +1,657 @@
+//! One bench connection: a writer and a reader over the two halves of one
+//! link, sharing a [`Window`], run side by side in one task.
+//!
+//! One task rather than two, so that the reader's "there is room again" wakes
+//! the writer without a trip to another thread: with one message in flight,
+//! that trip would be a large part of each round trip. Connections still
+//! spread over every worker thread.
+//!
+//! The writer sends messages while fewer than `depth` are in flight (and, when
+//! paced, once each is due), many per write when the window allows. The
+//! reader takes the echoes as they come, checks every byte against the
+//! message it answers (each message follows from its connection and sequence
+//! number, so nothing sent is kept), and times it from the send time the
+//! writer left in the window. Nothing is allocated per message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::schedule::Schedule;
+use super::tally::{Collector, Tally};
+use crate::ClientError;
+use crate::client::{closed, exchange_error};
+use crate::payload::Pattern;
+use crate::transport::{Receiver, Sender, Transport};
+
+/// The most bytes one write gathers, so that a deep window of large messages
+/// does not need a huge buffer.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// What every connection of a run shares.
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub(super) addr: String,
+    pub(super) transport: Transport,
+    /// The start of the run; every time is counted in nanoseconds from it.
+    pub(super) epoch: Instant,
+    pub(super) warmup_nanos: u64,
+    pub(super) depth: u64,
+    pub(super) timeout: Duration,
+    /// Messages per second in all, when paced.
+    pub(super) rate: Option<f64>,
+    pub(super) connections: u64,
+    pub(super) pattern: Pattern,
+    pub(super) collector: Collector,
+}
+
+impl Plan {
+    /// Nanoseconds since the start of the run.
+    pub(super) fn now(&self) -> u64 {
+        nanos(self.epoch.elapsed())
+    }
+
+    /// `nanos` from the start of the run, as an instant to sleep until.
+    fn instant(&self, nanos: u64) -> tokio::time::Instant {
+        (self.epoch + Duration::from_nanos(nanos)).into()
+    }
+
+    fn timeout_nanos(&self) -> u64 {
+        nanos(self.timeout)
+    }
+}
+
+/// A duration in nanoseconds, saturating (at 584 years).
+pub(super) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What the writer and reader of one connection share: the messages in
+/// flight and their send times.
+///
+/// At most `depth` messages are in flight, so the send times fit in a ring
+/// of `depth` slots or more: the writer reuses a slot only once the reader is
+/// done with the message before. The ring's length is a power of two, so that
+/// finding a message's slot is a mask rather than a division, which would
+/// cost more than the rest of the bookkeeping of a small message.
+#[derive(Debug)]
+struct Window {
+    /// Messages in flight at most.
+    depth: u64,
+    /// The ring's length less one.
+    mask: u64,
+    sent_at: Box<[AtomicU64]>,
+    /// How many messages have been queued for sending (the next one's
+    /// number).
+    sent: AtomicU64,
+    /// How many messages are done with: echoed, or given up as lost. The
+    /// window's room is `depth - (sent - completed)`.
+    completed: AtomicU64,
+    /// Wakes the writer when there is room again, or when the reader has
+    /// given up.
+    room: Notify,
+}
+
+impl Window {
+    fn new(depth: u64) -> Self {
+        let len = depth.next_power_of_two();
+        Self {
+            depth,
+            mask: len - 1,
+            sent_at: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            sent: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            room: Notify::new(),
+        }
+    }
+
+    /// The ring slot of message `seq`.
+    fn index(&self, seq: u64) -> usize {
+        (seq & self.mask) as usize
+    }
+
+    /// The length of the ring.
+    fn len(&self) -> usize {
+        self.sent_at.len()
+    }
+
+    fn slot(&self, seq: u64) -> &AtomicU64 {
+        &self.sent_at[self.index(seq)]
+    }
+
+    /// Records that every message before `completed` is done with, where
+    /// only those before `before` were, and wakes the writer if it may be
+    /// waiting for room: only if the window was full, since the writer waits
+    /// only then. (A wake costs more than the rest of an echo's handling.)
+    fn complete(&self, before: u64, completed: u64) {
+        self.completed.store(completed, Ordering::Release);
+        if self.sent.load(Ordering::Acquire) - before >= self.depth {
+            self.room.notify_one();
+        }
+    }
+}
+
+/// A one-way signal, raised once and checked often: a flag for the checks (a
+/// load, where a cancellation token's check takes a lock), and a token for
+/// the waits.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Signal {
+    raised: Arc<AtomicBool>,
+    token: CancellationToken,
+}
+
+impl Signal {
+    pub(super) fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    pub(super) fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the signal is raised.
+    pub(super) async fn raised(&self) {
+        self.token.cancelled().await;
+    }
+}
+
+/// How a writer ended.
+#[derive(Debug, Default)]
+struct WriterEnd {
+    /// Every message queued, warmup included: the number of the next.
+    sent: u64,
+    /// Why it stopped early, if it did.
+    error: Option<ClientError>,
+}
+
+/// Runs connection `id` until its last echo. `quota` limits the messages sent after the
+/// warmup; `stop` ends the sending (the run's deadline, or an interruption).
+pub(super) async fn run(
+    id: u32,
+    sender: Sender,
+    receiver: Receiver,
+    quota: Option<u64>,
+    plan: Arc<Plan>,
+    stop: Signal,
+) {
+    let window = Arc::new(Window::new(plan.depth));
+    // Cancelled by the reader when the connection has failed, so that the
+    // writer does not wait for room that will never come.
+    let abort = Signal::default();
+    let schedule = plan
+        .rate
+        .map(|rate| Schedule::new(rate, plan.connections, u64::from(id)));
+    let (ended, writer_end) = oneshot::channel();
+    let writer = Writer {
+        id,
+        sender,
+        quota,
+        schedule,
+        plan: Arc::clone(&plan),
+        window: Arc::clone(&window),
+        stop,
+        abort: abort.clone(),
+    };
+    let reader = Reader {
+        id,
+        receiver,
+        plan,
+        window,
+        abort,
+        writer: writer_end,
+        writer_end: None,
+    };
+    tokio::join!(writer.run(ended), reader.run());
+}
+
+struct Writer {
+    id: u32,
+    sender: Sender,
+    quota: Option<u64>,
+    schedule: Option<Schedule>,
+    plan: Arc<Plan>,
+    window: Arc<Window>,
+    stop: Signal,
+    abort: Signal,
+}
+
+impl Writer {
+    /// Sends until told to stop, then tells the reader how many messages
+    /// it sent, through `ended`.
+    async fn run(mut self, ended: oneshot::Sender<WriterEnd>) {
+        let (mut seq, mut measured) = (0, 0);
+        // Whether the writer has just slept until a paced message was due,
+        // and nothing else has held it up since.
+        let mut on_time = false;
+        let error = 'run: loop {
+            if self.stop.is_raised() || self.abort.is_raised() {
+                break None;
+            }
+            if self.quota.is_some_and(|quota| measured >= quota) {
+                break None;
+            }
+            let in_flight = seq - self.window.completed.load(Ordering::Acquire);
+            let room = self.plan.depth - in_flight;
+            if room == 0 {
+                // Woken by the next echo, or by the reader giving up; a stop
+                // is seen then, at most a round trip (or a timeout) late.
+                self.window.room.notified().await;
+                on_time = false;
+                continue;
+            }
+            let now = self.plan.now();
+            let mut batch = room.min(max_batch(self.plan.pattern.len()));
+            if let Some(schedule) = self.schedule {
+                let due = schedule.due_at(seq);
+                if due > now {
+                    on_time = tokio::select! {
+                        () = tokio::time::sleep_until(self.plan.instant(due)) => true,
+                        () = self.stop.raised() => false,
+                        () = self.window.room.notified() => false,
+                    };
+                    continue;
+                }
+                batch = batch.min(schedule.due_by(now) - seq);
+            }
+
+            // Paced messages are timed from when they were due, so that a
+            // server that holds the writer back (a full window, a blocked
+            // write) has every delay counted against it. Except when the
+            // writer was only waiting for its own timer, which wakes up to a
+            // millisecond late: that delay is the client's, and these
+            // messages are timed from now, when they could first be sent.
+            let paced = self.schedule.filter(|_| !std::mem::take(&mut on_time));
+            let mut queued = 0;
+            while queued < batch {
+                let message_seq = seq + queued;
+                let sent_at = paced.map_or(now, |schedule| schedule.due_at(message_seq));
+                if sent_at >= self.plan.warmup_nanos {
+                    if self.quota.is_some_and(|quota| measured >= quota) {
+                        break;
+                    }
+                    measured += 1;
+                }
+                self.window
+                    .slot(message_seq)
+                    .store(sent_at, Ordering::Release);
+                let message = self.plan.pattern.message(self.id, message_seq);
+                if let Err(error) = self
+                    .sender
+                    .push_with(message.len(), |batch| message.append_to(batch))
+                {
+                    // The size was checked before the run, so this cannot
+                    // happen; if it did, it would end this connection only.
+                    break 'run Some(exchange_error(
+                        &self.plan.addr,
+                        self.plan.pattern.len(),
+                        error,
+                    ));
+                }
+                queued += 1;
+            }
+            if queued == 0 {
+                continue;
+            }
+            seq += queued;
+            self.window.sent.store(seq, Ordering::Release);
+            // The flush first: it is nearly always done at once, and then the
+            // abort's future is never polled, which would cost a lock.
+            tokio::select! {
+                biased;
+                flushed = self.sender.flush() => {
+                    if let Err(error) = flushed {
+                        break Some(exchange_error(&self.plan.addr, self.plan.pattern.len(), error.into()));
+                    }
+                }
+                () = self.abort.raised() => break None,
+            }
+        };
+        let mut end = WriterEnd { sent: seq, error };
+        if end.error.is_none() && !self.abort.is_raised() {
+            if let Err(error) = self.sender.finish().await {
+                end.error = Some(exchange_error(
+                    &self.plan.addr,
+                    self.plan.pattern.len(),
+                    error.into(),
+                ));
+            }
+        }
+        self.plan.collector.lock().sent += measured;
+        // The reader is gone only if it has finished, and then it needs
+        // nothing more.
+        let _ = ended.send(end);
+    }
+}
+
+/// How many messages of `len` bytes one write gathers at most.
+fn max_batch(len: usize) -> u64 {
+    (MAX_BATCH_BYTES / (len + 4)).max(1) as u64
+}
+
+struct Reader {
+    id: u32,
+    receiver: Receiver,
+    plan: Arc<Plan>,
+    window: Arc<Window>,
+    abort: Signal,
+    /// Where the writer's end arrives.
+    writer: oneshot::Receiver<WriterEnd>,
+    writer_end: Option<WriterEnd>,
+}
+
+impl Reader {
+    async fn run(mut self) {
+        let plan = Arc::clone(&self.plan);
+        let mut tally = Tally::new(&plan.collector, plan.warmup_nanos);
+        let read = if plan.transport == Transport::Udp {
+            self.read_datagrams(&mut tally).await
+        } else {
+            self.read_stream(&mut tally).await
+        };
+        let failure = match read {
+            Err(Failure {
+                error,
+                answered_ahead,
+            }) => {
+                // Stop the writer, then count every message it sent whose
+                // echo will now never come.
+                self.abort.raise();
+                self.window.room.notify_one();
+                let sent = self.writer_end().await.sent;
+                let completed = self.window.completed.load(Ordering::Acquire);
+                tally.missing += sent.saturating_sub(completed + answered_ahead);
+                Some(error)
+            }
+            Ok(()) => self.writer_end().await.error.take(),
+        };
+        if let Some(failure) = &failure {
+            tally.note_error(|| {
+                format!(
+                    "connection {}: {}",
+                    self.id,
+                    crate::error::describe(failure)
+                )
+            });
+        }
+        tally.flush(plan.now());
+        if failure.is_some() {
+            plan.collector.lock().failed_connections += 1;
+        }
+    }
+
+    /// What to assume of a writer that vanished without saying how it ended:
+    /// that everything it queued was sent. It cannot happen (the writer runs
+    /// in this task, and a panic would end both), but it costs nothing to
+    /// handle.
+    fn lost_writer(&self) -> WriterEnd {
+        WriterEnd {
+            sent: self.window.sent.load(Ordering::Acquire),
+            error: None,
+        }
+    }
+
+    /// The writer's end, waiting for it if it has not ended yet.
+    async fn writer_end(&mut self) -> &mut WriterEnd {
+        if self.writer_end.is_none() {
+            let end = (&mut self.writer)
+                .await
+                .unwrap_or_else(|_| self.lost_writer());
+            self.writer_end = Some(end);
+        }
+        self.writer_end.get_or_insert_with(WriterEnd::default)
+    }
+
+    /// Reads a TCP connection's echoes, which come back in order, until the
+    /// last message's.
+    async fn read_stream(&mut self, tally: &mut Tally<'_>) -> Result<(), Failure> {
+        let plan = Arc::clone(&self.plan);
+        let (size, addr) = (plan.pattern.len(), plan.addr.as_str());
+        let mut next = 0;
+        let mut clock = ArrivalClock::default();
+        let overdue = tokio::time::sleep(plan.timeout);
+        tokio::pin!(overdue);
+        loop {
+            if self.writer_end.as_ref().is_some_and(|end| next >= end.sent) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                received = self.receiver.next_echo(size) => {
+                    let echo = match received {
+                        Ok(Some(echo)) => echo,
+                        Ok(None) => {
+                            // The server closes once it has echoed all, after
+                            // the writer's half-close; the writer's word that
+                            // it is done may not have been read yet.
+                            if self.writer_end.is_none() {
+                                self.writer_end = self.writer.try_recv().ok();
+                            }
+                            if self.writer_end.as_ref().is_some_and(|end| next >= end.sent) {
+                                break;
+                            }
+                            return Err(Failure::new(closed(addr, size)));
+                        }
+                        Err(error) => return Err(Failure::new(exchange_error(addr, size, error))),
+                    };
+                    // This echo, then the others that came in the same read,
+                    // without a trip through the runtime each.
+                    let (before, mut echo) = (next, echo);
+                    let failure = loop {
+                        if next >= self.window.sent.load(Ordering::Acquire) {
+                            // An echo of nothing sent: the stream is out of step.
+                            tally.unexpected += 1;
+                            break Some(Failure::new(unexpected(addr)));
+                        }
+                        let checked = plan.pattern.message(self.id, next).check(echo);
+                        let sent_at = self.window.slot(next).load(Ordering::Acquire);
+                        match checked {
+                            Ok(()) => tally.echoed(sent_at, clock.now(&plan, &self.receiver)),
+                            Err(at) => corrupted(tally, self.id, next, at),
+                        }
+                        next += 1;
+                        echo = match self.receiver.buffered_echo(size) {
+                            Some(Ok(echo)) => echo,
+                            Some(Err(error)) => break Some(Failure::new(exchange_error(addr, size, error))),
+                            None => break None,
+                        };
+                    };
+                    self.window.complete(before, next);
+                    if let Some(failure) = failure {
+                        return Err(failure);
+                    }
+                }
+                joined = &mut self.writer, if self.writer_end.is_none() => {
+                    self.writer_end = Some(joined.unwrap_or_else(|_| self.lost_writer()));
+                }
+                () = &mut overdue => {
+                    let now = plan.now();
+                    let due = if next < self.window.sent.load(Ordering::Acquire) {
+                        let due = self.window.slot(next).load(Ordering::Acquire) + plan.timeout_nanos();
+                        if now >= due {
+                            return Err(Failure::new(ClientError::Timeout { addr: addr.to_owned(), waited: plan.timeout }));
+                        }
+                        due
+                    } else {
+                        now + plan.timeout_nanos()
+                    };
+                    overdue.as_mut().reset(plan.instant(due));
+                }
+            }
+        }
+        // Every echo is in. The writer has half-closed the connection, so a
+        // server that follows the protocol closes it too once it has echoed
+        // everything: anything else that comes first is an extra echo. A
+        // server that does not close is given the timeout, and then left.
+        if self
+            .writer_end
+            .as_ref()
+            .is_some_and(|end| end.error.is_none())
+        {
+            if let Ok(Ok(Some(_extra))) =
+                tokio::time::timeout(plan.timeout, self.receiver.next_echo(1)).await
+            {
+                tally.unexpected += 1;
+                tally.note_error(|| format!("connection {}: {}", self.id, unexpected(addr)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a UDP socket's replies, which may be lost, duplicated or
+    /// reordered (each says which message it answers), until every message
+    /// is answered or given up as lost.
+    async fn read_datagrams(&mut self, tally: &mut Tally<'_>) -> Result<(), Failure> {
+        let plan = Arc::clone(&self.plan);
+        let (size, addr) = (plan.pattern.len(), plan.addr.as_str());
+        // What became of the messages of each window slot: the number of the
+        // last one resolved there, and whether its reply came.
+        let mut resolved: Vec<(u64, bool)> = vec![(u64::MAX, false); self.window.len()];
+        let window = Arc::clone(&self.window);
+        let slot = |seq: u64| window.index(seq);
+        // The oldest message not yet resolved.
+        let mut oldest = 0;
+        let mut clock = ArrivalClock::default();
+        let overdue = tokio::time::sleep(plan.timeout);
+        tokio::pin!(overdue);
+        loop {
+            if self
+                .writer_end
+                .as_ref()
+                .is_some_and(|end| oldest >= end.sent)
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                received = self.receiver.next_echo(size) => {
+                    let echo = match received {
+                        Ok(Some(echo)) => echo,
+                        Ok(None) => return Err(Failure::new(closed(addr, size))),
+                        Err(error) => {
+                            // Replies already in for messages after the
+                            // oldest unanswered one are not missing.
+                            let sent = self.window.sent.load(Ordering::Acquire);
+                            let answered_ahead = (oldest..sent).filter(|&seq| resolved[slot(seq)].0 == seq).count() as u64;
+                            return Err(Failure { error: exchange_error(addr, size, error), answered_ahead });
+                        }
+                    };
+                    let sent = self.window.sent.load(Ordering::Acquire);
+                    let seq = match crate::payload::Pattern::identify(echo) {
+                        Some((id, seq)) if id == self.id && seq < sent => seq,
+                        _ => {
+                            tally.unexpected += 1;
+                            tally.note_error(|| format!("connection {}: a datagram that answers no message", self.id));
+                            continue;
+                        }
+                    };
+                    let (last, replied) = resolved[slot(seq)];
+                    if seq < oldest || last == seq {
+                        // Its message was resolved already: given up as lost
+                        // (a late reply), or answered (a duplicate).
+                        if last == seq && replied {
+                            tally.unexpected += 1;
+                            tally.note_error(|| format!("connection {}: a duplicate reply to message {seq}", self.id));
+                        } else {
+                            tally.late += 1;
+                        }
+                        continue;
+                    }
+                    let checked = plan.pattern.message(self.id, seq).check(echo);
+                    let sent_at = self.window.slot(seq).load(Ordering::Acquire);
+                    match checked {
+                        Ok(()) => tally.echoed(sent_at, clock.now(&plan, &self.receiver)),
+                        Err(at) => corrupted(tally, self.id, seq, at),
+                    }
+                    resolved[slot(seq)] = (seq, true);
+                    let before = oldest;
+                    while oldest < sent && resolved[slot(oldest)].0 == oldest {
+                        oldest += 1;
+                    }
+                    self.window.complete(before, oldest);
+                }
+                joined = &mut self.writer, if self.writer_end.is_none() => {
+                    self.writer_end = Some(joined.unwrap_or_else(|_| self.lost_writer()));
+                }
+                () = &mut overdue => {
+                    // Every message older than the timeout is lost.
+                    let now = plan.now();
+                    let sent = self.window.sent.load(Ordering::Acquire);
+                    let before = oldest;
+                    let mut next_due = now + plan.timeout_nanos();
+                    while oldest < sent {
+                        if resolved[slot(oldest)].0 != oldest {
+                            let due = self.window.slot(oldest).load(Ordering::Acquire) + plan.timeout_nanos();
+                            if now < due {
+                                next_due = due;
+                                break;
+                            }
+                            tally.missing += 1;
+                            tally.note_error(|| format!("connection {}: no reply to message {oldest} within {:?}", self.id, plan.timeout));
+                            resolved[slot(oldest)] = (oldest, false);
+                        }
+                        oldest += 1;
+                    }
+                    self.window.complete(before, oldest);
+                    overdue.as_mut().reset(plan.instant(next_due));
+                }
+            }
+        }
+    }
+}
+
+/// The time echoes arrived, read from the clock once per read rather than
+/// once per echo: the echoes of one read all arrived together, and reading
+/// the clock is a noticeable part of handling a small echo.
+#[derive(Debug, Default)]
+struct ArrivalClock {
+    /// The receiver's read count when the clock was last read, plus one (so
+    /// that the first echo always reads it).
+    reads: u64,
+    now: u64,
+}
+
+impl ArrivalClock {
+    fn now(&mut self, plan: &Plan, receiver: &Receiver) -> u64 {
+        let reads = receiver.reads() + 1;
+        if reads != self.reads {
+            self.reads = reads;
+            self.now = plan.now();
+        }
+        self.now
+    }
+}
+
+fn corrupted(tally: &mut Tally<'_>, id: u32, seq: u64, at: usize) {
+    tally.corrupted += 1;
+    tally.note_error(|| {
+        format!("connection {id}: the echo of message {seq} differs from it at byte {at}")
+    });
+}
+
+fn unexpected(addr: &str) -> ClientError {
+    ClientError::Unexpected {
+        addr: addr.to_owned(),
+    }
+}
+
+/// Why a reader stopped before the end.
+#[derive(Debug)]
+struct Failure {
+    error: ClientError,
+    /// Messages after the oldest unanswered one whose replies are in (over
+    /// UDP, replies can come out of order): they are not missing.
+    answered_ahead: u64,
+}
+
+impl Failure {
+    fn new(error: ClientError) -> Self {
+        Self {
+            error,
+            answered_ahead: 0,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Counting a bench's outcomes: each connection's [`Tally`], flushed in
+//! batches into the run's shared [`Collector`].
+//!
+//! A reader records each echo in its own tally, which costs no lock and no
+//! allocation, and hands its counts and latencies to the collector every 128
+//! echoes or every 20 milliseconds, whichever comes first. So there is one
+//! histogram per run (two with interval reports) whatever the
+//! number of connections, the lock is taken rarely, and progress and interval
+//! figures are never more than a flush period behind.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::stats::LatencyStats;
+
+/// How many latencies a tally holds before it flushes.
+const BATCH: usize = 128;
+
+/// The longest a tally keeps what it counted, in nanoseconds.
+const FLUSH_PERIOD_NANOS: u64 = 20_000_000;
+
+/// What a whole run has counted so far.
+#[derive(Debug, Default)]
+pub(super) struct Totals {
+    /// Latencies of intact echoes of messages sent after the warmup.
+    pub(super) latency: LatencyStats,
+    /// The same, since the last interval report.
+    pub(super) interval_latency: LatencyStats,
+    /// Intact echoes in any phase, for progress.
+    pub(super) echoed_all: u64,
+    /// Intact echoes of messages sent after the warmup.
+    pub(super) echoed: u64,
+    /// Messages sent after the warmup, added as each writer ends.
+    pub(super) sent: u64,
+    pub(super) corrupted: u64,
+    pub(super) missing: u64,
+    pub(super) unexpected: u64,
+    pub(super) late: u64,
+    /// When the last measured intact echo arrived, in nanoseconds from the
+    /// start.
+    pub(super) last_echo_nanos: u64,
+    pub(super) failed_connections: u64,
+    /// The first error seen, in words.
+    pub(super) first_error: Option<String>,
+}
+
+impl Totals {
+    pub(super) fn errors(&self) -> u64 {
+        self.corrupted + self.missing + self.unexpected
+    }
+
+    /// Keeps `error` if it is the first.
+    pub(super) fn note_error(&mut self, error: impl FnOnce() -> String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(error());
+        }
+    }
+}
+
+/// The run's totals, shared by every connection.
+#[derive(Debug, Default)]
+pub(super) struct Collector {
+    totals: Mutex<Totals>,
+    /// Whether interval reports were asked for, so that interval latencies
+    /// are worth recording.
+    intervals: bool,
+}
+
+impl Collector {
+    pub(super) fn new(intervals: bool) -> Self {
+        Self {
+            totals: Mutex::default(),
+            intervals,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Totals> {
+        // A panic while the lock was held can only have left counts part
+        // added; they are still the best figures there are.
+        self.totals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One connection's counts since its last flush.
+#[derive(Debug)]
+pub(super) struct Tally<'a> {
+    collector: &'a Collector,
+    warmup_nanos: u64,
+    latencies: Vec<u64>,
+    echoed_all: u64,
+    echoed: u64,
+    pub(super) corrupted: u64,
+    pub(super) missing: u64,
+    pub(super) unexpected: u64,
+    pub(super) late: u64,
+    last_echo_nanos: u64,
+    last_flush_nanos: u64,
+    first_error: Option<String>,
+}
+
+impl<'a> Tally<'a> {
+    pub(super) fn new(collector: &'a Collector, warmup_nanos: u64) -> Self {
+        Self {
+            collector,
+            warmup_nanos,
+            latencies: Vec::with_capacity(BATCH),
+            echoed_all: 0,
+            echoed: 0,
+            corrupted: 0,
+            missing: 0,
+            unexpected: 0,
+            late: 0,
+            last_echo_nanos: 0,
+            last_flush_nanos: 0,
+            first_error: None,
+        }
+    }
+
+    /// Counts an intact echo, of a message sent (or due) at `sent` and back
+    /// at `now`, both in nanoseconds from the start. Only messages sent after
+    /// the warmup count towards the results.
+    pub(super) fn echoed(&mut self, sent: u64, now: u64) {
+        self.echoed_all += 1;
+        if sent >= self.warmup_nanos {
+            self.echoed += 1;
+            self.latencies.push(now.saturating_sub(sent));
+            self.last_echo_nanos = now;
+        }
+        if self.latencies.len() >= BATCH
+            || now.saturating_sub(self.last_flush_nanos) >= FLUSH_PERIOD_NANOS
+        {
+            self.flush(now);
+        }
+    }
+
+    /// Keeps the first error of this connection, in words.
+    pub(super) fn note_error(&mut self, error: impl FnOnce() -> String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(error());
+        }
+    }
+
+    /// Hands everything counted to the collector; `now` is the time, in
+    /// nanoseconds from the start.
+    pub(super) fn flush(&mut self, now: u64) {
+        self.last_flush_nanos = now;
+        let mut totals = self.collector.lock();
+        for &latency in &self.latencies {
+            totals.latency.record_nanos(latency);
+            if self.collector.intervals {
+                totals.interval_latency.record_nanos(latency);
+            }
+        }
+        self.latencies.clear();
+        totals.echoed_all += std::mem::take(&mut self.echoed_all);
+        totals.echoed += std::mem::take(&mut self.echoed);
+        totals.corrupted += std::mem::take(&mut self.corrupted);
+        totals.missing += std::mem::take(&mut self.missing);
+        totals.unexpected += std::mem::take(&mut self.unexpected);
+        totals.late += std::mem::take(&mut self.late);
+        totals.last_echo_nanos = totals.last_echo_nanos.max(self.last_echo_nanos);
+        if let Some(error) = self.first_error.take() {
+            totals.note_error(|| error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_reaches_the_totals_when_flushed() {
+        let collector = Collector::new(true);
+        let mut tally = Tally::new(&collector, 1_000);
+        // Sent during the warmup: counted for progress only.
+        tally.echoed(999, 2_000);
+        tally.echoed(1_000, 1_500);
+        tally.echoed(2_000, 4_000);
+        tally.corrupted += 1;
+        tally.note_error(|| "first".to_owned());
+        tally.note_error(|| "second".to_owned());
+        assert_eq!(collector.lock().echoed_all, 0, "nothing before a flush");
+        tally.flush(5_000);
+
+        let totals = collector.lock();
+        assert_eq!((totals.echoed_all, totals.echoed), (3, 2));
+        assert_eq!(totals.errors(), 1);
+        assert_eq!(totals.last_echo_nanos, 4_000);
+        assert_eq!(totals.first_error.as_deref(), Some("first"));
+        let summary = totals.latency.summary().unwrap();
+        assert_eq!(
+            (summary.min.as_nanos(), summary.max.as_nanos()),
+            (500, 2_000)
+        );
+        assert_eq!(totals.interval_latency.count(), 2);
+    }
+
+    #[test]
+    fn a_tally_flushes_by_itself_when_full_or_after_a_while() {
+        let collector = Collector::new(false);
+        let mut tally = Tally::new(&collector, 0);
+        for i in 0..BATCH as u64 {
+            tally.echoed(i, i + 10);
+        }
+        assert_eq!(collector.lock().echoed, BATCH as u64);
+        assert_eq!(
+            collector.lock().interval_latency.count(),
+            0,
+            "no intervals asked for"
+        );
+
+        tally.echoed(1, 2);
+        assert_eq!(collector.lock().echoed, BATCH as u64);
+        tally.echoed(FLUSH_PERIOD_NANOS, FLUSH_PERIOD_NANOS * 2);
+        assert_eq!(collector.lock().echoed, BATCH as u64 + 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! Test messages whose every byte follows from who sent them and when, so
+//! that an echo can be checked byte for byte without keeping what was sent.
+//!
+//! A message of stream `s` (a connection's number) and sequence number `n`
+//! starts with its identity, `s` as 4 big-endian bytes then `n` as 8, cut to
+//! the message's length when it is shorter; the rest is a slice of a fixed
+//! pseudo-random filler, starting at an offset that also depends on `s` and
+//! `n`. So two different messages differ, a shifted or swapped echo does not
+//! pass for the right one, and checking an echo is two memory comparisons.
+
+/// The length of a message's identity: its stream (4 bytes) and sequence
+/// number (8 bytes).
+pub(crate) const ID_LEN: usize = 12;
+
+/// How many different starting offsets into the filler a message can have.
+const OFFSETS: usize = 256;
+
+/// The messages of one length.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    len: usize,
+    /// Pseudo-random bytes, long enough for a message body at any offset.
+    filler: Box<[u8]>,
+}
+
+/// One message of a [`Pattern`], described without copying its body.
+#[derive(Debug)]
+pub(crate) struct Message<'a> {
+    id: [u8; ID_LEN],
+    id_len: usize,
+    body: &'a [u8],
+}
+
+impl Pattern {
+    /// The messages of `len` bytes.
+    pub(crate) fn new(len: usize) -> Self {
+        let body_len = len.saturating_sub(ID_LEN);
+        // xorshift64: any fixed sequence that does not repeat within a few
+        // bytes would do; this one is short and has no dependencies.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let filler = (0..body_len + OFFSETS)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect();
+        Self { len, filler }
+    }
+
+    /// The length of every message of this pattern.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Message number `seq` of stream `stream`.
+    pub(crate) fn message(&self, stream: u32, seq: u64) -> Message<'_> {
+        let mut id = [0; ID_LEN];
+        id[..4].copy_from_slice(&stream.to_be_bytes());
+        id[4..].copy_from_slice(&seq.to_be_bytes());
+        let id_len = self.len.min(ID_LEN);
+        let offset = offset(stream, seq);
+        let body = &self.filler[offset..offset + (self.len - id_len)];
+        Message { id, id_len, body }
+    }
+
+    /// Reads the stream and sequence number a message carries at its start,
+    /// if it is long enough to carry them.
+    pub(crate) fn identify(echo: &[u8]) -> Option<(u32, u64)> {
+        let (stream, rest) = echo.split_first_chunk::<4>()?;
+        let (seq, _) = rest.split_first_chunk::<8>()?;
+        Some((u32::from_be_bytes(*stream), u64::from_be_bytes(*seq)))
+    }
+}
+
+impl Message<'_> {
+    /// The message's bytes, as two slices to be sent one after the other.
+    pub(crate) fn parts(&self) -> [&[u8]; 2] {
+        [&self.id[..self.id_len], self.body]
+    }
+
+    /// The message's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.id_len + self.body.len()
+    }
+
+    /// Appends the message's bytes to `out`. A whole identity is copied as a
+    /// fixed-size array, which compiles to a few stores instead of a call.
+    pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
+        if self.id_len == ID_LEN {
+            out.extend_from_slice(&self.id);
+        } else {
+            out.extend_from_slice(&self.id[..self.id_len]);
+        }
+        out.extend_from_slice(self.body);
+    }
+
+    /// Checks that `echo` is this message, byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// The offset of the first byte that differs; when one is a prefix of the
+    /// other, the length of the shorter.
+    pub(crate) fn check(&self, echo: &[u8]) -> Result<(), usize> {
+        let (id, body) = (&self.id[..self.id_len], self.body);
+        if echo.len() == id.len() + body.len() {
+            // The identity as a fixed-size array when it is whole, so that its
+            // comparison is a few loads rather than a call to memcmp: this is
+            // done for every echo of a bench.
+            let id_matches = match echo.first_chunk::<ID_LEN>() {
+                Some(echo_id) if self.id_len == ID_LEN => *echo_id == self.id,
+                _ => echo[..id.len()] == *id,
+            };
+            if id_matches && echo[id.len()..] == *body {
+                return Ok(());
+            }
+        }
+        let sent = id.iter().chain(body);
+        Err(sent
+            .zip(echo)
+            .position(|(sent, received)| sent != received)
+            .unwrap_or_else(|| echo.len().min(id.len() + body.len())))
+    }
+}
+
+/// Where in the filler the body of message `seq` of `stream` starts: a mix of
+/// both, so that neighbouring messages have unrelated bodies.
+fn offset(stream: u32, seq: u64) -> usize {
+    let mixed = (seq ^ (u64::from(stream) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 56) as usize % OFFSETS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(message: &Message<'_>) -> Vec<u8> {
+        message.parts().concat()
+    }
+
+    #[test]
+    fn a_message_starts_with_its_identity_and_has_the_pattern_length() {
+        let pattern = Pattern::new(64);
+        let message = bytes(&pattern.message(7, 0x0102_0304_0506_0708));
+        assert_eq!(message.len(), 64);
+        assert_eq!(&message[..12], &[0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            Pattern::identify(&message),
+            Some((7, 0x0102_0304_0506_0708))
+        );
+    }
+
+    #[test]
+    fn short_messages_carry_part_of_their_identity() {
+        for len in 0..=ID_LEN {
+            let pattern = Pattern::new(len);
+            let message = bytes(&pattern.message(1, 2));
+            assert_eq!(message.len(), len);
+            assert_eq!(message[..], [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2][..len]);
+            assert_eq!(Pattern::identify(&message).is_some(), len == ID_LEN);
+        }
+    }
+
+    #[test]
+    fn appending_a_message_gives_its_parts() {
+        for len in [0, 5, 12, 64] {
+            let pattern = Pattern::new(len);
+            let message = pattern.message(9, 77);
+            let mut out = b"before".to_vec();
+            message.append_to(&mut out);
+            assert_eq!(out, [&b"before"[..], &bytes(&message)].concat());
+            assert_eq!(message.len(), len);
+        }
+    }
+
+    #[test]
+    fn an_echo_of_the_message_passes() {
+        for len in [0, 1, 11, 12, 13, 64, 4096] {
+            let pattern = Pattern::new(len);
+            let message = pattern.message(3, 99);
+            assert_eq!(message.check(&bytes(&message)), Ok(()), "{len}");
+        }
+    }
+
+    #[test]
+    fn every_changed_byte_is_found_where_it_is() {
+        let pattern = Pattern::new(100);
+        let message = pattern.message(5, 12_345);
+        let good = bytes(&message);
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            assert_eq!(message.check(&bad), Err(at));
+        }
+    }
+
+    #[test]
+    fn a_short_or_long_echo_fails_at_the_shorter_length() {
+        let pattern = Pattern::new(40);
+        let message = pattern.message(0, 1);
+        let good = bytes(&message);
+        assert_eq!(message.check(&good[..39]), Err(39));
+        assert_eq!(message.check(&[good.as_slice(), b"x"].concat()), Err(40));
+        assert_eq!(message.check(b""), Err(0));
+    }
+
+    #[test]
+    fn other_messages_do_not_pass_for_this_one() {
+        let pattern = Pattern::new(64);
+        let message = pattern.message(2, 10);
+        for (stream, seq) in [(2, 11), (2, 9), (3, 10), (0, 0)] {
+            assert!(
+                message
+                    .check(&bytes(&pattern.message(stream, seq)))
+                    .is_err()
+            );
+        }
+        // Even with the identity left out, bodies of neighbours differ.
+        let bodies: std::collections::HashSet<_> = (0..64)
+            .map(|seq| pattern.message(0, seq).body.to_vec())
+            .collect();
+        assert!(bodies.len() > 32, "{}", bodies.len());
+    }
+}

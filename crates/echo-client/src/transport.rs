@@ -1,0 +1,487 @@
+//! [`Transport`]: the three ways of talking to an echo server (framed TCP, raw
+//! TCP, UDP) behind one small interface: a [`Sender`] that queues messages and
+//! sends them in one go, and a [`Receiver`] that hands back one echo at a time.
+//!
+//! Everything above this module (the [`Client`](crate::Client), ping, the
+//! bench) is written once against that interface and works in every mode.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use echo_proto::FrameError;
+use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::ClientError;
+
+/// The largest payload of one UDP datagram over IPv4: 65,535 bytes less the
+/// IP and UDP headers.
+pub const MAX_DATAGRAM_LEN: usize = 65_507;
+
+/// How much a TCP receiver asks the socket for at least, per read: enough for
+/// many small echoes at once, so that pipelined echoes cost one system call
+/// per batch.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How a client talks to an echo server.
+///
+/// ```
+/// use echo_client::Transport;
+///
+/// assert_eq!(Transport::default(), Transport::Framed);
+/// assert_eq!(Transport::Udp.to_string(), "udp");
+/// assert!(Transport::Udp.check_message_len(8).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP with the echo protocol's framing: each message is a 4-byte
+    /// big-endian length and that many bytes, echoed whole.
+    #[default]
+    Framed,
+    /// TCP without framing (RFC 862): the bytes of a message are sent as they
+    /// are, and its echo is complete once as many bytes have come back.
+    Raw,
+    /// UDP (RFC 862): each message is one datagram, answered by one datagram.
+    Udp,
+}
+
+impl Transport {
+    /// The shortest message this transport can carry in a test that needs to
+    /// tell its echoes apart, as ping and the bench do.
+    ///
+    /// Over UDP, replies can be lost, duplicated or reordered, so each one
+    /// must carry its message's identity: 12 bytes. Over raw TCP, an empty
+    /// message has no echo to wait for. Framed TCP can carry empty messages.
+    pub fn min_test_message_len(self) -> usize {
+        match self {
+            Transport::Framed => 0,
+            Transport::Raw => 1,
+            Transport::Udp => crate::payload::ID_LEN,
+        }
+    }
+
+    /// The longest message this transport carries: the protocol's default
+    /// maximum frame (8 MiB) over TCP, the largest IPv4 datagram over UDP.
+    ///
+    /// Raw TCP has no limit of its own; the same 8 MiB keeps the client's
+    /// buffers bounded.
+    pub fn max_message_len(self) -> usize {
+        match self {
+            Transport::Framed | Transport::Raw => DEFAULT_MAX_FRAME_LEN,
+            Transport::Udp => MAX_DATAGRAM_LEN,
+        }
+    }
+
+    /// Checks that test messages (ping's, the bench's) of `len` bytes suit
+    /// this transport, and says why not otherwise.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the allowed range, when `len` is outside it.
+    pub fn check_message_len(self, len: usize) -> Result<(), String> {
+        let (min, max) = (self.min_test_message_len(), self.max_message_len());
+        if (min..=max).contains(&len) {
+            return Ok(());
+        }
+        let why = match self {
+            Transport::Udp if len < min => ", so that each datagram can carry its sequence number",
+            Transport::Raw if len < min => ", since an empty message has no echo on a raw stream",
+            _ => "",
+        };
+        Err(format!(
+            "{self} messages must be {min} to {max} bytes long{why}; {len} is out of range"
+        ))
+    }
+
+    fn is_tcp(self) -> bool {
+        matches!(self, Transport::Framed | Transport::Raw)
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Framed => "framed",
+            Transport::Raw => "raw",
+            Transport::Udp => "udp",
+        })
+    }
+}
+
+/// An open connection (or, for UDP, a connected socket), split in two so that
+/// sending and receiving can make progress at the same time.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) sender: Sender,
+    pub(crate) receiver: Receiver,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Resolves `addr` (anything of the form `HOST:PORT`) to its socket addresses.
+pub(crate) async fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ClientError> {
+    let resolve_error = |source| ClientError::Resolve {
+        addr: addr.to_owned(),
+        source,
+    };
+    let candidates: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(resolve_error)?
+        .collect();
+    if candidates.is_empty() {
+        return Err(resolve_error(io::Error::new(
+            io::ErrorKind::NotFound,
+            "it resolved to no addresses",
+        )));
+    }
+    Ok(candidates)
+}
+
+/// Opens a link to the first of `candidates` that accepts. `addr` is the
+/// address as the user gave it, for error messages.
+///
+/// There is no timeout here: callers bound the whole of resolving and
+/// connecting together.
+pub(crate) async fn open(
+    addr: &str,
+    candidates: &[SocketAddr],
+    transport: Transport,
+) -> Result<Link, ClientError> {
+    let mut last_error = None;
+    for &candidate in candidates {
+        tracing::debug!(%addr, %candidate, %transport, "connecting");
+        let opened = if transport.is_tcp() {
+            open_tcp(candidate, transport).await
+        } else {
+            open_udp(candidate).await
+        };
+        match opened {
+            Ok(link) => return Ok(link),
+            Err(error) => {
+                tracing::debug!(%addr, %candidate, %error, "connection failed");
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(ClientError::Connect {
+        addr: addr.to_owned(),
+        source: last_error.unwrap_or_else(|| io::Error::other("there was no address to try")),
+    })
+}
+
+async fn open_tcp(peer: SocketAddr, transport: Transport) -> io::Result<Link> {
+    let stream = TcpStream::connect(peer).await?;
+    // Each batch of messages is written in one piece, so Nagle's algorithm
+    // could only delay it: it would hold a small write back until the
+    // previous one was acknowledged, which with delayed acknowledgements
+    // costs tens of milliseconds per exchange.
+    stream.set_nodelay(true)?;
+    let (read_half, write_half) = stream.into_split();
+    let framed = transport == Transport::Framed;
+    Ok(Link {
+        sender: Sender {
+            kind: SenderKind::Tcp(write_half),
+            framed,
+            batch: Vec::new(),
+            datagram_ends: Vec::new(),
+        },
+        receiver: Receiver {
+            kind: ReceiverKind::Tcp {
+                half: read_half,
+                framed,
+                buffer: BytesMut::new(),
+                consumed: 0,
+            },
+            reads: 0,
+        },
+        peer,
+    })
+}
+
+async fn open_udp(peer: SocketAddr) -> io::Result<Link> {
+    let local: SocketAddr = if peer.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    // A connected socket receives only from the server, and learns of an
+    // unreachable port through an error instead of through silence.
+    socket.connect(peer).await?;
+    let socket = Arc::new(socket);
+    Ok(Link {
+        sender: Sender {
+            kind: SenderKind::Udp(Arc::clone(&socket)),
+            framed: false,
+            batch: Vec::new(),
+            datagram_ends: Vec::new(),
+        },
+        receiver: Receiver {
+            kind: ReceiverKind::Udp {
+                socket,
+                buffer: vec![0; MAX_DATAGRAM_LEN + 1].into_boxed_slice(),
+            },
+            reads: 0,
+        },
+        peer,
+    })
+}
+
+/// The sending half: messages are queued with [`push`](Sender::push) and sent
+/// together by [`flush`](Sender::flush), in one write over TCP.
+///
+/// The queue's memory is kept from one batch to the next, so a sender that
+/// has warmed up allocates nothing.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    kind: SenderKind,
+    /// Whether each TCP message gets a frame header.
+    framed: bool,
+    /// The bytes of the queued messages, in their wire form.
+    batch: Vec<u8>,
+    /// For UDP: where each queued datagram ends in `batch`.
+    datagram_ends: Vec<usize>,
+}
+
+#[derive(Debug)]
+enum SenderKind {
+    Tcp(OwnedWriteHalf),
+    Udp(Arc<UdpSocket>),
+}
+
+impl Sender {
+    /// Queues one message made of `parts`, one after the other.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::FrameTooLarge`] when a framed message is longer than the
+    /// protocol's default maximum (8 MiB); nothing is queued then.
+    pub(crate) fn push(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
+        let len = parts.iter().map(|part| part.len()).sum();
+        self.push_with(len, |batch| {
+            for part in parts {
+                batch.extend_from_slice(part);
+            }
+        })
+    }
+
+    /// Queues one message of `len` bytes, which `write` appends to the
+    /// buffer it is given (after the frame header, if any). Writing in place
+    /// spares a copy per message, which counts for a bench's small ones.
+    ///
+    /// # Errors
+    ///
+    /// As for [`push`](Sender::push).
+    pub(crate) fn push_with(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), FrameError> {
+        // Room for the whole message at once, so that the copies do not each
+        // check for it.
+        self.batch.reserve(HEADER_LEN + len);
+        if self.framed {
+            let header = frame::encode_header(len, DEFAULT_MAX_FRAME_LEN)?;
+            self.batch.extend_from_slice(&header);
+        }
+        let start = self.batch.len();
+        write(&mut self.batch);
+        debug_assert_eq!(
+            self.batch.len() - start,
+            len,
+            "the message is as long as announced"
+        );
+        if let SenderKind::Udp(_) = self.kind {
+            self.datagram_ends.push(self.batch.len());
+        }
+        Ok(())
+    }
+
+    /// Sends every queued message.
+    ///
+    /// Not cancel-safe: dropping the future part way leaves part of a batch
+    /// sent, and the connection out of step. Callers give up on the
+    /// connection when they cancel a flush.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        match &mut self.kind {
+            SenderKind::Tcp(half) => half.write_all(&self.batch).await?,
+            SenderKind::Udp(socket) => {
+                let mut start = 0;
+                for &end in &self.datagram_ends {
+                    socket.send(&self.batch[start..end]).await?;
+                    start = end;
+                }
+                self.datagram_ends.clear();
+            }
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Tells the server that nothing more will be sent: a TCP half-close,
+    /// after which a server that follows the protocol echoes what it has and
+    /// closes. Nothing happens over UDP, which has no such signal.
+    pub(crate) async fn finish(&mut self) -> io::Result<()> {
+        match &mut self.kind {
+            SenderKind::Tcp(half) => half.shutdown().await,
+            SenderKind::Udp(_) => Ok(()),
+        }
+    }
+}
+
+/// The receiving half: hands back one echo at a time, from a buffer that
+/// holds everything that has arrived, so that many echoes that came in one
+/// read cost one system call.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    kind: ReceiverKind,
+    /// How many reads brought data so far.
+    reads: u64,
+}
+
+#[derive(Debug)]
+enum ReceiverKind {
+    Tcp {
+        half: OwnedReadHalf,
+        framed: bool,
+        buffer: BytesMut,
+        /// The length of the echo handed out last, still at the front of
+        /// `buffer`: it is dropped at the next call, once the caller is done
+        /// with it.
+        consumed: usize,
+    },
+    Udp {
+        socket: Arc<UdpSocket>,
+        /// One byte longer than any datagram, so that a datagram that filled
+        /// it would be known to be too long rather than silently cut.
+        buffer: Box<[u8]>,
+    },
+}
+
+impl Receiver {
+    /// How many reads have brought data so far. Echoes handed out between
+    /// two changes of this count came in the same read, at the same time:
+    /// a caller that times them needs to read the clock only once.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    /// Waits for the next echo and returns it.
+    ///
+    /// What an echo is depends on the transport: the next frame's payload
+    /// (framed), the next `raw_len` bytes (raw: the length of the message
+    /// whose echo is awaited), or the next datagram (UDP). `Ok(None)` means
+    /// that the server closed the connection cleanly between echoes.
+    ///
+    /// Cancel-safe: if the future is dropped before it returns, no data is
+    /// lost, and the next call picks up where this one stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::FrameTooLarge`] when a frame header announces more than
+    /// 8 MiB, [`FrameError::Truncated`] when the stream ends inside an echo,
+    /// and [`FrameError::Io`] when the socket fails.
+    pub(crate) async fn next_echo(&mut self, raw_len: usize) -> Result<Option<&[u8]>, FrameError> {
+        match &mut self.kind {
+            ReceiverKind::Tcp {
+                half,
+                framed,
+                buffer,
+                consumed,
+            } => loop {
+                let wanted = match buffered(buffer, consumed, *framed, raw_len)? {
+                    Buffered::Echo(start, end) => return Ok(Some(&buffer[start..end])),
+                    Buffered::Wanted(wanted) => wanted,
+                };
+                buffer.reserve((wanted - buffer.len()).max(READ_CHUNK));
+                let read = half.read_buf(buffer).await?;
+                self.reads += 1;
+                if read == 0 {
+                    return if buffer.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(FrameError::Truncated {
+                            received: buffer.len() as u64,
+                            expected: wanted as u64,
+                        })
+                    };
+                }
+            },
+            ReceiverKind::Udp { socket, buffer } => {
+                let len = socket.recv(buffer).await?;
+                self.reads += 1;
+                Ok(Some(&buffer[..len]))
+            }
+        }
+    }
+
+    /// The next echo if it has already arrived in full, without waiting or
+    /// reading: `None` if it has not (and always over UDP, where each
+    /// datagram takes a read). A caller that handles the echoes of one read
+    /// in a loop saves a trip through the runtime per echo.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::FrameTooLarge`] when a frame header announces more than
+    /// 8 MiB.
+    pub(crate) fn buffered_echo(&mut self, raw_len: usize) -> Option<Result<&[u8], FrameError>> {
+        match &mut self.kind {
+            ReceiverKind::Tcp {
+                framed,
+                buffer,
+                consumed,
+                ..
+            } => match buffered(buffer, consumed, *framed, raw_len) {
+                Ok(Buffered::Echo(start, end)) => Some(Ok(&buffer[start..end])),
+                Ok(Buffered::Wanted(_)) => None,
+                Err(error) => Some(Err(error)),
+            },
+            ReceiverKind::Udp { .. } => None,
+        }
+    }
+}
+
+/// What a TCP receiver's buffer holds.
+enum Buffered {
+    /// A whole echo, at `buffer[start..end]`.
+    Echo(usize, usize),
+    /// Not a whole echo yet: the buffer must grow to this length.
+    Wanted(usize),
+}
+
+/// Drops the echo handed out last (`consumed` bytes) from the front of
+/// `buffer`, then finds the next echo in it: the next frame's payload when
+/// `framed`, else the next `raw_len` bytes.
+fn buffered(
+    buffer: &mut BytesMut,
+    consumed: &mut usize,
+    framed: bool,
+    raw_len: usize,
+) -> Result<Buffered, FrameError> {
+    buffer.advance(*consumed);
+    *consumed = 0;
+    let (start, wanted) = if framed {
+        match buffer.first_chunk::<HEADER_LEN>() {
+            Some(header) => {
+                let len = frame::decode_header(*header);
+                frame::check_len(len, DEFAULT_MAX_FRAME_LEN)?;
+                (HEADER_LEN, HEADER_LEN + len)
+            }
+            // A buffer shorter than a header wants a header.
+            None => return Ok(Buffered::Wanted(HEADER_LEN)),
+        }
+    } else {
+        (0, raw_len)
+    };
+    if buffer.len() < wanted {
+        return Ok(Buffered::Wanted(wanted));
+    }
+    *consumed = wanted;
+    Ok(Buffered::Echo(start, wanted))
+}

@@ -1,0 +1,440 @@
+//! The bench engine against the real server in each mode, and against fakes
+//! that damage, lose, duplicate or withhold echoes.
+
+mod support;
+
+use std::time::Duration;
+
+use echo_client::Transport;
+use echo_client::bench::{self, BenchConfig, BenchEvent, BenchReport, Stop};
+use echo_server::Mode;
+use support::{DEADLINE, Fake, STALL, UdpFake, echo_servers, fake_server, refused_addr, udp_fake};
+use tokio::time::timeout;
+
+async fn bench(config: BenchConfig) -> BenchReport {
+    timeout(DEADLINE, bench::run(&config))
+        .await
+        .expect("the bench ends within the deadline")
+        .expect("the bench runs")
+}
+
+fn config(addr: std::net::SocketAddr, transport: Transport) -> BenchConfig {
+    BenchConfig {
+        addr: addr.to_string(),
+        transport,
+        ..BenchConfig::default()
+    }
+}
+
+/// Checks what holds of every clean run: counts that add up, percentiles in
+/// order, a rate that follows from the counts.
+#[track_caller]
+fn assert_clean(report: &BenchReport, messages: u64) {
+    assert!(report.succeeded(), "{report}");
+    assert_eq!(
+        (report.sent, report.echoed),
+        (messages, messages),
+        "{report}"
+    );
+    assert_eq!(report.errors.total, 0);
+    assert_eq!(report.connections.failed, 0);
+    let latency = report.latency.expect("echoes were timed");
+    assert_eq!(latency.count, messages);
+    assert!(
+        latency.min <= latency.p50
+            && latency.p50 <= latency.p90
+            && latency.p90 <= latency.p99
+            && latency.p99 <= latency.p99_9
+            && latency.p99_9 <= latency.max,
+        "{latency:?}"
+    );
+    assert!(report.elapsed > Duration::ZERO);
+    let rate = messages as f64 / report.elapsed.as_secs_f64();
+    assert!(
+        (report.messages_per_s - rate).abs() < 1e-6 * rate,
+        "{report:?}"
+    );
+    let megabytes = rate * report.parameters.size as f64 / 1e6;
+    assert!((report.megabytes_per_s - megabytes).abs() < 1e-6 * megabytes.max(1e-9));
+}
+
+#[tokio::test]
+async fn benches_every_mode_with_many_connections_and_pipelining() {
+    let framed = echo_servers(Mode::Framed).await;
+    let raw = echo_servers(Mode::Raw).await;
+    for (addr, transport) in [
+        (framed.tcp, Transport::Framed),
+        (raw.tcp, Transport::Raw),
+        (framed.udp, Transport::Udp),
+    ] {
+        for (connections, depth) in [(1, 1), (5, 16)] {
+            let report = bench(BenchConfig {
+                connections,
+                depth,
+                stop: Stop::Messages(2_003),
+                ..config(addr, transport)
+            })
+            .await;
+            assert_clean(&report, 2_003);
+            assert_eq!(report.connections.connected, connections, "{transport}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn benches_large_and_empty_messages() {
+    let servers = echo_servers(Mode::Framed).await;
+    for size in [0, 1, 11, 200_000] {
+        let report = bench(BenchConfig {
+            size,
+            depth: 4,
+            stop: Stop::Messages(40),
+            ..config(servers.tcp, Transport::Framed)
+        })
+        .await;
+        assert_clean(&report, 40);
+    }
+}
+
+/// The fake changes one byte of one echo on each connection: exactly one
+/// error per connection, and everything else echoed.
+#[tokio::test]
+async fn a_corrupted_byte_is_one_error() {
+    let addr = fake_server(Fake::CorruptOneFrame).await;
+    let report = bench(BenchConfig {
+        connections: 2,
+        depth: 8,
+        stop: Stop::Messages(200),
+        ..config(addr, Transport::Framed)
+    })
+    .await;
+    assert!(!report.succeeded());
+    assert_eq!(
+        (report.errors.total, report.errors.corrupted),
+        (2, 2),
+        "{report}"
+    );
+    assert_eq!((report.sent, report.echoed), (200, 198));
+    assert_eq!(report.connections.failed, 0);
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains("the echo of message 3 differs from it at byte 63"),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupted_raw_byte_is_one_error() {
+    let addr = fake_server(Fake::CorruptOneRawByte).await;
+    let report = bench(BenchConfig {
+        depth: 4,
+        stop: Stop::Messages(50),
+        ..config(addr, Transport::Raw)
+    })
+    .await;
+    assert_eq!(
+        (report.errors.total, report.errors.corrupted),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!(report.echoed, 49);
+    // Byte 100 of the stream is byte 36 of the second 64-byte message.
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains("the echo of message 1 differs from it at byte 36"),
+        "{first}"
+    );
+}
+
+/// An extra frame puts the stream out of step: the connection fails, and
+/// every message sent but not echoed by then is missing.
+#[tokio::test]
+async fn an_extra_echo_is_an_error_and_fails_the_connection() {
+    let addr = fake_server(Fake::ExtraFrame).await;
+    let report = bench(BenchConfig {
+        stop: Stop::Messages(10),
+        ..config(addr, Transport::Framed)
+    })
+    .await;
+    assert!(!report.succeeded());
+    assert_eq!(report.connections.failed, 1, "{report}");
+    // The extra frame comes after the first echo: it is either an echo of
+    // nothing (unexpected), or taken for the second message's (corrupted).
+    assert!(report.echoed >= 1, "{report}");
+    assert_eq!(
+        report.errors.corrupted + report.errors.unexpected,
+        1,
+        "{report}"
+    );
+    assert_eq!(
+        report.echoed + report.errors.corrupted + report.errors.missing,
+        report.sent,
+        "{report}"
+    );
+}
+
+/// Every other datagram is dropped: half the messages are missing, each
+/// given up after the timeout, and the run still ends.
+#[tokio::test]
+async fn lost_datagrams_are_missing_echoes() {
+    let addr = udp_fake(UdpFake::DropEveryOther).await;
+    let report = bench(BenchConfig {
+        depth: 20,
+        size: 32,
+        stop: Stop::Messages(20),
+        timeout: Duration::from_millis(200),
+        ..config(addr, Transport::Udp)
+    })
+    .await;
+    assert_eq!((report.sent, report.echoed), (20, 10), "{report}");
+    assert_eq!((report.errors.total, report.errors.missing), (10, 10));
+    assert_eq!(report.connections.failed, 0);
+    assert!(!report.succeeded());
+}
+
+#[tokio::test]
+async fn duplicate_datagrams_are_unexpected_echoes() {
+    let addr = udp_fake(UdpFake::Duplicate).await;
+    let report = bench(BenchConfig {
+        depth: 1,
+        stop: Stop::Messages(20),
+        ..config(addr, Transport::Udp)
+    })
+    .await;
+    assert_eq!(report.echoed, 20, "{report}");
+    // Each message's duplicate is read while a later message is awaited,
+    // except perhaps the last one's.
+    assert!((19..=20).contains(&report.errors.unexpected), "{report}");
+    assert!(!report.succeeded());
+}
+
+/// A server that never answers: each connection gives up after the timeout,
+/// its messages missing.
+#[tokio::test]
+async fn a_silent_server_fails_every_connection_after_the_timeout() {
+    let addr = fake_server(Fake::Silent).await;
+    let report = bench(BenchConfig {
+        connections: 3,
+        depth: 2,
+        stop: Stop::Messages(30),
+        timeout: Duration::from_millis(200),
+        ..config(addr, Transport::Framed)
+    })
+    .await;
+    assert_eq!(report.connections.failed, 3, "{report}");
+    assert_eq!(
+        (report.echoed, report.errors.missing),
+        (0, 6),
+        "two in flight each"
+    );
+    assert_eq!(report.latency, None);
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains(&format!("no echo from {addr} within 200ms")),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn connections_that_cannot_open_are_counted() {
+    let addr = refused_addr().await;
+    let report = bench(BenchConfig {
+        connections: 4,
+        stop: Stop::Messages(10),
+        ..config(addr, Transport::Framed)
+    })
+    .await;
+    assert_eq!(
+        (
+            report.connections.requested,
+            report.connections.connected,
+            report.connections.failed
+        ),
+        (4, 0, 4)
+    );
+    assert_eq!((report.sent, report.echoed), (0, 0));
+    assert!(!report.succeeded());
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("cannot connect to {addr}: ")),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_an_error_before_anything_is_sent() {
+    let error = bench::run(&BenchConfig {
+        depth: 0,
+        ..BenchConfig::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("depth"), "{error}");
+}
+
+/// Paced at 400 messages a second for half a second: about 200 messages,
+/// whatever the speed of the machine (loose bounds: this counts messages,
+/// it does not time them).
+#[tokio::test]
+async fn a_paced_run_sends_rate_times_duration_messages() {
+    let servers = echo_servers(Mode::Framed).await;
+    let report = bench(BenchConfig {
+        connections: 4,
+        depth: 8,
+        rate: Some(400.0),
+        stop: Stop::Duration(Duration::from_millis(500)),
+        ..config(servers.tcp, Transport::Framed)
+    })
+    .await;
+    assert!((100..=260).contains(&report.sent), "{report}");
+    assert_eq!(report.echoed, report.sent);
+    assert!(report.succeeded());
+}
+
+/// A server that stalls once, for 300 ms, while messages are due every 5 ms:
+/// every message due during the stall is timed from when it was due, so
+/// dozens of latencies show the stall, not just the one message that was
+/// in flight (no coordinated omission). Counts, not timing: the stall is
+/// long enough that no machine hides it.
+#[tokio::test]
+async fn a_stall_shows_in_the_latency_of_every_message_due_during_it() {
+    let addr = fake_server(Fake::StallOnce).await;
+    let report = bench(BenchConfig {
+        rate: Some(200.0),
+        stop: Stop::Duration(Duration::from_millis(800)),
+        ..config(addr, Transport::Framed)
+    })
+    .await;
+    assert!(report.succeeded(), "{report}");
+    let histogram = report.latency_stats.histogram();
+    let third_of_stall = (STALL / 3).as_nanos() as u64;
+    let delayed = histogram.count_between(third_of_stall, u64::MAX);
+    // About 40 messages fall due in the first two thirds of the stall.
+    assert!(
+        delayed >= 20,
+        "{delayed} latencies over {third_of_stall} ns: {report}"
+    );
+    assert!(report.latency.unwrap().max >= STALL / 2, "{report}");
+}
+
+/// The warmup's messages are echoed and checked but not counted; a duration
+/// run reports its intervals in order.
+#[tokio::test]
+async fn warmup_and_intervals() {
+    let servers = echo_servers(Mode::Framed).await;
+    let report = bench(BenchConfig {
+        warmup: Duration::from_millis(100),
+        stop: Stop::Messages(300),
+        ..config(servers.tcp, Transport::Framed)
+    })
+    .await;
+    assert_clean(&report, 300);
+
+    let mut events = Vec::new();
+    let config = BenchConfig {
+        stop: Stop::Duration(Duration::from_millis(500)),
+        report_interval: Some(Duration::from_millis(100)),
+        ..config(servers.tcp, Transport::Framed)
+    };
+    let report = timeout(
+        DEADLINE,
+        bench::run_with(&config, |event| events.push(event), std::future::pending()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(report.succeeded());
+    assert!(matches!(
+        events.first(),
+        Some(BenchEvent::Connected {
+            connected: 1,
+            failed: 0
+        })
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, BenchEvent::Progress(_)))
+    );
+    let intervals: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            BenchEvent::Interval(interval) => Some(interval.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(intervals, report.intervals);
+    assert!(intervals.len() >= 4, "{intervals:?}");
+    for pair in intervals.windows(2) {
+        assert_eq!(pair[0].end, pair[1].start);
+    }
+    assert_eq!(intervals[0].start, Duration::ZERO);
+    let in_intervals: u64 = intervals.iter().map(|interval| interval.echoed).sum();
+    assert!(in_intervals <= report.echoed && in_intervals > 0);
+}
+
+/// An interruption stops the sending as the deadline would, and the run
+/// reports what it did.
+#[tokio::test]
+async fn an_interrupted_run_still_reports() {
+    let servers = echo_servers(Mode::Framed).await;
+    let config = BenchConfig {
+        stop: Stop::Duration(Duration::from_secs(3600)),
+        ..config(servers.tcp, Transport::Framed)
+    };
+    let (interrupt, interrupted) = tokio::sync::oneshot::channel::<()>();
+    let mut interrupt = Some(interrupt);
+    // Interrupt once the first echoes are in.
+    let observer = |event: BenchEvent| {
+        if let BenchEvent::Progress(progress) = event {
+            if progress.echoed > 0 {
+                if let Some(interrupt) = interrupt.take() {
+                    let _ = interrupt.send(());
+                }
+            }
+        }
+    };
+    let report = timeout(
+        DEADLINE,
+        bench::run_with(&config, observer, async {
+            let _ = interrupted.await;
+        }),
+    )
+    .await
+    .expect("an interrupted run ends")
+    .unwrap();
+    assert!(report.interrupted);
+    assert!(report.echoed > 0);
+    assert_eq!(report.echoed, report.sent);
+    assert!(report.succeeded());
+}
+
+#[tokio::test]
+async fn the_report_is_one_json_document_with_units_in_names() {
+    let servers = echo_servers(Mode::Framed).await;
+    let report = bench(BenchConfig {
+        stop: Stop::Messages(10),
+        ..config(servers.tcp, Transport::Framed)
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["parameters"]["messages"], 10);
+    assert_eq!(json["parameters"]["transport"], "framed");
+    assert_eq!(json["echoed"], 10);
+    assert_eq!(json["errors"]["total"], 0);
+    assert_eq!(json["connections"]["failed"], 0);
+    for field in ["min", "mean", "max", "mdev", "p50", "p90", "p99", "p99_9"] {
+        assert!(
+            json["latency_us"][field]
+                .as_f64()
+                .is_some_and(|us| us > 0.0),
+            "{field}"
+        );
+    }
+    assert!(json["elapsed_s"].as_f64().is_some_and(|s| s > 0.0));
+    assert!(
+        json["messages_per_s"]
+            .as_f64()
+            .is_some_and(|rate| rate > 0.0)
+    );
+}

@@ -1,0 +1,192 @@
+//! The pinger against the real server in each mode, and against fakes that
+//! lose or damage echoes.
+
+mod support;
+
+use std::time::Duration;
+
+use echo_client::Transport;
+use echo_client::ping::{PingOutcome, Pinger};
+use echo_server::Mode;
+use support::{CORRUPTED_FRAME, DEADLINE, Fake, UdpFake, echo_servers, fake_server, udp_fake};
+use tokio::time::timeout;
+
+const PATIENT: Duration = Duration::from_secs(10);
+
+async fn bounded<F: Future>(future: F) -> F::Output {
+    timeout(DEADLINE, future)
+        .await
+        .expect("the operation ends within the deadline")
+}
+
+#[tokio::test]
+async fn pings_in_every_mode() {
+    let framed = echo_servers(Mode::Framed).await;
+    let raw = echo_servers(Mode::Raw).await;
+    for (addr, transport) in [
+        (framed.tcp, Transport::Framed),
+        (raw.tcp, Transport::Raw),
+        (raw.udp, Transport::Udp),
+    ] {
+        let mut pinger = bounded(Pinger::connect(addr, transport, 56, PATIENT))
+            .await
+            .unwrap();
+        for seq in 1..=5 {
+            let reply = bounded(pinger.ping()).await.unwrap();
+            assert_eq!(reply.seq, seq);
+            assert!(
+                matches!(reply.outcome, PingOutcome::Echoed { .. }),
+                "{transport}: {reply:?}"
+            );
+            assert!(reply.late.is_empty());
+        }
+        let report = pinger.report();
+        assert_eq!(
+            (report.sent, report.received, report.lost),
+            (5, 5, 0),
+            "{transport}"
+        );
+        assert_eq!(report.loss_percent, 0.0);
+        assert_eq!(
+            (report.transport, report.size, report.peer),
+            (transport, 56, addr)
+        );
+        let rtt = report.rtt.expect("five echoes were timed");
+        assert_eq!(rtt.count, 5);
+        assert!(
+            rtt.min <= rtt.p50 && rtt.p50 <= rtt.p99 && rtt.p99 <= rtt.max,
+            "{rtt:?}"
+        );
+        assert!(report.succeeded());
+    }
+}
+
+#[tokio::test]
+async fn a_framed_ping_can_be_empty() {
+    let servers = echo_servers(Mode::Framed).await;
+    let mut pinger = bounded(Pinger::connect(servers.tcp, Transport::Framed, 0, PATIENT))
+        .await
+        .unwrap();
+    let reply = bounded(pinger.ping()).await.unwrap();
+    assert!(matches!(reply.outcome, PingOutcome::Echoed { .. }));
+}
+
+#[tokio::test]
+async fn a_size_that_does_not_suit_the_transport_is_refused() {
+    let servers = echo_servers(Mode::Framed).await;
+    let error = Pinger::connect(servers.udp, Transport::Udp, 11, PATIENT)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("sequence number"), "{error}");
+}
+
+/// Every other datagram is dropped: the odd pings come back, the even ones
+/// are lost, each after the timeout.
+#[tokio::test]
+async fn lost_udp_echoes_are_counted() {
+    let addr = udp_fake(UdpFake::DropEveryOther).await;
+    let waited = Duration::from_millis(100);
+    let mut pinger = bounded(Pinger::connect(addr, Transport::Udp, 32, waited))
+        .await
+        .unwrap();
+    for seq in 1..=4 {
+        let reply = bounded(pinger.ping()).await.unwrap();
+        let lost = matches!(reply.outcome, PingOutcome::Lost);
+        assert_eq!(lost, seq % 2 == 0, "{reply:?}");
+    }
+    let report = pinger.report();
+    assert_eq!((report.sent, report.received, report.lost), (4, 2, 2));
+    assert_eq!(report.loss_percent, 50.0);
+    assert!(
+        report.succeeded(),
+        "some echoes came back and none was wrong"
+    );
+}
+
+/// Every datagram is answered twice: the second copy answers no ping.
+#[tokio::test]
+async fn duplicate_udp_echoes_are_unexpected() {
+    let addr = udp_fake(UdpFake::Duplicate).await;
+    let mut pinger = bounded(Pinger::connect(addr, Transport::Udp, 32, PATIENT))
+        .await
+        .unwrap();
+    let first = bounded(pinger.ping()).await.unwrap();
+    assert!(matches!(first.outcome, PingOutcome::Echoed { .. }));
+    // The duplicate of the first is either read while the second waits, or
+    // still in the socket; a third ping collects it at the latest.
+    bounded(pinger.ping()).await.unwrap();
+    bounded(pinger.ping()).await.unwrap();
+    let report = pinger.report();
+    assert!(report.unexpected >= 2, "{report:?}");
+    assert_eq!(report.received, 3);
+    assert!(!report.succeeded());
+}
+
+#[tokio::test]
+async fn a_corrupted_echo_is_reported_where_it_differs() {
+    let addr = fake_server(Fake::CorruptOneFrame).await;
+    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, PATIENT))
+        .await
+        .unwrap();
+    for index in 0..=CORRUPTED_FRAME {
+        let reply = bounded(pinger.ping()).await.unwrap();
+        if index == CORRUPTED_FRAME {
+            assert!(
+                matches!(
+                    reply.outcome,
+                    PingOutcome::Corrupted {
+                        first_difference: 55,
+                        ..
+                    }
+                ),
+                "{reply:?}"
+            );
+        } else {
+            assert!(
+                matches!(reply.outcome, PingOutcome::Echoed { .. }),
+                "{reply:?}"
+            );
+        }
+    }
+    let report = pinger.report();
+    assert_eq!((report.received, report.corrupted), (4, 1));
+    assert_eq!(report.rtt.map(|rtt| rtt.count), Some(3));
+    assert!(!report.succeeded());
+}
+
+/// Over TCP nothing is lost, but a silent server makes each ping time out;
+/// the pinger goes on, and reports the losses.
+#[tokio::test]
+async fn a_silent_server_loses_every_ping() {
+    let addr = fake_server(Fake::Silent).await;
+    let waited = Duration::from_millis(100);
+    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, waited))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            bounded(pinger.ping()).await.unwrap().outcome,
+            PingOutcome::Lost
+        );
+    }
+    let report = pinger.report();
+    assert_eq!(
+        (report.sent, report.lost, report.loss_percent),
+        (2, 2, 100.0)
+    );
+    assert_eq!(report.rtt, None);
+    assert!(!report.succeeded());
+}
+
+#[tokio::test]
+async fn a_server_that_closes_ends_the_pinging_with_an_error() {
+    let addr = fake_server(Fake::CloseAfterReading).await;
+    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, PATIENT))
+        .await
+        .unwrap();
+    let error = bounded(pinger.ping()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("{addr} closed the connection before echoing a 56-byte message")
+    );
+}

@@ -1,0 +1,320 @@
+//! The seed corpus: inputs built from the test vectors of PROTOCOL.md, so
+//! that fuzzing starts from every case the specification names.
+//!
+//! The files under `fuzz/seeds/TARGET/` are written by
+//! `cargo run --manifest-path fuzz/Cargo.toml --example write_seeds`, and a
+//! test checks that they are what [`seeds`] builds from the current
+//! PROTOCOL.md.
+
+use crate::input::Input;
+use crate::server_relay::RELAY_BUFFER_LEN;
+
+/// The specification, whose test vectors the seeds are made of.
+const PROTOCOL: &str = include_str!("../../crates/echo-proto/PROTOCOL.md");
+
+/// The fuzz targets, by name.
+pub const TARGETS: [&str; 3] = ["frame_decoder", "server_relay", "json_codec"];
+
+/// The default maximum frame length (8 MiB), which the header vectors are
+/// judged against.
+const DEFAULT_LIMIT: u32 = 8 * 1024 * 1024;
+
+/// Knobs of `server_relay`: framed mode, the plain in-memory stream, a
+/// capacity of 65 bytes.
+const RELAY_PLAIN: u8 = 8 << 2;
+/// Knobs of `server_relay`: framed mode, the transport that reads ahead, a
+/// capacity of 9 bytes.
+const RELAY_PEEKING: u8 = (1 << 2) | 2;
+/// Knobs of `server_relay`: raw mode.
+const RELAY_RAW: u8 = (1 << 2) | 1;
+
+/// One seed: a file name and the input it holds.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// The file name, unique within a target.
+    pub name: String,
+    /// The input, in the layout of [`Input`].
+    pub bytes: Vec<u8>,
+}
+
+/// A seed before its knobs are chosen.
+struct Case {
+    name: String,
+    limit: u32,
+    plan: Vec<u8>,
+    stream: Vec<u8>,
+}
+
+impl Case {
+    fn new(name: impl Into<String>, limit: u32, plan: &[u8], stream: Vec<u8>) -> Self {
+        Case {
+            name: name.into(),
+            limit,
+            plan: plan.to_vec(),
+            stream,
+        }
+    }
+
+    fn seed(&self, knobs: u8) -> Seed {
+        let input = Input {
+            knobs,
+            limit: self.limit,
+            plan: &self.plan,
+            stream: &self.stream,
+        };
+        Seed {
+            name: self.name.clone(),
+            bytes: input.encode(),
+        }
+    }
+}
+
+/// The seeds of `target`, one of [`TARGETS`].
+///
+/// # Panics
+///
+/// If `target` is not one of them, or if PROTOCOL.md's tables cannot be
+/// read.
+pub fn seeds(target: &str) -> Vec<Seed> {
+    let cases = cases();
+    match target {
+        "frame_decoder" => cases.iter().map(|case| case.seed(0)).collect(),
+        "server_relay" => {
+            let mut seeds: Vec<Seed> = cases
+                .iter()
+                .enumerate()
+                .map(|(index, case)| {
+                    case.seed(if index % 2 == 0 {
+                        RELAY_PLAIN
+                    } else {
+                        RELAY_PEEKING
+                    })
+                })
+                .collect();
+            let all = cases
+                .iter()
+                .find(|case| case.name == "all-vectors")
+                .expect("the cases include all the vectors in one stream");
+            let mut raw = all.seed(RELAY_RAW);
+            raw.name = "raw-mode".to_owned();
+            seeds.push(raw);
+            seeds
+        }
+        "json_codec" => {
+            let mut seeds: Vec<Seed> = cases.iter().map(|case| case.seed(0)).collect();
+            seeds.push(json_documents().seed(0));
+            seeds
+        }
+        other => panic!("no fuzz target is called {other}"),
+    }
+}
+
+/// The streams every target starts from.
+fn cases() -> Vec<Case> {
+    let vectors = table("vector", 3);
+    let mut cases = Vec::new();
+    let mut all_wires = Vec::new();
+    let mut all_payloads = Vec::new();
+    for row in &vectors {
+        let (name, payload, wire) = (row[0], hex(row[1]), hex(row[2]));
+        cases.push(Case::new(name, DEFAULT_LIMIT, &[], wire.clone()));
+        cases.push(Case::new(
+            format!("{name}-byte-by-byte"),
+            DEFAULT_LIMIT,
+            &[1],
+            wire.clone(),
+        ));
+        let cut = wire[..wire.len() - 1].to_vec();
+        cases.push(Case::new(format!("{name}-cut"), DEFAULT_LIMIT, &[], cut));
+        all_wires.extend_from_slice(&wire);
+        all_payloads.extend_from_slice(&payload);
+    }
+    cases.push(Case::new(
+        "all-vectors",
+        DEFAULT_LIMIT,
+        &[1, 2, 3, 5, 0, 8],
+        all_wires,
+    ));
+
+    // The two-frame stream that the specification spells out.
+    cases.push(Case::new(
+        "spec-stream",
+        DEFAULT_LIMIT,
+        &[],
+        hex("000000016100000000"),
+    ));
+
+    // Each header of the header table, with a few payload bytes after it:
+    // the accepted ones then end inside their payload, the others are
+    // rejected.
+    for row in table("header", 3) {
+        let mut stream = hex(row[0]);
+        stream.extend_from_slice(b"rest");
+        cases.push(Case::new(
+            format!("header-{}-{}", row[0], row[2]),
+            DEFAULT_LIMIT,
+            &[2],
+            stream,
+        ));
+    }
+
+    // A frame one byte over a lower limit, after a frame under it.
+    let hello = row_wire(&vectors, "hello");
+    let hello_len = u32::try_from(hello.len() - 4).expect("a vector fits a frame");
+    let mut over = row_wire(&vectors, "one-byte");
+    over.extend_from_slice(&hello);
+    cases.push(Case::new("hello-over-limit", hello_len - 1, &[3], over));
+
+    // A frame larger than the server's relay buffer, whole and cut short.
+    let large_payload = all_payloads.repeat(RELAY_BUFFER_LEN / all_payloads.len() + 2);
+    let mut large = (large_payload.len() as u32).to_be_bytes().to_vec();
+    large.extend_from_slice(&large_payload);
+    large.extend_from_slice(&row_wire(&vectors, "empty"));
+    let cut = large[..RELAY_BUFFER_LEN + 8].to_vec();
+    cases.push(Case::new(
+        "larger-than-relay-buffer",
+        DEFAULT_LIMIT,
+        &[7],
+        large,
+    ));
+    cases.push(Case::new(
+        "larger-than-relay-buffer-cut",
+        DEFAULT_LIMIT,
+        &[16],
+        cut,
+    ));
+    cases
+}
+
+/// Frames of JSON documents: the JsonCodec's own example and the text
+/// vectors as JSON values.
+fn json_documents() -> Case {
+    let documents: [&[u8]; 4] = [
+        br#"{"text":"hi"}"#,
+        "\"h\u{e9}llo\"".as_bytes(),
+        b"[0,255,10,13]",
+        b"null",
+    ];
+    let mut stream = Vec::new();
+    for document in documents {
+        stream.extend_from_slice(&(document.len() as u32).to_be_bytes());
+        stream.extend_from_slice(document);
+    }
+    Case::new("json-documents", DEFAULT_LIMIT, &[5], stream)
+}
+
+/// The wire bytes of the vector called `name`.
+fn row_wire(vectors: &[Vec<&str>], name: &str) -> Vec<u8> {
+    let row = vectors
+        .iter()
+        .find(|row| row[0] == name)
+        .unwrap_or_else(|| panic!("PROTOCOL.md has no vector called {name}"));
+    hex(row[2])
+}
+
+/// The rows, split into trimmed cells, of the ```text table of PROTOCOL.md
+/// whose header row starts with `first_column`; the header row is left out.
+fn table(first_column: &str, columns: usize) -> Vec<Vec<&'static str>> {
+    let block = PROTOCOL
+        .split("```text\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block))
+        .find(|block| {
+            block
+                .lines()
+                .next()
+                .and_then(|line| line.split('|').next())
+                .is_some_and(|cell| cell.trim() == first_column)
+        })
+        .unwrap_or_else(|| panic!("PROTOCOL.md has no table starting with `{first_column}`"));
+    let rows: Vec<Vec<&str>> = block
+        .lines()
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.split('|').map(str::trim).collect())
+        .collect();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|row| row.len() == columns),
+        "the `{first_column}` table of PROTOCOL.md is malformed: {rows:?}"
+    );
+    rows
+}
+
+/// Decodes the tables' hex notation: pairs of hex digits, or `-` for none.
+fn hex(text: &str) -> Vec<u8> {
+    if text == "-" {
+        return Vec::new();
+    }
+    assert!(
+        text.is_ascii() && text.len() % 2 == 0,
+        "`{text}` is not hex"
+    );
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&text[i..i + 2], 16)
+                .unwrap_or_else(|error| panic!("`{text}` is not hex: {error}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    /// The seeds as files: name to bytes.
+    fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let name = entry.file_name().into_string().unwrap();
+                (name, std::fs::read(entry.path()).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_checked_in_seeds_are_built_from_the_current_spec() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+        for target in TARGETS {
+            let expected: BTreeMap<String, Vec<u8>> = seeds(target)
+                .into_iter()
+                .map(|seed| (seed.name, seed.bytes))
+                .collect();
+            assert_eq!(
+                files(&root.join(target)),
+                expected,
+                "fuzz/seeds/{target} is out of date: run \
+                 `cargo run --manifest-path fuzz/Cargo.toml --example write_seeds`"
+            );
+        }
+    }
+
+    #[test]
+    fn seed_names_are_unique() {
+        for target in TARGETS {
+            let seeds = seeds(target);
+            let mut names: Vec<&str> = seeds.iter().map(|seed| seed.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), seeds.len(), "{target}");
+        }
+    }
+
+    #[test]
+    fn every_seed_passes_its_target() {
+        for seed in seeds("frame_decoder") {
+            crate::frame_decoder::check(&seed.bytes);
+        }
+        for seed in seeds("server_relay") {
+            crate::server_relay::check(&seed.bytes);
+        }
+        for seed in seeds("json_codec") {
+            crate::json_codec::check(&seed.bytes);
+        }
+    }
+}
