@@ -100,6 +100,7 @@ impl Cli {
 
 /// Options that every command takes, before or after its name.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection options (for every command)")]
 struct Options {
     /// The server's address, as HOST:PORT
     #[arg(
@@ -125,8 +126,8 @@ struct Options {
     )]
     timeout: Duration,
 
-    /// Print on stderr the address connected to, the size of each message
-    /// and how long each echo took [default: off]
+    /// Print on stderr what happens: the address connected to, and with
+    /// `send` each message's size and how long its echo took [default: off]
     // Read with FalseyValueParser so that ECHO_VERBOSE=1 or =yes turns it on
     // and ECHO_VERBOSE=0 or =no leaves it off, as users expect of a flag.
     #[arg(
@@ -196,10 +197,12 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Arguments")]
 struct SendArgs {
-    /// Messages to send, one frame each, in order, on one connection. Without
-    /// any, each line of standard input is sent, without its line ending
-    /// (\n or \r\n). Put a message that starts with '-' after `--`
+    /// Messages to send (a frame each; a datagram each over UDP), in order, on
+    /// one connection. Without any, each line of standard input is sent,
+    /// without its line ending (\n or \r\n). Put a message that starts with
+    /// '-' after `--`
     #[arg(value_name = "MESSAGE")]
     messages: Vec<OsString>,
 }

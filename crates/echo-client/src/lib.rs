@@ -61,7 +61,57 @@
 //! # }
 //! ```
 //!
-//! Ping and bench are in [`ping`](mod@ping) and [`bench`](mod@bench), each with an example.
+//! Ping, and the bench behind `echo-client bench` (this example is the
+//! README's, kept compiling and passing here):
+//!
+//! ```
+//! use std::time::Duration;
+//! use echo_client::bench::{self, BenchConfig, Stop};
+//! use echo_client::ping::Pinger;
+//! use echo_client::{Client, Transport};
+//! # use echo_server::{Config, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = Server::bind(Config {
+//! #     listen: "127.0.0.1:0".parse()?,
+//! #     udp: Some("127.0.0.1:0".parse()?),
+//! #     ..Config::default()
+//! # }).await?;
+//! # let (addr, udp_addr) = (server.local_addr().to_string(), server.udp_addr().unwrap().to_string());
+//! # tokio::spawn(server.run(std::future::pending()));
+//! let timeout = Duration::from_secs(5);
+//!
+//! // Connect, echo one message, pipeline many (any transport).
+//! let mut client = Client::connect_with(&addr, Transport::Framed, timeout).await?;
+//! let echo = client.echo(b"Hello Echo!").await?; // checked identical
+//! let echoes = client.pipeline(&["one", "two", "three"]).await?;
+//!
+//! // Ping: one timed echo at a time; the report is what `ping` prints.
+//! let mut pinger = Pinger::connect(&udp_addr, Transport::Udp, 56, timeout).await?;
+//! let reply = pinger.ping().await?; // seq, outcome (Echoed, Corrupted or Lost)
+//! println!("{}", pinger.report()); // ping's summary; serializable with serde
+//!
+//! // Bench: the engine behind `echo-client bench`.
+//! let report = bench::run(&BenchConfig {
+//!     addr: addr.clone(),
+//!     connections: 10,
+//!     depth: 32,
+//!     stop: Stop::Messages(100_000),
+//!     ..BenchConfig::default()
+//! })
+//! .await?;
+//! assert!(report.succeeded()); // no error, no failed connection
+//! println!("{} msgs/s, p99 {:?}", report.messages_per_s, report.latency.unwrap().p99);
+//! let p99_99 = report.latency_stats.histogram().value_at_quantile(0.9999); // any percentile, ns
+//! println!("{}", report.to_json());
+//! # assert_eq!((&echo[..], echoes.len(), reply.seq, report.echoed), (&b"Hello Echo!"[..], 3, 1, 100_000));
+//! # assert!(p99_99 > 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`ping`](mod@ping) and [`bench`](mod@bench) have more, each with an example.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -4,6 +4,8 @@
 //! Exit codes: 0 on success, 1 when the command failed (with exactly one
 //! `error: ` line on stderr), 2 for a usage error (clap's).
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::io::{self, IsTerminal, Write};

@@ -29,23 +29,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// How long to wait for the output of a process killed at its deadline.
 const KILLED_OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
-/// The environment variables the binaries read. They are removed from every
-/// child's environment so that the developer's settings cannot change what a
-/// scenario tests.
-const ISOLATED_ENV: &[&str] = &[
-    "ECHO_ADDR",
-    "ECHO_TIMEOUT",
-    "ECHO_LISTEN",
-    "ECHO_MODE",
-    "ECHO_UDP",
-    "ECHO_METRICS",
-    "ECHO_MAX_FRAME",
-    "ECHO_DRAIN_TIMEOUT",
-    "ECHO_MAX_CONNECTIONS",
-    "ECHO_IDLE_TIMEOUT",
-    "ECHO_LOG_FORMAT",
-    "RUST_LOG",
-];
+/// Whether an environment variable is one the binaries read: every `ECHO_*`
+/// and `RUST_LOG`. They are removed from every child's environment so that
+/// the developer's settings cannot change what a scenario tests.
+fn is_isolated_env(name: &std::ffi::OsStr) -> bool {
+    name == "RUST_LOG" || name.as_encoded_bytes().starts_with(b"ECHO_")
+}
 
 /// The start of each line `echo-server` prints once it is listening, one
 /// line per listener: `echo-server listening on IP:PORT (KIND)`.
@@ -208,8 +197,10 @@ impl Process {
             // Plain log lines, whatever the terminal, so that checks on the
             // text do not trip over colour codes.
             .env("NO_COLOR", "1");
-        for var in ISOLATED_ENV {
-            command.env_remove(var);
+        for (name, _) in std::env::vars_os() {
+            if is_isolated_env(&name) {
+                command.env_remove(name);
+            }
         }
         let mut child = KillOnDrop(
             command

@@ -168,8 +168,9 @@ struct WriterEnd {
     error: Option<ClientError>,
 }
 
-/// Runs connection `id` until its last echo. `quota` limits the messages sent after the
-/// warmup; `stop` ends the sending (the run's deadline, or an interruption).
+/// Runs connection `id` until its last echo. `quota` limits the messages
+/// sent after the warmup; `stop` ends the sending (the run's deadline, or an
+/// interruption).
 pub(super) async fn run(
     id: u32,
     sender: Sender,
@@ -179,8 +180,8 @@ pub(super) async fn run(
     stop: Signal,
 ) {
     let window = Arc::new(Window::new(plan.depth));
-    // Cancelled by the reader when the connection has failed, so that the
-    // writer does not wait for room that will never come.
+    // Raised by the reader when the connection has failed, so that the
+    // writer stops instead of waiting for room that will never come.
     let abort = Signal::default();
     let schedule = plan
         .rate
@@ -208,6 +209,7 @@ pub(super) async fn run(
     tokio::join!(writer.run(ended), reader.run());
 }
 
+/// The sending side of a connection.
 struct Writer {
     id: u32,
     sender: Sender,
@@ -332,6 +334,7 @@ fn max_batch(len: usize) -> u64 {
     (MAX_BATCH_BYTES / (len + 4)).max(1) as u64
 }
 
+/// The receiving side of a connection, which also judges it.
 struct Reader {
     id: u32,
     receiver: Receiver,
