@@ -130,15 +130,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let addr = addr.to_string();
-        let link = tokio::time::timeout(timeout, async {
-            let candidates = transport::resolve(&addr).await?;
-            transport::open(&addr, &candidates, transport).await
-        })
-        .await
-        .map_err(|_elapsed| ClientError::ConnectTimeout {
-            addr: addr.clone(),
-            waited: timeout,
-        })??;
+        let link = transport::connect(&addr, transport, timeout).await?;
         tracing::debug!(%addr, peer = %link.peer, %transport, "connected");
         Ok(Client {
             addr,

@@ -193,15 +193,7 @@ impl Pinger {
             .check_message_len(size)
             .map_err(|reason| ClientError::InvalidSetting { reason })?;
         let addr = addr.to_string();
-        let link = tokio::time::timeout(timeout, async {
-            let candidates = transport::resolve(&addr).await?;
-            transport::open(&addr, &candidates, transport).await
-        })
-        .await
-        .map_err(|_elapsed| ClientError::ConnectTimeout {
-            addr: addr.clone(),
-            waited: timeout,
-        })??;
+        let link = transport::connect(&addr, transport, timeout).await?;
         Ok(Pinger {
             addr,
             peer: link.peer,

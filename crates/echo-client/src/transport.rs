@@ -143,6 +143,24 @@ pub(crate) async fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ClientError> 
     Ok(candidates)
 }
 
+/// Resolves `addr` and opens a link to the first of its addresses that
+/// accepts, all within `timeout`.
+pub(crate) async fn connect(
+    addr: &str,
+    transport: Transport,
+    timeout: std::time::Duration,
+) -> Result<Link, ClientError> {
+    tokio::time::timeout(timeout, async {
+        let candidates = resolve(addr).await?;
+        open(addr, &candidates, transport).await
+    })
+    .await
+    .map_err(|_elapsed| ClientError::ConnectTimeout {
+        addr: addr.to_owned(),
+        waited: timeout,
+    })?
+}
+
 /// Opens a link to the first of `candidates` that accepts. `addr` is the
 /// address as the user gave it, for error messages.
 ///
