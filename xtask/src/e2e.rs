@@ -7,7 +7,7 @@
 //! failure instead of a hung CI job. Every process a scenario starts is killed
 //! when the scenario ends, whether it passed, failed or panicked.
 
-mod harness;
+pub(crate) mod harness;
 mod scenarios;
 
 use std::ffi::OsStr;
@@ -162,7 +162,7 @@ fn one_line(reason: &str) -> String {
 }
 
 /// Builds the two binaries and finds them.
-fn build(root: &Path, options: &Options) -> Result<Bins> {
+pub(crate) fn build(root: &Path, options: &Options) -> Result<Bins> {
     let mut command = crate::cargo(root);
     command.args(["build", "-p", "echo-server", "-p", "echo-client"]);
     if options.release {

@@ -3,7 +3,9 @@
 //! `cargo xtask ci` runs every check CI runs; `cargo xtask e2e` builds
 //! `echo-server` and `echo-client` and runs the end-to-end scenarios against
 //! the real binaries; `cargo xtask fuzz` builds the fuzz targets on the
-//! stable toolchain and runs each for a bounded time. `cargo xtask help`
+//! stable toolchain and runs each for a bounded time; `cargo xtask soak`
+//! runs the release server under a long mixed load and checks that it does
+//! not leak (kept out of `ci` for its length). `cargo xtask help`
 //! lists the tasks and their options.
 //!
 //! The arguments are parsed by hand, as rust-analyzer's xtask does, so that
@@ -13,6 +15,7 @@
 mod ci;
 mod e2e;
 mod fuzz;
+mod soak;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,12 @@ tasks:
                               and run each under libFuzzer for SECS seconds
                               (default 60; all targets unless some are named);
                               fails on any crash, naming the input to replay
+  soak [--duration SECS] [--json]
+                              run the release server under a mixed load with
+                              churn and hostile clients for SECS seconds
+                              (default 60), sampling its memory and open
+                              descriptors; fails on steady growth, a wrong
+                              echo, or a server that stopped serving
   help                        print this message
 ";
 
@@ -44,6 +53,7 @@ enum Task {
     Ci,
     E2e(e2e::Options),
     Fuzz(fuzz::Options),
+    Soak(soak::Options),
     Help,
 }
 
@@ -82,6 +92,12 @@ fn run(task: Task) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Task::Soak(options) => {
+            // The report printed names every failure.
+            if !soak::run(&workspace_root()?, &options)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,6 +119,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Task, String> 
         },
         "e2e" => e2e::Options::parse(rest).map(Task::E2e),
         "fuzz" => fuzz::Options::parse(rest).map(Task::Fuzz),
+        "soak" => soak::Options::parse(rest).map(Task::Soak),
         "help" | "--help" | "-h" => Ok(Task::Help),
         other => Err(format!("unknown task `{other}`")),
     }
@@ -182,6 +199,7 @@ mod tests {
                 targets: Vec::new(),
             }))
         );
+        assert_eq!(parse(&["soak"]), Ok(Task::Soak(soak::Options::default())));
     }
 
     #[test]
@@ -194,6 +212,7 @@ mod tests {
         );
         assert!(parse(&["e2e", "--fast"]).unwrap_err().contains("--fast"));
         assert!(parse(&["fuzz", "--fast"]).unwrap_err().contains("--fast"));
+        assert!(parse(&["soak", "--fast"]).unwrap_err().contains("--fast"));
     }
 
     #[cfg(unix)]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use nix::sys::signal::{self, Signal};
+use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::Pid;
 
 /// The shell that scripts run in: the one that lowers the server's file
@@ -42,23 +43,23 @@ const LISTENING_PREFIX: &str = "echo-server listening on ";
 
 /// The binaries under test.
 #[derive(Debug)]
-pub(super) struct Bins {
-    pub(super) server: PathBuf,
-    pub(super) client: PathBuf,
+pub(crate) struct Bins {
+    pub(crate) server: PathBuf,
+    pub(crate) client: PathBuf,
 }
 
 /// What a scenario gets: the binaries and its deadline.
 #[derive(Debug)]
-pub(super) struct Ctx<'a> {
-    pub(super) bins: &'a Bins,
+pub(crate) struct Ctx<'a> {
+    pub(crate) bins: &'a Bins,
     /// Every wait in the scenario ends by this instant.
-    pub(super) deadline: Instant,
+    pub(crate) deadline: Instant,
 }
 
 impl Ctx<'_> {
     /// Starts an `echo-server` on a free loopback port, with `extra` arguments,
     /// and waits for the listening line of each listener they ask for.
-    pub(super) fn server(&self, extra: &[&str]) -> Result<Server> {
+    pub(crate) fn server(&self, extra: &[&str]) -> Result<Server> {
         Server::start(
             &self.bins.server,
             extra,
@@ -116,7 +117,7 @@ impl Ctx<'_> {
     }
 
     /// Runs `echo-client --addr ADDR ARGS...` with `stdin` to completion.
-    pub(super) fn client<S: AsRef<OsStr>>(
+    pub(crate) fn client<S: AsRef<OsStr>>(
         &self,
         addr: SocketAddr,
         args: impl IntoIterator<Item = S>,
@@ -352,9 +353,9 @@ pub(super) fn time_left(deadline: Instant) -> io::Result<Duration> {
 
 /// How a process ended and what it wrote.
 #[derive(Debug)]
-pub(super) struct Output {
-    pub(super) status: ExitStatus,
-    pub(super) stdout: Vec<u8>,
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
     pub(super) stderr: Vec<u8>,
 }
 
@@ -509,7 +510,7 @@ fn announced(listeners: &[(Listener, SocketAddr)], kind: Listener) -> Option<Soc
 
 /// An `echo-server` that is listening, killed when dropped.
 #[derive(Debug)]
-pub(super) struct Server {
+pub(crate) struct Server {
     process: Process,
     /// Every listener it announced, in the order of the lines.
     listeners: Vec<(Listener, SocketAddr)>,
@@ -582,7 +583,7 @@ impl Server {
     }
 
     /// The address the server listens on for TCP.
-    pub(super) fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
@@ -594,12 +595,12 @@ impl Server {
     }
 
     /// The server's process id, for [`terminate`] from another thread.
-    pub(super) fn pid(&self) -> Result<Pid> {
+    pub(crate) fn pid(&self) -> Result<Pid> {
         self.process.pid()
     }
 
     /// Sends SIGTERM and waits for the server to exit.
-    pub(super) fn stop(self, deadline: Instant) -> Result<Output> {
+    pub(crate) fn stop(self, deadline: Instant) -> Result<Output> {
         terminate(self.pid()?)?;
         self.wait(deadline)
     }
@@ -660,7 +661,7 @@ pub(super) fn expect_refused(addr: SocketAddr, deadline: Instant) -> Result<()> 
 }
 
 /// Connects to `addr` within the deadline.
-pub(super) fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream> {
+pub(crate) fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream> {
     TcpStream::connect_timeout(&addr, remaining(deadline).max(Duration::from_millis(1)))
         .with_context(|| format!("could not connect to {addr}"))
 }
@@ -721,7 +722,7 @@ pub(super) fn encode(frames: &[Vec<u8>]) -> Result<Vec<u8>> {
 
 /// Sends all `frames` in one write burst, calls `after_write`, and checks
 /// that each frame comes back identical and in order.
-pub(super) fn echo_all(
+pub(crate) fn echo_all(
     stream: &TcpStream,
     frames: &[Vec<u8>],
     deadline: Instant,
@@ -810,7 +811,7 @@ pub(super) fn describe_difference(sent: &[u8], echo: &[u8]) -> String {
 }
 
 /// Checks that the peer closes the stream cleanly, with no further frame.
-pub(super) fn expect_eof(stream: &TcpStream, deadline: Instant) -> Result<()> {
+pub(crate) fn expect_eof(stream: &TcpStream, deadline: Instant) -> Result<()> {
     match Deadlined::new(stream, deadline)
         .read_frame()
         .context("waiting for the server to close the connection")?
@@ -854,15 +855,28 @@ pub(super) fn expect_closed_silently(stream: &TcpStream, deadline: Instant) -> R
     }
 }
 
+/// Closes `stream` with a reset instead of the orderly end of stream: with
+/// SO_LINGER on and a timeout of zero, closing a socket sends RST and drops
+/// whatever it still had to send.
+pub(crate) fn reset(stream: TcpStream) -> Result<()> {
+    let abort = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(&stream, sockopt::Linger, &abort).context("could not set SO_LINGER to 0")?;
+    drop(stream);
+    Ok(())
+}
+
 /// How many file descriptors `pid` has open, from `/proc/PID/fd`.
-pub(super) fn open_fds(pid: Pid) -> Result<usize> {
+pub(crate) fn open_fds(pid: Pid) -> Result<usize> {
     let path = format!("/proc/{pid}/fd");
     let entries = std::fs::read_dir(&path).with_context(|| format!("could not read {path}"))?;
     Ok(entries.count())
 }
 
 /// Reads a `/proc/PID/status` field given in kB, such as `VmRSS`, in KiB.
-pub(super) fn memory_kib(pid: Pid, field: &str) -> Result<u64> {
+pub(crate) fn memory_kib(pid: Pid, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status =
         std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
@@ -879,7 +893,7 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
 
 /// `len` deterministic bytes that start with `seed`'s four big-endian bytes,
 /// so that payloads of four bytes or more made from different seeds differ.
-pub(super) fn pattern(seed: u32, len: usize) -> Vec<u8> {
+pub(crate) fn pattern(seed: u32, len: usize) -> Vec<u8> {
     // xorshift64: cheap, and varied enough that a shifted or repeated chunk in
     // an echo does not compare equal by accident.
     let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
