@@ -41,7 +41,7 @@ tasks:
   soak [--duration SECS] [--json]
                               run the release server under a mixed load with
                               churn and hostile clients for SECS seconds
-                              (default 60), sampling its memory and open
+                              (default 60, at least 20), sampling its memory and open
                               descriptors; fails on steady growth, a wrong
                               echo, or a server that stopped serving
   help                        print this message
