@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{e2e, fuzz};
+use crate::{bench, e2e, fuzz};
 
 /// One cargo invocation of the CI run.
 #[derive(Debug)]
@@ -79,9 +79,25 @@ const STEPS: &[Step] = &[
 /// `cargo xtask fuzz`'s job.
 const FUZZ_SMOKE_TIME: Duration = Duration::from_secs(5);
 
-/// Runs the CI steps, then the e2e suite, then the fuzz smoke run.
+/// The bench smoke run: every scenario, both traffics and the reference,
+/// briefly, on the dev binaries that the e2e suite has just built. It checks
+/// that `cargo xtask bench` works end to end (servers start, every echo is
+/// verified, reports parse); its figures mean nothing.
+const BENCH_SMOKE_ARGS: &[&str] = &[
+    "--dev",
+    "--reference",
+    "--duration",
+    "0.3",
+    "--warmup",
+    "0.1",
+    "--idle-connections",
+    "500",
+];
+
+/// Runs the CI steps, then the e2e suite, the bench smoke run and the fuzz
+/// smoke run.
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let total = STEPS.len() + 2;
+    let total = STEPS.len() + 3;
     for (index, step) in STEPS.iter().enumerate() {
         let mut command = crate::cargo(root);
         command.args(step.args).envs(step.env.iter().copied());
@@ -90,7 +106,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             .with_context(|| format!("CI step `{}` failed", step.name))?;
     }
 
-    header(total - 1, total, "e2e", "cargo xtask e2e");
+    header(total - 2, total, "e2e", "cargo xtask e2e");
     let summary = e2e::run(root, &e2e::Options::default()).context("CI step `e2e` failed")?;
     if summary.failed > 0 {
         bail!(
@@ -98,6 +114,17 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             summary.failed
         );
     }
+
+    header(
+        total - 1,
+        total,
+        "bench-smoke",
+        &format!("cargo xtask bench {}", BENCH_SMOKE_ARGS.join(" ")),
+    );
+    let options =
+        bench::Options::parse(BENCH_SMOKE_ARGS.iter().map(|&arg| arg.to_owned()).collect())
+            .map_err(anyhow::Error::msg)?;
+    bench::run(root, &options).context("CI step `bench-smoke` failed")?;
 
     let secs = FUZZ_SMOKE_TIME.as_secs();
     header(

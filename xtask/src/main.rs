@@ -5,13 +5,15 @@
 //! the real binaries; `cargo xtask fuzz` builds the fuzz targets on the
 //! stable toolchain and runs each for a bounded time; `cargo xtask soak`
 //! runs the release server under a long mixed load and checks that it does
-//! not leak (kept out of `ci` for its length). `cargo xtask help`
+//! not leak (kept out of `ci` for its length); `cargo xtask bench` measures
+//! the release server beside a C epoll reference. `cargo xtask help`
 //! lists the tasks and their options.
 //!
 //! The arguments are parsed by hand, as rust-analyzer's xtask does, so that
 //! the automation builds quickly and pulls in no argument-parsing crate.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod ci;
 mod e2e;
 mod fuzz;
@@ -44,6 +46,19 @@ tasks:
                               (default 60, at least 20), sampling its memory and open
                               descriptors; fails on steady growth, a wrong
                               echo, or a server that stopped serving
+  bench [--reference] [--json] [--duration SECS] [--warmup SECS]
+        [--idle-connections N] [--traffic framed|raw] [--dev] [NAME]...
+                              build the release binaries and measure
+                              echo-server pinned to CPU 0 with echo-client
+                              bench pinned to CPU 1: pingpong, fanin,
+                              pipelined and bulk (SECS each, default 5, after
+                              a warm-up run, default 1), framed and raw, and
+                              the memory of N idle connections (default
+                              10000); --reference builds and measures the C
+                              epoll server of xtask/bench beside it and judges
+                              the performance targets; --dev measures the
+                              debug binaries (a check of the task, not
+                              figures)
   help                        print this message
 ";
 
@@ -54,6 +69,7 @@ enum Task {
     E2e(e2e::Options),
     Fuzz(fuzz::Options),
     Soak(soak::Options),
+    Bench(bench::Options),
     Help,
 }
 
@@ -92,6 +108,7 @@ fn run(task: Task) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Task::Bench(options) => bench::run(&workspace_root()?, &options)?,
         Task::Soak(options) => {
             // The report printed names every failure.
             if !soak::run(&workspace_root()?, &options)? {
@@ -120,6 +137,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Task, String> 
         "e2e" => e2e::Options::parse(rest).map(Task::E2e),
         "fuzz" => fuzz::Options::parse(rest).map(Task::Fuzz),
         "soak" => soak::Options::parse(rest).map(Task::Soak),
+        "bench" => bench::Options::parse(rest).map(Task::Bench),
         "help" | "--help" | "-h" => Ok(Task::Help),
         other => Err(format!("unknown task `{other}`")),
     }
@@ -200,6 +218,10 @@ mod tests {
             }))
         );
         assert_eq!(parse(&["soak"]), Ok(Task::Soak(soak::Options::default())));
+        assert_eq!(
+            parse(&["bench"]),
+            Ok(Task::Bench(bench::Options::default()))
+        );
     }
 
     #[test]
@@ -213,6 +235,7 @@ mod tests {
         assert!(parse(&["e2e", "--fast"]).unwrap_err().contains("--fast"));
         assert!(parse(&["fuzz", "--fast"]).unwrap_err().contains("--fast"));
         assert!(parse(&["soak", "--fast"]).unwrap_err().contains("--fast"));
+        assert!(parse(&["bench", "--fast"]).unwrap_err().contains("--fast"));
     }
 
     #[cfg(unix)]

@@ -395,7 +395,7 @@ fn shape(round: usize, size: usize) -> (usize, usize) {
 
 /// Reads a round's `--json` report: the messages echoed, or why the round
 /// failed (an error, a failed connection, or a non-zero exit).
-fn judge_round(stdout: &[u8], exited_ok: bool) -> Result<u64> {
+pub(crate) fn judge_round(stdout: &[u8], exited_ok: bool) -> Result<u64> {
     let report: Value =
         serde_json::from_slice(stdout).context("the bench report is not valid JSON")?;
     let field = |pointer: &str| {

@@ -168,7 +168,7 @@ impl Drop for KillOnDrop {
 /// A running child process, its output collected by threads of their own so
 /// that it never blocks on a full pipe.
 #[derive(Debug)]
-pub(super) struct Process {
+pub(crate) struct Process {
     name: String,
     child: KillOnDrop,
     /// Standard output, one line (with its `\n`) per message; the last piece
@@ -180,7 +180,7 @@ pub(super) struct Process {
 
 impl Process {
     /// Starts `program` with `args` and writes `stdin` to it, then closes it.
-    fn spawn<S: AsRef<OsStr>>(
+    pub(crate) fn spawn<S: AsRef<OsStr>>(
         program: &Path,
         args: impl IntoIterator<Item = S>,
         stdin: &[u8],
@@ -227,7 +227,7 @@ impl Process {
 
     /// The next line of standard output, with its `\n`, or `None` once the
     /// output has ended.
-    fn next_line(&self, deadline: Instant) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn next_line(&self, deadline: Instant) -> Result<Option<Vec<u8>>> {
         match self.stdout.recv_timeout(remaining(deadline)) {
             Ok(line) => Ok(Some(line)),
             Err(RecvTimeoutError::Disconnected) => Ok(None),
@@ -238,7 +238,7 @@ impl Process {
     }
 
     /// The process id, for sending signals.
-    pub(super) fn pid(&self) -> Result<Pid> {
+    pub(crate) fn pid(&self) -> Result<Pid> {
         let id = i32::try_from(self.child.0.id()).context("the process id does not fit a pid_t")?;
         Ok(Pid::from_raw(id))
     }
@@ -247,7 +247,7 @@ impl Process {
     ///
     /// If the deadline passes first, the process is killed and the error
     /// shows what it had written, which usually says where it was stuck.
-    pub(super) fn wait(mut self, deadline: Instant) -> Result<Output> {
+    pub(crate) fn wait(mut self, deadline: Instant) -> Result<Output> {
         loop {
             if let Some(status) = self.child.0.try_wait()? {
                 return self.collect(status, deadline);
@@ -263,7 +263,7 @@ impl Process {
     }
 
     /// Kills the process at once and collects what it had written.
-    fn kill(mut self) -> Result<Output> {
+    pub(crate) fn kill(mut self) -> Result<Output> {
         self.child.0.kill()?;
         let status = self.child.0.wait()?;
         // Killing it closed its pipes, so its output is at hand: a moment is
@@ -356,7 +356,7 @@ pub(super) fn time_left(deadline: Instant) -> io::Result<Duration> {
 pub(crate) struct Output {
     pub(crate) status: ExitStatus,
     pub(crate) stdout: Vec<u8>,
-    pub(super) stderr: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl Output {
@@ -626,7 +626,7 @@ impl Server {
 ///
 /// Only call it with the pid of a child that has not been reaped yet, so that
 /// the pid cannot belong to another process.
-pub(super) fn terminate(pid: Pid) -> Result<()> {
+pub(crate) fn terminate(pid: Pid) -> Result<()> {
     signal::kill(pid, Signal::SIGTERM).with_context(|| format!("could not send SIGTERM to {pid}"))
 }
 

@@ -1,0 +1,366 @@
+//! Measuring one server: a scenario's throughput, latency and CPU time, or
+//! the memory of idle connections.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+use nix::sys::time::TimeVal;
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use super::scenario::{Scenario, Traffic};
+use super::servers::{CLIENT_CPU, Pinning, Programs, RunningServer, ServerKind};
+use crate::e2e::harness::{Process, connect, memory_kib};
+
+/// How long `echo-client` waits to connect and for each echo: generous,
+/// since a timeout in a bench is a failure, not a figure.
+const CLIENT_TIMEOUT_SECS: u64 = 10;
+
+/// How long past its duration a client run may take before it is killed:
+/// connecting, the last echoes, and printing the report.
+const CLIENT_GRACE: Duration = Duration::from_secs(60);
+
+/// The clock ticks per second of `/proc/PID/stat`'s CPU times: `USER_HZ`,
+/// which Linux fixes at 100 for user space whatever the kernel's own tick.
+const PROC_TICKS_PER_SECOND: f64 = 100.0;
+
+/// The frame each idle connection sends once before it goes quiet: a 1-byte
+/// payload, which a raw echo returns unchanged too.
+const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
+
+/// Descriptors kept free for everything but the idle connections: the
+/// process's own files, pipes and the bench's connections.
+const SPARE_FDS: u64 = 64;
+
+/// The figures of one scenario against one server.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Run {
+    pub(crate) scenario: Scenario,
+    pub(crate) traffic: Traffic,
+    pub(crate) server: ServerKind,
+    /// Intact echoes.
+    pub(crate) echoed: u64,
+    pub(crate) messages_per_s: f64,
+    /// Echoed payload, in 10⁶ bytes per second.
+    pub(crate) megabytes_per_s: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// The client process's lifetime, in seconds.
+    pub(crate) wall_s: f64,
+    /// CPU time (user and system) the server used during the client run.
+    pub(crate) server_cpu_s: f64,
+    /// CPU time the client used.
+    pub(crate) client_cpu_s: f64,
+}
+
+impl Run {
+    /// Server CPU time per intact echo, in microseconds.
+    pub(crate) fn server_cpu_per_message_us(&self) -> f64 {
+        self.server_cpu_s * 1e6 / self.echoed.max(1) as f64
+    }
+
+    /// The share of one core the server used.
+    pub(crate) fn server_load(&self) -> f64 {
+        self.server_cpu_s / self.wall_s
+    }
+
+    /// The share of one core the client used.
+    pub(crate) fn client_load(&self) -> f64 {
+        self.client_cpu_s / self.wall_s
+    }
+}
+
+/// The resident memory of a server holding idle connections.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IdleRun {
+    pub(crate) traffic: Traffic,
+    pub(crate) server: ServerKind,
+    pub(crate) connections: usize,
+    /// Before the first connection.
+    pub(crate) rss_before_kib: u64,
+    /// With every connection open, each having echoed once.
+    pub(crate) rss_after_kib: u64,
+}
+
+impl IdleRun {
+    /// Resident memory per connection, in KiB.
+    pub(crate) fn kib_per_connection(&self) -> f64 {
+        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64
+            / self.connections.max(1) as f64
+    }
+}
+
+/// Runs `echo-client bench` against servers, pinned to the client's core.
+#[derive(Debug)]
+pub(crate) struct LoadGenerator<'a> {
+    pub(crate) programs: &'a Programs,
+    pub(crate) pinning: &'a Pinning,
+    /// How long each measured run sends.
+    pub(crate) duration: Duration,
+    /// How long the unmeasured run before it sends.
+    pub(crate) warmup: Duration,
+}
+
+impl LoadGenerator<'_> {
+    /// Warms `server` up with the scenario's load, then measures it.
+    ///
+    /// The warm-up is a client run of its own, so that the server's CPU
+    /// time, read before and after the measured run, covers exactly the
+    /// echoes that run counts.
+    pub(crate) fn measure(
+        &self,
+        server: &RunningServer,
+        kind: ServerKind,
+        traffic: Traffic,
+        scenario: Scenario,
+    ) -> Result<Run> {
+        if !self.warmup.is_zero() {
+            self.client_run(server, traffic, scenario, self.warmup)
+                .context("the warm-up run failed")?;
+        }
+        let server_cpu_before = process_cpu_seconds(server.pid())?;
+        let children_cpu_before = reaped_children_cpu_seconds()?;
+        let started = Instant::now();
+        let report = self.client_run(server, traffic, scenario, self.duration)?;
+        let wall_s = started.elapsed().as_secs_f64();
+        let server_cpu_s = process_cpu_seconds(server.pid())? - server_cpu_before;
+        let client_cpu_s = reaped_children_cpu_seconds()? - children_cpu_before;
+        Ok(Run {
+            scenario,
+            traffic,
+            server: kind,
+            echoed: report.echoed,
+            messages_per_s: report.messages_per_s,
+            megabytes_per_s: report.megabytes_per_s,
+            p50_us: report.p50_us,
+            p99_us: report.p99_us,
+            wall_s,
+            server_cpu_s,
+            client_cpu_s,
+        })
+    }
+
+    /// One `echo-client bench --json` run of `duration`, which must end
+    /// with every echo intact.
+    fn client_run(
+        &self,
+        server: &RunningServer,
+        traffic: Traffic,
+        scenario: Scenario,
+        duration: Duration,
+    ) -> Result<ClientReport> {
+        let (program, mut args) = self.pinning.command(CLIENT_CPU, &self.programs.client);
+        args.extend(traffic.client_flags().iter().map(Into::into));
+        args.extend(
+            [
+                "--addr".to_owned(),
+                server.addr().to_string(),
+                "--timeout".to_owned(),
+                CLIENT_TIMEOUT_SECS.to_string(),
+                "bench".to_owned(),
+                "--json".to_owned(),
+                format!("--connections={}", scenario.connections),
+                format!("--size={}", scenario.size),
+                format!("--depth={}", scenario.depth),
+                format!("--duration={}", duration.as_secs_f64()),
+            ]
+            .map(Into::into),
+        );
+        let deadline = Instant::now() + duration + CLIENT_GRACE;
+        let output = Process::spawn(&program, args, b"")?.wait(deadline)?;
+        ClientReport::parse(&output.stdout, output.status.success()).with_context(|| {
+            format!(
+                "{} with {traffic} traffic, echo-client's stderr: {}",
+                scenario.name,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            )
+        })
+    }
+}
+
+/// What the bench takes from `echo-client bench --json`.
+#[derive(Debug, Clone, PartialEq)]
+struct ClientReport {
+    echoed: u64,
+    messages_per_s: f64,
+    megabytes_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl ClientReport {
+    /// Reads a report, which must show a run without an error or a failed
+    /// connection, from a client that exited 0.
+    fn parse(stdout: &[u8], exited_ok: bool) -> Result<Self> {
+        let echoed = crate::soak::judge_round(stdout, exited_ok)?;
+        ensure!(echoed > 0, "the bench echoed nothing");
+        let report: Value = serde_json::from_slice(stdout)?;
+        let number = |pointer: &str| {
+            report
+                .pointer(pointer)
+                .and_then(Value::as_f64)
+                .with_context(|| format!("the bench report has no number at {pointer}"))
+        };
+        Ok(Self {
+            echoed,
+            messages_per_s: number("/messages_per_s")?,
+            megabytes_per_s: number("/megabytes_per_s")?,
+            p50_us: number("/latency_us/p50")?,
+            p99_us: number("/latency_us/p99")?,
+        })
+    }
+}
+
+/// Opens `connections` connections to `server`, echoes one small frame on
+/// each, and reads the server's resident memory with all of them open and
+/// quiet. The connections close when it returns.
+pub(crate) fn measure_idle(
+    server: &RunningServer,
+    kind: ServerKind,
+    traffic: Traffic,
+    connections: usize,
+    deadline: Instant,
+) -> Result<IdleRun> {
+    let rss_before_kib = memory_kib(server.pid(), "VmRSS")?;
+    let mut open = Vec::with_capacity(connections);
+    for index in 0..connections {
+        let stream =
+            connect(server.addr(), deadline).with_context(|| format!("idle connection {index}"))?;
+        ping(&stream, deadline).with_context(|| format!("idle connection {index}"))?;
+        open.push(stream);
+    }
+    let rss_after_kib = memory_kib(server.pid(), "VmRSS")?;
+    Ok(IdleRun {
+        traffic,
+        server: kind,
+        connections,
+        rss_before_kib,
+        rss_after_kib,
+    })
+}
+
+/// Sends [`IDLE_PING`] and reads its echo.
+fn ping(mut stream: &TcpStream, deadline: Instant) -> Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    ensure!(!left.is_zero(), "the deadline passed");
+    stream.set_read_timeout(Some(left))?;
+    stream.write_all(&IDLE_PING)?;
+    let mut echo = [0; IDLE_PING.len()];
+    stream.read_exact(&mut echo)?;
+    ensure!(
+        echo == IDLE_PING,
+        "the echo {echo:?} differs from {IDLE_PING:?}"
+    );
+    Ok(())
+}
+
+/// Raises this process's open-file limit as far as allowed, for the servers
+/// it starts (which inherit it) and for itself, and returns how many idle
+/// connections that leaves room for.
+pub(crate) fn make_room_for_connections(wanted: usize) -> Result<usize> {
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).context("could not read RLIMIT_NOFILE")?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("could not raise RLIMIT_NOFILE")?;
+    }
+    let room = hard.saturating_sub(SPARE_FDS);
+    Ok(wanted.min(usize::try_from(room).unwrap_or(usize::MAX)))
+}
+
+/// The CPU time, user and system, that process `pid` has used so far.
+fn process_cpu_seconds(pid: Pid) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
+    parse_cpu_ticks(&stat)
+        .map(|ticks| ticks as f64 / PROC_TICKS_PER_SECOND)
+        .with_context(|| format!("{path} has no CPU times"))
+}
+
+/// `utime + stime` from the text of `/proc/PID/stat`. The command name in
+/// parentheses may hold spaces, so fields are counted from after its `)`:
+/// `state` is field 3 and `utime`, `stime` are fields 14 and 15.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The CPU time used by every child process reaped so far: read around the
+/// life of a client to know what that client used.
+fn reaped_children_cpu_seconds() -> Result<f64> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage failed")?;
+    let seconds = |time: TimeVal| time.tv_sec() as f64 + time.tv_usec() as f64 / 1e6;
+    Ok(seconds(usage.user_time()) + seconds(usage.system_time()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_ticks_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (echo (x) srv) S 1 4242 4242 0 -1 4194560 650 0 0 0 \
+                    123 45 0 0 20 0 2 0 98765 12345678 900 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(123 + 45));
+        assert_eq!(parse_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let pid = Pid::this();
+        let first = process_cpu_seconds(pid).unwrap();
+        assert!(first >= 0.0);
+        assert!(reaped_children_cpu_seconds().unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn client_reports_must_be_clean() {
+        let good = br#"{"echoed": 1000, "errors": {"total": 0}, "connections": {"failed": 0},
+            "messages_per_s": 500.0, "megabytes_per_s": 0.032,
+            "latency_us": {"p50": 50.5, "p99": 90.0}}"#;
+        let report = ClientReport::parse(good, true).unwrap();
+        assert_eq!(report.echoed, 1000);
+        assert_eq!(report.p99_us, 90.0);
+        assert!(ClientReport::parse(good, false).is_err());
+        let corrupt = br#"{"echoed": 10, "errors": {"total": 2}, "connections": {"failed": 0},
+            "first_error": "connection 0: the echo of message 3 differs"}"#;
+        let error = ClientReport::parse(corrupt, false).unwrap_err().to_string();
+        assert!(error.contains("message 3 differs"), "{error}");
+        let nothing = br#"{"echoed": 0, "errors": {"total": 0}, "connections": {"failed": 0}}"#;
+        assert!(ClientReport::parse(nothing, true).is_err());
+    }
+
+    #[test]
+    fn figures_per_message_and_per_core() {
+        let run = Run {
+            scenario: super::super::scenario::SCENARIOS[0],
+            traffic: Traffic::Framed,
+            server: ServerKind::EchoServer,
+            echoed: 2_000_000,
+            messages_per_s: 400_000.0,
+            megabytes_per_s: 25.6,
+            p50_us: 10.0,
+            p99_us: 20.0,
+            wall_s: 5.0,
+            server_cpu_s: 4.0,
+            client_cpu_s: 4.5,
+        };
+        assert_eq!(run.server_cpu_per_message_us(), 2.0);
+        assert_eq!(run.server_load(), 0.8);
+        assert_eq!(run.client_load(), 0.9);
+        let idle = IdleRun {
+            traffic: Traffic::Raw,
+            server: ServerKind::Reference,
+            connections: 1000,
+            rss_before_kib: 1000,
+            rss_after_kib: 3000,
+        };
+        assert_eq!(idle.kib_per_connection(), 2.0);
+    }
+}

@@ -1,0 +1,246 @@
+//! The servers `cargo xtask bench` measures, and the cores they run on.
+//!
+//! Every server and every client run is pinned to a core of its own with
+//! `taskset` when the machine has it and at least two cores, so that the
+//! server and the load generator do not compete for one core, and the
+//! server's figures are those of one core.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::Pid;
+
+use super::scenario::Traffic;
+use crate::e2e::harness::{Output, Process, terminate};
+
+/// The C source of the reference server, from the workspace root.
+const REFERENCE_SOURCE: &str = "xtask/bench/epoll_echo.c";
+
+/// The core the server runs on, and the one the client runs on.
+pub(crate) const SERVER_CPU: usize = 0;
+pub(crate) const CLIENT_CPU: usize = 1;
+
+/// Which server is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerKind {
+    /// The C epoll echo server of `xtask/bench/epoll_echo.c`: one thread,
+    /// one 64 KiB buffer, echoing bytes as they arrive.
+    Reference,
+    /// `echo-server`, in the mode that serves the traffic.
+    EchoServer,
+}
+
+impl ServerKind {
+    /// The name in the table and in JSON.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ServerKind::Reference => "C epoll",
+            ServerKind::EchoServer => "echo-server",
+        }
+    }
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The programs a bench runs.
+#[derive(Debug)]
+pub(crate) struct Programs {
+    pub(crate) server: PathBuf,
+    pub(crate) client: PathBuf,
+    /// The compiled reference server, when asked for.
+    pub(crate) reference: Option<PathBuf>,
+}
+
+/// Compiles the reference server with the system C compiler (`$CC`, or
+/// `cc`) into `out_dir`, optimised as a C server would be shipped (`-O2`).
+pub(crate) fn build_reference(root: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("could not create {}", out_dir.display()))?;
+    let binary = out_dir.join("epoll_echo");
+    let mut command = Command::new(&compiler);
+    command
+        .current_dir(root)
+        .args(["-O2", "-o"])
+        .arg(&binary)
+        .arg(REFERENCE_SOURCE);
+    eprintln!("==> {}", crate::show_command(&command));
+    crate::run_checked(&mut command).with_context(|| {
+        format!(
+            "could not build the reference server with the C compiler `{}` \
+             (install one, or set CC; or leave out --reference)",
+            compiler.to_string_lossy()
+        )
+    })?;
+    Ok(binary)
+}
+
+/// How programs are put on a core.
+#[derive(Debug, Clone)]
+pub(crate) struct Pinning {
+    /// `taskset`, if the machine has it and at least two cores to pin to.
+    taskset: Option<PathBuf>,
+}
+
+impl Pinning {
+    /// Pins with `taskset` if it is on the `PATH` and this process may use
+    /// two cores or more; otherwise runs everything unpinned.
+    pub(crate) fn detect() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let taskset = (cores >= 2).then(|| find_on_path("taskset")).flatten();
+        Self { taskset }
+    }
+
+    /// Whether programs are pinned.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.taskset.is_some()
+    }
+
+    /// The program and leading arguments that run `program` on `cpu`.
+    pub(crate) fn command(&self, cpu: usize, program: &Path) -> (PathBuf, Vec<OsString>) {
+        match &self.taskset {
+            Some(taskset) => (
+                taskset.clone(),
+                vec!["-c".into(), cpu.to_string().into(), program.into()],
+            ),
+            None => (program.to_path_buf(), Vec::new()),
+        }
+    }
+
+    /// Says where programs run, for the report.
+    pub(crate) fn describe(&self) -> String {
+        if self.is_pinned() {
+            format!("server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU} (taskset)")
+        } else {
+            "unpinned (taskset or a second core is missing): figures are not those of one core"
+                .to_owned()
+        }
+    }
+}
+
+/// The first `name` in a directory of `PATH`.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// A server under measurement, killed when dropped.
+#[derive(Debug)]
+pub(crate) struct RunningServer {
+    process: Process,
+    pid: Pid,
+    addr: SocketAddr,
+}
+
+impl RunningServer {
+    /// Starts `kind` on a free loopback port, serving `traffic`, pinned to
+    /// the server's core, and waits until it says it is listening.
+    pub(crate) fn start(
+        kind: ServerKind,
+        traffic: Traffic,
+        programs: &Programs,
+        pinning: &Pinning,
+        extra: &[&str],
+        deadline: Instant,
+    ) -> Result<Self> {
+        let (binary, args): (&Path, Vec<&str>) = match kind {
+            ServerKind::Reference => (
+                programs
+                    .reference
+                    .as_deref()
+                    .context("the reference server was not built")?,
+                vec!["0"],
+            ),
+            ServerKind::EchoServer => (
+                &programs.server,
+                [
+                    &["--listen", "127.0.0.1:0", "--mode", traffic.name()][..],
+                    extra,
+                ]
+                .concat(),
+            ),
+        };
+        let (program, mut all_args) = pinning.command(SERVER_CPU, binary);
+        all_args.extend(args.iter().map(OsString::from));
+        let process = Process::spawn(&program, all_args, b"")?;
+        let pid = process.pid()?;
+        loop {
+            let Some(line) = process.next_line(deadline)? else {
+                let output = process.wait(deadline)?;
+                bail!("{kind} exited without saying it was listening: {output}");
+            };
+            if let Some(addr) = parse_listening_line(&String::from_utf8_lossy(&line)) {
+                return Ok(Self { process, pid, addr });
+            }
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub(crate) fn stop(self, deadline: Instant) -> Result<Output> {
+        terminate(self.pid)?;
+        self.process.wait(deadline)
+    }
+}
+
+/// The address in a line such as `echo-server listening on 127.0.0.1:9999
+/// (framed)` or `epoll_echo listening on 127.0.0.1:9999`.
+fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("listening on ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_servers_listening_lines() {
+        let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(
+            parse_listening_line("echo-server listening on 127.0.0.1:4321 (framed)\n"),
+            Some(addr)
+        );
+        assert_eq!(
+            parse_listening_line("epoll_echo listening on 127.0.0.1:4321\n"),
+            Some(addr)
+        );
+        assert_eq!(parse_listening_line("starting\n"), None);
+        assert_eq!(parse_listening_line("listening on nowhere\n"), None);
+    }
+
+    #[test]
+    fn pinning_prefixes_taskset_only_when_pinned() {
+        let program = Path::new("/bin/echo-server");
+        let unpinned = Pinning { taskset: None };
+        assert_eq!(
+            unpinned.command(1, program),
+            (program.to_path_buf(), Vec::new())
+        );
+        let pinned = Pinning {
+            taskset: Some(PathBuf::from("/usr/bin/taskset")),
+        };
+        let (taskset, args) = pinned.command(1, program);
+        assert_eq!(taskset, Path::new("/usr/bin/taskset"));
+        assert_eq!(args, ["-c", "1", "/bin/echo-server"]);
+        assert!(pinned.describe().contains("CPU 1"));
+        assert!(unpinned.describe().contains("unpinned"));
+    }
+}
