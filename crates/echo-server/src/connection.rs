@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use echo_proto::{FrameError, frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, enabled};
 
@@ -197,45 +198,58 @@ impl EchoService {
         bytes_echoed: &mut u64,
         shutdown: &CancellationToken,
     ) -> ConnectionEnd {
+        // One deadline for the whole connection, pushed back whenever bytes
+        // move, rather than a timer per read and per write: pushing a tokio
+        // timer later is an atomic store, while a timer per operation costs
+        // a clock read and a registration each, on every echo.
+        let deadline = sleep(self.idle_timeout);
+        tokio::pin!(deadline);
+        // Made once, so that waiting for the shutdown registers once per
+        // connection, not once per read.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let mut draining = false;
         let mut settled = false;
         loop {
             let idle = relay.is_idle();
-            // How long to wait for the next bytes. Draining between frames,
-            // only what has already arrived is taken (see DRAIN_SETTLE).
-            let wait = match (draining, idle, settled) {
-                (true, true, false) => DRAIN_SETTLE,
-                (true, true, true) => Duration::ZERO,
-                _ => self.idle_timeout,
-            };
-            settled |= draining && idle;
-            let read = self.read_some(stream, relay, wait);
-            let outcome = if draining {
-                read.await
-            } else {
-                tokio::select! {
-                    // Data that has already arrived goes first, so that a
-                    // shutdown never skips frames the client had sent.
-                    biased;
-                    outcome = read => outcome,
-                    () = shutdown.cancelled() => {
-                        draining = true;
-                        continue;
-                    }
+            if draining && idle {
+                // Draining between frames, only what has already arrived is
+                // taken (see DRAIN_SETTLE).
+                let wait = if settled {
+                    Duration::ZERO
+                } else {
+                    DRAIN_SETTLE
+                };
+                settled = true;
+                deadline.as_mut().reset(Instant::now() + wait);
+            }
+            let outcome = tokio::select! {
+                // Data that has already arrived goes first, so that a
+                // shutdown never skips frames the client had sent.
+                biased;
+                outcome = self.read_some(stream, relay) => outcome,
+                () = &mut cancelled, if !draining => {
+                    draining = true;
+                    continue;
+                }
+                () = &mut deadline => {
+                    return if draining && idle {
+                        ConnectionEnd::Drained
+                    } else {
+                        ConnectionEnd::IdleTimeout(self.idle_timeout)
+                    };
                 }
             };
 
             let n = match outcome {
-                Ok(Some(0)) => {
+                Ok(0) => {
                     return match relay.finish() {
                         Ok(()) if draining => ConnectionEnd::Drained,
                         Ok(()) => ConnectionEnd::ClientClosed,
                         Err(error) => ConnectionEnd::ProtocolError(error),
                     };
                 }
-                Ok(Some(n)) => n,
-                Ok(None) if draining && idle => return ConnectionEnd::Drained,
-                Ok(None) => return ConnectionEnd::IdleTimeout(wait),
+                Ok(n) => n,
                 Err(error) => return ConnectionEnd::Io(error),
             };
 
@@ -245,7 +259,7 @@ impl EchoService {
                 describe(relay, n);
             }
             let frames = relay.frames() - frames_before;
-            match self.write_ready(stream, relay).await {
+            match self.write_ready(stream, relay, deadline.as_mut()).await {
                 Ok(written) => {
                     *bytes_echoed += written;
                     self.metrics.echoed(frames, written);
@@ -260,63 +274,64 @@ impl EchoService {
                 // holds no buffer.
                 relay.release_if_empty(&self.buffers);
             }
+            // Bytes were read and written back: the connection is not idle.
+            deadline.as_mut().reset(Instant::now() + self.idle_timeout);
         }
     }
 
-    /// Reads what has arrived, waiting for it at most `wait`: `Ok(None)` if
-    /// nothing came in time, `Ok(Some(0))` at end of stream. A relay with no
-    /// buffer waits for data before taking one.
+    /// Reads what has arrived, waiting for it as long as it takes: `Ok(0)`
+    /// at end of stream. A relay with no buffer waits for data before taking
+    /// one.
     async fn read_some<S: Transport>(
         &self,
         stream: &mut S,
         relay: &mut RelayBuffer,
-        wait: Duration,
-    ) -> io::Result<Option<usize>> {
-        let started = Instant::now();
+    ) -> io::Result<usize> {
         if !relay.holds_buffer() {
-            match timeout(wait, poll_fn(|cx| stream.poll_read_ready(cx))).await {
-                Ok(ready) => ready?,
-                Err(_) => return Ok(None),
-            }
+            poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         }
-        let wait = wait.saturating_sub(started.elapsed());
-        match timeout(wait, stream.read_buf(relay.read_target(&self.buffers))).await {
-            Ok(read) => read.map(Some),
-            Err(_) => Ok(None),
-        }
+        stream.read_buf(relay.read_target(&self.buffers)).await
     }
 
     /// Writes back what the relay has ready, then drops it from the buffer.
-    /// Each write must make progress within the idle timeout: a client that
-    /// stops reading its echoes is idle too.
+    /// Each write must make progress before `deadline`, which every partial
+    /// write pushes back: a client that stops reading its echoes is idle too.
     async fn write_ready<S: Transport>(
         &self,
         stream: &mut S,
         relay: &mut RelayBuffer,
+        mut deadline: Pin<&mut Sleep>,
     ) -> Result<u64, ConnectionEnd> {
         let ready = relay.ready();
         if ready.is_empty() {
             return Ok(0);
         }
-        let idle = |_| ConnectionEnd::IdleTimeout(self.idle_timeout);
+        let idle = ConnectionEnd::IdleTimeout(self.idle_timeout);
         // Everything ready goes out in as few writes as the socket allows:
         // many pipelined frames cost one system call, not one each.
         let mut written = 0;
         while written < ready.len() {
-            match timeout(self.idle_timeout, stream.write(&ready[written..]))
-                .await
-                .map_err(idle)?
-            {
+            if written > 0 {
+                // A partial write is progress.
+                deadline.as_mut().reset(Instant::now() + self.idle_timeout);
+            }
+            let result = tokio::select! {
+                biased;
+                result = stream.write(&ready[written..]) => result,
+                () = &mut deadline => return Err(idle),
+            };
+            match result {
                 Ok(0) => return Err(ConnectionEnd::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => written += n,
                 Err(error) => return Err(ConnectionEnd::Io(error)),
             }
         }
         // Streams that buffer, such as TLS, need a flush to send; TCP's is free.
-        timeout(self.idle_timeout, stream.flush())
-            .await
-            .map_err(idle)?
-            .map_err(ConnectionEnd::Io)?;
+        tokio::select! {
+            biased;
+            flushed = stream.flush() => flushed.map_err(ConnectionEnd::Io)?,
+            () = &mut deadline => return Err(idle),
+        }
         relay.consume_ready();
         Ok(written as u64)
     }
