@@ -62,6 +62,11 @@ impl Run {
         self.server_cpu_s * 1e6 / self.echoed.max(1) as f64
     }
 
+    /// Client CPU time per intact echo, in microseconds.
+    pub(crate) fn client_cpu_per_message_us(&self) -> f64 {
+        self.client_cpu_s * 1e6 / self.echoed.max(1) as f64
+    }
+
     /// The share of one core the server used.
     pub(crate) fn server_load(&self) -> f64 {
         self.server_cpu_s / self.wall_s
@@ -352,6 +357,7 @@ mod tests {
             client_cpu_s: 4.5,
         };
         assert_eq!(run.server_cpu_per_message_us(), 2.0);
+        assert_eq!(run.client_cpu_per_message_us(), 2.25);
         assert_eq!(run.server_load(), 0.8);
         assert_eq!(run.client_load(), 0.9);
         let idle = IdleRun {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::stats::LatencyStats;
 
-/// How many latencies a tally holds before it flushes.
+/// How many runs of equal latencies a tally holds before it flushes.
 const BATCH: usize = 128;
 
 /// The longest a tally keeps what it counted, in nanoseconds.
@@ -87,7 +87,10 @@ impl Collector {
 pub(super) struct Tally<'a> {
     collector: &'a Collector,
     warmup_nanos: u64,
-    latencies: Vec<u64>,
+    /// Latencies in nanoseconds, as runs of equal ones: `(latency, count)`.
+    /// The echoes of messages sent in one write and read back in one read
+    /// share their latency, so a pipelined batch is one run.
+    latencies: Vec<(u64, u64)>,
     echoed_all: u64,
     echoed: u64,
     pub(super) corrupted: u64,
@@ -124,7 +127,11 @@ impl<'a> Tally<'a> {
         self.echoed_all += 1;
         if sent >= self.warmup_nanos {
             self.echoed += 1;
-            self.latencies.push(now.saturating_sub(sent));
+            let latency = now.saturating_sub(sent);
+            match self.latencies.last_mut() {
+                Some((last, count)) if *last == latency => *count += 1,
+                _ => self.latencies.push((latency, 1)),
+            }
             self.last_echo_nanos = now;
         }
         if self.latencies.len() >= BATCH
@@ -146,10 +153,10 @@ impl<'a> Tally<'a> {
     pub(super) fn flush(&mut self, now: u64) {
         self.last_flush_nanos = now;
         let mut totals = self.collector.lock();
-        for &latency in &self.latencies {
-            totals.latency.record_nanos(latency);
+        for &(latency, count) in &self.latencies {
+            totals.latency.record_nanos_n(latency, count);
             if self.collector.intervals {
-                totals.interval_latency.record_nanos(latency);
+                totals.interval_latency.record_nanos_n(latency, count);
             }
         }
         self.latencies.clear();
@@ -201,8 +208,9 @@ mod tests {
     fn a_tally_flushes_by_itself_when_full_or_after_a_while() {
         let collector = Collector::new(false);
         let mut tally = Tally::new(&collector, 0);
+        // Latencies that all differ: one run each.
         for i in 0..BATCH as u64 {
-            tally.echoed(i, i + 10);
+            tally.echoed(i, 2 * i + 10);
         }
         assert_eq!(collector.lock().echoed, BATCH as u64);
         assert_eq!(
@@ -213,7 +221,30 @@ mod tests {
 
         tally.echoed(1, 2);
         assert_eq!(collector.lock().echoed, BATCH as u64);
+        // Equal latencies are one run, so they do not fill the tally.
+        for _ in 0..2 * BATCH {
+            tally.echoed(1, 2);
+        }
+        assert_eq!(collector.lock().echoed, BATCH as u64);
         tally.echoed(FLUSH_PERIOD_NANOS, FLUSH_PERIOD_NANOS * 2);
-        assert_eq!(collector.lock().echoed, BATCH as u64 + 2);
+        assert_eq!(collector.lock().echoed, 3 * BATCH as u64 + 2);
+    }
+
+    #[test]
+    fn runs_of_equal_latencies_count_every_echo() {
+        let collector = Collector::new(false);
+        let mut tally = Tally::new(&collector, 0);
+        // A batch of 32 sent together and read together, then one more.
+        for _ in 0..32 {
+            tally.echoed(100, 600);
+        }
+        tally.echoed(200, 900);
+        tally.flush(1_000);
+        let totals = collector.lock();
+        assert_eq!(totals.echoed, 33);
+        let summary = totals.latency.summary().unwrap();
+        assert_eq!(summary.count, 33);
+        assert_eq!((summary.min.as_nanos(), summary.max.as_nanos()), (500, 700));
+        assert_eq!(totals.latency.histogram().count_at(500), 32);
     }
 }
