@@ -252,6 +252,8 @@ impl EchoService {
                 Ok(n) => n,
                 Err(error) => return ConnectionEnd::Io(error),
             };
+            // Bytes arrived: the connection is not idle.
+            deadline.as_mut().reset(Instant::now() + self.idle_timeout);
 
             let frames_before = relay.frames();
             let committed = relay.commit_read(n);
@@ -274,8 +276,6 @@ impl EchoService {
                 // holds no buffer.
                 relay.release_if_empty(&self.buffers);
             }
-            // Bytes were read and written back: the connection is not idle.
-            deadline.as_mut().reset(Instant::now() + self.idle_timeout);
         }
     }
 
@@ -294,8 +294,9 @@ impl EchoService {
     }
 
     /// Writes back what the relay has ready, then drops it from the buffer.
-    /// Each write must make progress before `deadline`, which every partial
-    /// write pushes back: a client that stops reading its echoes is idle too.
+    /// Each write must make progress before `deadline`, which every write
+    /// that makes progress after a wait pushes back: a client that stops
+    /// reading its echoes is idle too.
     async fn write_ready<S: Transport>(
         &self,
         stream: &mut S,
@@ -311,10 +312,6 @@ impl EchoService {
         // many pipelined frames cost one system call, not one each.
         let mut written = 0;
         while written < ready.len() {
-            if written > 0 {
-                // A partial write is progress.
-                deadline.as_mut().reset(Instant::now() + self.idle_timeout);
-            }
             let result = tokio::select! {
                 biased;
                 result = stream.write(&ready[written..]) => result,
@@ -322,7 +319,17 @@ impl EchoService {
             };
             match result {
                 Ok(0) => return Err(ConnectionEnd::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    let first = written == 0;
+                    written += n;
+                    // Bytes sent after a wait for room in the socket: the
+                    // connection is not idle. (A first write that sends
+                    // everything follows the read at once, and the deadline
+                    // already counts from there.)
+                    if !(first && written == ready.len()) {
+                        deadline.as_mut().reset(Instant::now() + self.idle_timeout);
+                    }
+                }
                 Err(error) => return Err(ConnectionEnd::Io(error)),
             }
         }

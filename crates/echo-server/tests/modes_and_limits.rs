@@ -234,3 +234,41 @@ async fn a_client_that_keeps_talking_is_never_idle() {
         assert_eq!(within(client.next()).await.unwrap().unwrap(), payload);
     }
 }
+
+/// The idle deadline counts from the last byte moved, read or written: a
+/// frame that arrives after a long silence and then cannot be echoed (the
+/// client is not reading) gets the whole idle timeout from its arrival.
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_byte_read() {
+    use echo_server::{ConnectionEnd, EchoService};
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    let idle_timeout = Duration::from_secs(10);
+    let service = EchoService::new(&Config {
+        idle_timeout,
+        ..Config::default()
+    });
+    // A pipe of 64 bytes each way: the first echo fills it.
+    let (mut client, server_side) = tokio::io::duplex(64);
+    let started = Instant::now();
+    let serving =
+        tokio::spawn(async move { service.serve(server_side, &CancellationToken::new()).await });
+    client.write_all(&frame(&[1; 60])).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    // The echo of this one has no room to go: the server waits to write it.
+    client.write_all(&frame(b"late")).await.unwrap();
+    let arrived = Instant::now();
+    let summary = serving.await.unwrap();
+    assert!(
+        matches!(summary.end, ConnectionEnd::IdleTimeout(after) if after == idle_timeout),
+        "{:?}",
+        summary.end
+    );
+    let waited = arrived.elapsed();
+    assert!(
+        waited >= idle_timeout && waited < idle_timeout + Duration::from_secs(1),
+        "closed {waited:?} after the last frame arrived ({:?} after the start)",
+        started.elapsed()
+    );
+}
