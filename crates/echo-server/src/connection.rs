@@ -255,6 +255,7 @@ impl EchoService {
             // Bytes arrived: the connection is not idle.
             deadline.as_mut().reset(Instant::now() + self.idle_timeout);
 
+            let filled_buffer = relay.is_full();
             let frames_before = relay.frames();
             let committed = relay.commit_read(n);
             if enabled!(Level::DEBUG) {
@@ -275,6 +276,12 @@ impl EchoService {
                 // The client has nothing more for now: an idle connection
                 // holds no buffer.
                 relay.release_if_empty(&self.buffers);
+            } else if filled_buffer {
+                // A client streaming a buffer's worth at a time could keep
+                // this task relaying until its socket runs dry, while every
+                // other connection on the thread waits: after each full
+                // buffer, the others get their turn, as in a round of epoll.
+                tokio::task::yield_now().await;
             }
         }
     }

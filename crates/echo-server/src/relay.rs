@@ -172,6 +172,12 @@ impl RelayBuffer {
         self.large_frame_started = None;
     }
 
+    /// Whether the last read filled the buffer: the peer may well have more
+    /// to send at once.
+    pub(crate) fn is_full(&self) -> bool {
+        self.data.len() == self.data.capacity() && self.holds_buffer()
+    }
+
     /// Whether a buffer is held.
     pub(crate) fn holds_buffer(&self) -> bool {
         self.data.capacity() > 0
