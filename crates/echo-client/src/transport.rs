@@ -369,9 +369,9 @@ enum ReceiverKind {
         half: OwnedReadHalf,
         framed: bool,
         buffer: BytesMut,
-        /// The length of the echo handed out last, still at the front of
-        /// `buffer`: it is dropped at the next call, once the caller is done
-        /// with it.
+        /// How much of the front of `buffer` has been handed out already.
+        /// It is dropped just before the next read rather than after each
+        /// echo: moving the buffer's start once per read, not once per echo.
         consumed: usize,
     },
     Udp {
@@ -417,6 +417,7 @@ impl Receiver {
                     Buffered::Echo(start, end) => return Ok(Some(&buffer[start..end])),
                     Buffered::Wanted(wanted) => wanted,
                 };
+                buffer.advance(std::mem::take(consumed));
                 buffer.reserve((wanted - buffer.len()).max(READ_CHUNK));
                 let read = half.read_buf(buffer).await?;
                 self.reads += 1;
@@ -469,23 +470,23 @@ impl Receiver {
 enum Buffered {
     /// A whole echo, at `buffer[start..end]`.
     Echo(usize, usize),
-    /// Not a whole echo yet: the buffer must grow to this length.
+    /// Not a whole echo yet: once the consumed bytes are dropped, the buffer
+    /// must grow to this length.
     Wanted(usize),
 }
 
-/// Drops the echo handed out last (`consumed` bytes) from the front of
-/// `buffer`, then finds the next echo in it: the next frame's payload when
-/// `framed`, else the next `raw_len` bytes.
+/// Finds the next echo in `buffer` after its first `consumed` bytes, which
+/// were handed out already, and counts it as handed out: the next frame's
+/// payload when `framed`, else the next `raw_len` bytes.
 fn buffered(
-    buffer: &mut BytesMut,
+    buffer: &BytesMut,
     consumed: &mut usize,
     framed: bool,
     raw_len: usize,
 ) -> Result<Buffered, FrameError> {
-    buffer.advance(*consumed);
-    *consumed = 0;
+    let pending = &buffer[*consumed..];
     let (start, wanted) = if framed {
-        match buffer.first_chunk::<HEADER_LEN>() {
+        match pending.first_chunk::<HEADER_LEN>() {
             Some(header) => {
                 let len = frame::decode_header(*header);
                 frame::check_len(len, DEFAULT_MAX_FRAME_LEN)?;
@@ -497,9 +498,10 @@ fn buffered(
     } else {
         (0, raw_len)
     };
-    if buffer.len() < wanted {
+    if pending.len() < wanted {
         return Ok(Buffered::Wanted(wanted));
     }
-    *consumed = wanted;
-    Ok(Buffered::Echo(start, wanted))
+    let echo = Buffered::Echo(*consumed + start, *consumed + wanted);
+    *consumed += wanted;
+    Ok(echo)
 }
