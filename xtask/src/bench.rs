@@ -5,7 +5,8 @@
 //! (`taskset`) and runs `echo-client bench --json`, pinned to the other core,
 //! over the scenarios of [`scenario::SCENARIOS`] in framed and raw traffic.
 //! Every echoed byte is verified by the client; a run with any error fails
-//! the bench. For each run it reads the client's throughput and latency and
+//! the bench. Each scenario is measured several times on each server, the
+//! servers taking turns, and every figure reported is the median. For each run it reads the client's throughput and latency and
 //! the server's CPU time (`/proc/PID/stat`), so that a server can be judged
 //! on its cost per echo where the client is the bottleneck. Then it opens
 //! thousands of idle connections to fresh servers and reads their resident
@@ -47,6 +48,9 @@ pub(crate) struct Options {
     pub(crate) duration: Duration,
     /// How long the unmeasured run before each measured one sends.
     pub(crate) warmup: Duration,
+    /// How many times each scenario is measured on each server; the
+    /// report gives the median of each figure.
+    pub(crate) rounds: usize,
     /// Build and measure the C epoll reference server too.
     pub(crate) reference: bool,
     /// Print one JSON document instead of the table.
@@ -65,8 +69,9 @@ pub(crate) struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            duration: Duration::from_secs(5),
+            duration: Duration::from_secs(3),
             warmup: Duration::from_secs(1),
+            rounds: 3,
             reference: false,
             json: false,
             idle_connections: 10_000,
@@ -97,6 +102,17 @@ impl Options {
                 }
                 "--warmup" => {
                     options.warmup = parse_seconds(&value("a number of seconds")?, "--warmup")?
+                }
+                "--rounds" => {
+                    let text = value("a number of rounds")?;
+                    options.rounds = match text.parse() {
+                        Ok(rounds) if rounds > 0 => rounds,
+                        _ => {
+                            return Err(format!(
+                                "`--rounds` must be a whole number, at least 1, got `{text}`"
+                            ));
+                        }
+                    };
                 }
                 "--idle-connections" => {
                     let text = value("a number of connections")?;
@@ -207,6 +223,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         pinning: &pinning,
         duration: options.duration,
         warmup: options.warmup,
+        rounds: options.rounds,
     };
     let runs = measure_scenarios(&load, &scenarios, &options.traffics(), &kinds)?;
     let idle = if options.selects(IDLE) && idle_connections > 0 {
@@ -228,6 +245,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         dev: options.dev,
         duration: options.duration,
         warmup: options.warmup,
+        rounds: options.rounds,
         runs,
         idle,
     };
@@ -280,22 +298,34 @@ fn measure_scenarios(
     let mut runs = Vec::new();
     for &scenario in scenarios {
         for &traffic in traffics {
-            for &kind in kinds {
-                let server = server_for(kind, traffic)?;
-                let run = load
-                    .measure(server, kind, traffic, scenario)
-                    .with_context(|| {
-                        format!("{} with {traffic} traffic against {kind}", scenario.name)
-                    })?;
-                eprintln!(
-                    "==> {} {traffic} {kind}: {:.0} msgs/s, p50 {:.1} µs, server CPU {:.3} µs/msg",
-                    scenario.name,
-                    run.messages_per_s,
-                    run.p50_us,
-                    run.server_cpu_per_message_us()
-                );
-                runs.push(run);
+            let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); kinds.len()];
+            for round in 0..load.rounds {
+                // The servers take turns going first, so that a drift of the
+                // machine's speed during a round favours none of them.
+                let mut order: Vec<usize> = (0..kinds.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for index in order {
+                    let kind = kinds[index];
+                    let server = server_for(kind, traffic)?;
+                    let run = load
+                        .measure(server, kind, traffic, scenario)
+                        .with_context(|| {
+                            format!("{} with {traffic} traffic against {kind}", scenario.name)
+                        })?;
+                    eprintln!(
+                        "==> {} {traffic} {kind}, round {}: {:.0} msgs/s, p50 {:.1} µs, server CPU {:.3} µs/msg",
+                        scenario.name,
+                        round + 1,
+                        run.messages_per_s,
+                        run.p50_us,
+                        run.server_cpu_per_message_us
+                    );
+                    rounds[index].push(run);
+                }
             }
+            runs.extend(rounds.iter().filter_map(|runs| Run::median(runs)));
         }
     }
     for (kind, _, server) in servers {
@@ -371,6 +401,8 @@ mod tests {
             "0.5",
             "--warmup",
             "0",
+            "--rounds",
+            "5",
             "--idle-connections",
             "200",
             "--traffic",
@@ -384,6 +416,7 @@ mod tests {
             Options {
                 duration: Duration::from_millis(500),
                 warmup: Duration::ZERO,
+                rounds: 5,
                 reference: true,
                 json: true,
                 idle_connections: 200,
@@ -409,6 +442,7 @@ mod tests {
         assert!(error(&["--duration", "x"]).contains("`x`"));
         assert!(error(&["--warmup", "-1"]).contains("`-1`"));
         assert!(error(&["--idle-connections", "many"]).contains("`many`"));
+        assert!(error(&["--rounds", "0"]).contains("at least 1"));
         assert!(error(&["--traffic", "udp"]).contains("`udp`"));
         assert!(error(&["--fast"]).contains("--fast"));
         let unknown = error(&["pingpang"]);

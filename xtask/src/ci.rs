@@ -90,6 +90,8 @@ const BENCH_SMOKE_ARGS: &[&str] = &[
     "0.3",
     "--warmup",
     "0.1",
+    "--rounds",
+    "1",
     "--idle-connections",
     "500",
 ];

@@ -47,18 +47,19 @@ tasks:
                               descriptors; fails on steady growth, a wrong
                               echo, or a server that stopped serving
   bench [--reference] [--json] [--duration SECS] [--warmup SECS]
-        [--idle-connections N] [--traffic framed|raw] [--dev] [NAME]...
+        [--rounds N] [--idle-connections N] [--traffic framed|raw] [--dev]
+        [NAME]...
                               build the release binaries and measure
                               echo-server pinned to CPU 0 with echo-client
                               bench pinned to CPU 1: pingpong, fanin,
-                              pipelined and bulk (SECS each, default 5, after
-                              a warm-up run, default 1), framed and raw, and
-                              the memory of N idle connections (default
-                              10000); --reference builds and measures the C
-                              epoll server of xtask/bench beside it and judges
-                              the performance targets; --dev measures the
-                              debug binaries (a check of the task, not
-                              figures)
+                              pipelined and bulk (SECS each, default 3, after
+                              a warm-up run, default 1; the median of N
+                              rounds, default 3), framed and raw, and the
+                              memory of N idle connections (default 10000);
+                              --reference builds and measures the C epoll
+                              server of xtask/bench beside it and judges the
+                              performance targets; --dev measures the debug
+                              binaries (a check of the task, not figures)
   help                        print this message
 ";
 

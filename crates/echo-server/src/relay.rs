@@ -49,9 +49,10 @@ pub(crate) struct RelayBuffer {
     /// Whether `data` begins in the middle of a large frame whose first part
     /// has already been written back.
     relaying_large_frame: bool,
-    /// Where, in `data`, the first whole frame begins after the last read: 0,
-    /// or the end of a large frame's tail. Only used to describe frames.
+    /// Where, in `data`, the whole frames of the last read begin (0, or the
+    /// end of a large frame's tail) and end. Only used to describe frames.
     whole_frames_from: usize,
+    whole_frames_end: usize,
     /// The length of a large frame whose relaying began with the last read.
     large_frame_started: Option<usize>,
 }
@@ -70,6 +71,7 @@ impl RelayBuffer {
             accepted_len: 0,
             relaying_large_frame: false,
             whole_frames_from: 0,
+            whole_frames_end: 0,
             large_frame_started: None,
         }
     }
@@ -112,6 +114,7 @@ impl RelayBuffer {
         }
         if scan.frames > 0 {
             self.ready_len = chunk_start + scan.complete_len;
+            self.whole_frames_end = self.ready_len;
             if self.relaying_large_frame {
                 self.relaying_large_frame = false;
                 self.whole_frames_from = chunk_start + large_frame_tail;
@@ -120,20 +123,20 @@ impl RelayBuffer {
         if let Some(error) = scan.error {
             return Err(error);
         }
-        if self.ready_len == 0 {
-            // No frame ended in this read, so `data` holds only the frame in
-            // progress, from its start (or, for a large frame, from where its
-            // relaying had got to).
-            if self.relaying_large_frame {
-                self.ready_len = self.accepted_len;
-            } else if scanner
-                .payload_remaining()
-                .is_some_and(|remaining| self.data.len() + remaining > self.data.capacity())
-            {
-                // The frame is larger than the buffer and can never be echoed
-                // whole: pass on what has arrived, and the rest as it comes.
-                self.large_frame_started =
-                    self.data.first_chunk().map(|h| frame::decode_header(*h));
+        if self.relaying_large_frame {
+            // No frame ended in this read (that would have ended the relaying):
+            // everything that came belongs to the large frame. Pass it on.
+            self.ready_len = self.accepted_len;
+        } else if let Some(remaining) = scanner.payload_remaining() {
+            // The frame in progress starts where the whole frames end. If it
+            // is larger than the buffer it can never be echoed whole: pass on
+            // what has arrived at once, and the rest as it comes, rather than
+            // move it to the front of the buffer and wait for it to fill.
+            let in_progress = self.data.len() - self.ready_len;
+            if in_progress + remaining > self.data.capacity() {
+                self.large_frame_started = self.data[self.ready_len..]
+                    .first_chunk()
+                    .map(|header| frame::decode_header(*header));
                 self.ready_len = self.accepted_len;
                 self.relaying_large_frame = true;
             }
@@ -150,10 +153,10 @@ impl RelayBuffer {
     /// describing them; the pieces of a large frame are left out, and so is
     /// everything in raw mode.
     pub(crate) fn whole_frames(&self) -> &[u8] {
-        if self.relaying_large_frame || self.scanner.is_none() {
+        if self.scanner.is_none() {
             &[]
         } else {
-            &self.data[self.whole_frames_from..self.ready_len]
+            &self.data[self.whole_frames_from..self.whole_frames_end]
         }
     }
 
@@ -169,6 +172,7 @@ impl RelayBuffer {
         self.accepted_len -= self.ready_len;
         self.ready_len = 0;
         self.whole_frames_from = 0;
+        self.whole_frames_end = 0;
         self.large_frame_started = None;
     }
 
@@ -369,6 +373,31 @@ mod tests {
         relay.read_target(&POOL).extend_from_slice(&[8; 3]);
         relay.commit_read(3).unwrap();
         assert_eq!(relay.ready(), &[8; 3], "and the rest as it comes");
+    }
+
+    #[test]
+    fn a_large_frame_after_whole_ones_in_one_read_is_relayed_at_once() {
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
+        // Two whole frames, then the header and first bytes of a frame that
+        // cannot fit: nothing is held back, so nothing is moved.
+        let start: Vec<u8> = [
+            frame(b"one"),
+            frame(b"two"),
+            [&500u32.to_be_bytes()[..], &[9; 20]].concat(),
+        ]
+        .concat();
+        relay.read_target(&POOL).extend_from_slice(&start);
+        relay.commit_read(start.len()).unwrap();
+        assert_eq!(relay.ready(), &start[..]);
+        assert_eq!(relay.large_frame_started(), Some(500));
+        let payloads: Vec<&[u8]> = frame::payloads(relay.whole_frames()).collect();
+        assert_eq!(payloads, [&b"one"[..], b"two"]);
+        relay.consume_ready();
+        assert!(relay.data.is_empty());
+        relay.read_target(&POOL).extend_from_slice(&[8; 5]);
+        relay.commit_read(5).unwrap();
+        assert_eq!(relay.ready(), &[8; 5], "and the rest as it comes");
+        assert!(relay.whole_frames().is_empty());
     }
 
     #[test]

@@ -35,7 +35,8 @@ const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
 /// process's own files, pipes and the bench's connections.
 const SPARE_FDS: u64 = 64;
 
-/// The figures of one scenario against one server.
+/// The figures of one scenario against one server: of one client run, or
+/// the medians of several.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Run {
     pub(crate) scenario: Scenario,
@@ -48,33 +49,48 @@ pub(crate) struct Run {
     pub(crate) megabytes_per_s: f64,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
-    /// The client process's lifetime, in seconds.
-    pub(crate) wall_s: f64,
-    /// CPU time (user and system) the server used during the client run.
-    pub(crate) server_cpu_s: f64,
-    /// CPU time the client used.
-    pub(crate) client_cpu_s: f64,
+    /// Server CPU time (user and system) per intact echo, in microseconds.
+    pub(crate) server_cpu_per_message_us: f64,
+    /// Client CPU time per intact echo, in microseconds.
+    pub(crate) client_cpu_per_message_us: f64,
+    /// The share of one core the server used while the client ran.
+    pub(crate) server_load: f64,
+    /// The share of one core the client used.
+    pub(crate) client_load: f64,
 }
 
 impl Run {
-    /// Server CPU time per intact echo, in microseconds.
-    pub(crate) fn server_cpu_per_message_us(&self) -> f64 {
-        self.server_cpu_s * 1e6 / self.echoed.max(1) as f64
+    /// The figures of `runs` of one scenario against one server, each the
+    /// median of its values: one disturbed round on a shared machine moves
+    /// none of them. `None` if there are no runs.
+    pub(crate) fn median(runs: &[Run]) -> Option<Run> {
+        let first = runs.first()?;
+        let of = |figure: fn(&Run) -> f64| median(runs.iter().map(figure));
+        Some(Run {
+            echoed: of(|run| run.echoed as f64) as u64,
+            messages_per_s: of(|run| run.messages_per_s),
+            megabytes_per_s: of(|run| run.megabytes_per_s),
+            p50_us: of(|run| run.p50_us),
+            p99_us: of(|run| run.p99_us),
+            server_cpu_per_message_us: of(|run| run.server_cpu_per_message_us),
+            client_cpu_per_message_us: of(|run| run.client_cpu_per_message_us),
+            server_load: of(|run| run.server_load),
+            client_load: of(|run| run.client_load),
+            ..first.clone()
+        })
     }
+}
 
-    /// Client CPU time per intact echo, in microseconds.
-    pub(crate) fn client_cpu_per_message_us(&self) -> f64 {
-        self.client_cpu_s * 1e6 / self.echoed.max(1) as f64
-    }
-
-    /// The share of one core the server used.
-    pub(crate) fn server_load(&self) -> f64 {
-        self.server_cpu_s / self.wall_s
-    }
-
-    /// The share of one core the client used.
-    pub(crate) fn client_load(&self) -> f64 {
-        self.client_cpu_s / self.wall_s
+/// The median of `values`: the middle one, or the mean of the two middle
+/// ones; 0 for none.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
     }
 }
 
@@ -107,6 +123,8 @@ pub(crate) struct LoadGenerator<'a> {
     pub(crate) duration: Duration,
     /// How long the unmeasured run before it sends.
     pub(crate) warmup: Duration,
+    /// How many times each scenario is measured on each server.
+    pub(crate) rounds: usize,
 }
 
 impl LoadGenerator<'_> {
@@ -133,6 +151,7 @@ impl LoadGenerator<'_> {
         let wall_s = started.elapsed().as_secs_f64();
         let server_cpu_s = process_cpu_seconds(server.pid())? - server_cpu_before;
         let client_cpu_s = reaped_children_cpu_seconds()? - children_cpu_before;
+        let per_message = |cpu_s: f64| cpu_s * 1e6 / report.echoed as f64;
         Ok(Run {
             scenario,
             traffic,
@@ -142,9 +161,10 @@ impl LoadGenerator<'_> {
             megabytes_per_s: report.megabytes_per_s,
             p50_us: report.p50_us,
             p99_us: report.p99_us,
-            wall_s,
-            server_cpu_s,
-            client_cpu_s,
+            server_cpu_per_message_us: per_message(server_cpu_s),
+            client_cpu_per_message_us: per_message(client_cpu_s),
+            server_load: server_cpu_s / wall_s,
+            client_load: client_cpu_s / wall_s,
         })
     }
 
@@ -341,25 +361,45 @@ mod tests {
         assert!(ClientReport::parse(nothing, true).is_err());
     }
 
-    #[test]
-    fn figures_per_message_and_per_core() {
-        let run = Run {
+    fn run(messages_per_s: f64, p50_us: f64, server_cpu_per_message_us: f64) -> Run {
+        Run {
             scenario: super::super::scenario::SCENARIOS[0],
             traffic: Traffic::Framed,
             server: ServerKind::EchoServer,
-            echoed: 2_000_000,
-            messages_per_s: 400_000.0,
-            megabytes_per_s: 25.6,
-            p50_us: 10.0,
-            p99_us: 20.0,
-            wall_s: 5.0,
-            server_cpu_s: 4.0,
-            client_cpu_s: 4.5,
-        };
-        assert_eq!(run.server_cpu_per_message_us(), 2.0);
-        assert_eq!(run.client_cpu_per_message_us(), 2.25);
-        assert_eq!(run.server_load(), 0.8);
-        assert_eq!(run.client_load(), 0.9);
+            echoed: messages_per_s as u64 * 5,
+            messages_per_s,
+            megabytes_per_s: messages_per_s * 64e-6,
+            p50_us,
+            p99_us: 2.0 * p50_us,
+            server_cpu_per_message_us,
+            client_cpu_per_message_us: 1.0,
+            server_load: 0.5,
+            client_load: 0.9,
+        }
+    }
+
+    #[test]
+    fn the_median_run_takes_each_figure_from_the_middle() {
+        let runs = [
+            run(100.0, 50.0, 3.0),
+            run(300.0, 10.0, 1.0),
+            run(200.0, 90.0, 2.0),
+        ];
+        let median = Run::median(&runs).unwrap();
+        assert_eq!(median.messages_per_s, 200.0);
+        assert_eq!(median.p50_us, 50.0);
+        assert_eq!(median.p99_us, 100.0);
+        assert_eq!(median.server_cpu_per_message_us, 2.0);
+        assert_eq!(median.echoed, 1000);
+        assert_eq!(median.scenario, runs[0].scenario);
+        // With an even count, the mean of the two middle values.
+        let pair = Run::median(&runs[..2]).unwrap();
+        assert_eq!(pair.messages_per_s, 200.0);
+        assert_eq!(Run::median(&[]), None);
+    }
+
+    #[test]
+    fn idle_memory_per_connection() {
         let idle = IdleRun {
             traffic: Traffic::Raw,
             server: ServerKind::Reference,

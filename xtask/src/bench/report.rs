@@ -32,6 +32,8 @@ pub(crate) struct Results {
     pub(crate) dev: bool,
     pub(crate) duration: Duration,
     pub(crate) warmup: Duration,
+    /// How many runs each figure is the median of.
+    pub(crate) rounds: usize,
     pub(crate) runs: Vec<Run>,
     pub(crate) idle: Vec<IdleRun>,
 }
@@ -159,9 +161,9 @@ impl Results {
                     // Where the client could not keep up with the reference,
                     // echoes per second measure the client: the servers'
                     // costs are compared instead.
-                    _ if reference.client_load() >= CLIENT_BOUND_LOAD => checks.push(check(
+                    _ if reference.client_load >= CLIENT_BOUND_LOAD => checks.push(check(
                         "server CPU/msg vs C epoll (client-bound)",
-                        ours.server_cpu_per_message_us() / reference.server_cpu_per_message_us(),
+                        ours.server_cpu_per_message_us / reference.server_cpu_per_message_us,
                         Bound::AtMost(1.2),
                     )),
                     _ => checks.push(check(
@@ -183,7 +185,7 @@ impl Results {
                         scenario: scenario.name,
                         traffic,
                         what: "client CPU/msg vs echo-server's",
-                        value: ours.client_cpu_per_message_us() / ours.server_cpu_per_message_us(),
+                        value: ours.client_cpu_per_message_us / ours.server_cpu_per_message_us,
                         bound: Bound::AtMost(1.0),
                     });
                 }
@@ -225,7 +227,8 @@ impl Results {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "echo bench: {} s per run after a {} s warm-up run; {}",
+            "echo bench: medians of {} rounds, {} s per run after a {} s warm-up run; {}",
+            self.rounds,
             self.duration.as_secs_f64(),
             self.warmup.as_secs_f64(),
             self.placement
@@ -269,10 +272,10 @@ impl Results {
                 run.megabytes_per_s,
                 run.p50_us,
                 run.p99_us,
-                run.server_load() * 100.0,
-                run.server_cpu_per_message_us(),
-                run.client_load() * 100.0,
-                run.client_cpu_per_message_us(),
+                run.server_load * 100.0,
+                run.server_cpu_per_message_us,
+                run.client_load * 100.0,
+                run.client_cpu_per_message_us,
             );
         }
         if let Some(first) = self.idle.first() {
@@ -339,11 +342,10 @@ impl Results {
                     "messages_per_s": run.messages_per_s,
                     "megabytes_per_s": run.megabytes_per_s,
                     "latency_us": { "p50": run.p50_us, "p99": run.p99_us },
-                    "wall_s": run.wall_s,
-                    "server_cpu_s": run.server_cpu_s,
-                    "server_cpu_per_message_us": run.server_cpu_per_message_us(),
-                    "client_cpu_s": run.client_cpu_s,
-                    "client_cpu_per_message_us": run.client_cpu_per_message_us(),
+                    "server_cpu_per_message_us": run.server_cpu_per_message_us,
+                    "client_cpu_per_message_us": run.client_cpu_per_message_us,
+                    "server_load": run.server_load,
+                    "client_load": run.client_load,
                 })
             })
             .collect();
@@ -390,6 +392,7 @@ impl Results {
             "placement": self.placement,
             "duration_s": self.duration.as_secs_f64(),
             "warmup_s": self.warmup.as_secs_f64(),
+            "rounds": self.rounds,
             "runs": runs,
             "idle": idle,
             "targets": targets,
@@ -416,9 +419,10 @@ mod tests {
             megabytes_per_s: rate * 64e-6,
             p50_us: p50,
             p99_us: p50 * 2.0,
-            wall_s: 5.0,
-            server_cpu_s: 4.0,
-            client_cpu_s: 2.5,
+            server_cpu_per_message_us: 4.0e6 / (rate * 5.0),
+            client_cpu_per_message_us: 2.5e6 / (rate * 5.0),
+            server_load: 0.8,
+            client_load: 0.5,
         }
     }
 
@@ -434,6 +438,7 @@ mod tests {
             dev: false,
             duration: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
+            rounds: 1,
             runs,
             idle,
         }
@@ -479,8 +484,8 @@ mod tests {
     #[test]
     fn a_client_bound_reference_run_compares_cpu_per_message() {
         let reference = Run {
-            client_cpu_s: 4.8,
-            server_cpu_s: 3.0,
+            client_load: 0.96,
+            server_cpu_per_message_us: 1.0,
             ..run(
                 "pipelined",
                 Traffic::Raw,
@@ -490,7 +495,7 @@ mod tests {
             )
         };
         let ours = Run {
-            server_cpu_s: 4.2,
+            server_cpu_per_message_us: 1.4,
             ..run(
                 "pipelined",
                 Traffic::Raw,
