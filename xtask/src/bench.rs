@@ -257,9 +257,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Runs every scenario against every server, with each traffic. The servers
-/// are started once; the runs of one scenario follow each other, so that
-/// the figures compared were taken close together.
+/// Runs every scenario against every server, with each traffic, `rounds`
+/// times. The servers are started once; the runs of one scenario follow each
+/// other, in an order that changes from round to round, so that the figures
+/// compared were taken close together and under the same conditions.
 fn measure_scenarios(
     load: &LoadGenerator<'_>,
     scenarios: &[Scenario],
@@ -295,38 +296,39 @@ fn measure_scenarios(
             .map(|(_, _, server)| server)
             .context("a server was not started")
     };
+    // Every server of every traffic, in the order their figures are shown.
+    let contenders: Vec<(Traffic, ServerKind)> = traffics
+        .iter()
+        .flat_map(|&traffic| kinds.iter().map(move |&kind| (traffic, kind)))
+        .collect();
     let mut runs = Vec::new();
     for &scenario in scenarios {
-        for &traffic in traffics {
-            let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); kinds.len()];
-            for round in 0..load.rounds {
-                // The servers take turns going first, so that a drift of the
-                // machine's speed during a round favours none of them.
-                let mut order: Vec<usize> = (0..kinds.len()).collect();
-                if round % 2 == 1 {
-                    order.reverse();
-                }
-                for index in order {
-                    let kind = kinds[index];
-                    let server = server_for(kind, traffic)?;
-                    let run = load
-                        .measure(server, kind, traffic, scenario)
-                        .with_context(|| {
-                            format!("{} with {traffic} traffic against {kind}", scenario.name)
-                        })?;
-                    eprintln!(
-                        "==> {} {traffic} {kind}, round {}: {:.0} msgs/s, p50 {:.1} µs, server CPU {:.3} µs/msg",
-                        scenario.name,
-                        round + 1,
-                        run.messages_per_s,
-                        run.p50_us,
-                        run.server_cpu_per_message_us
-                    );
-                    rounds[index].push(run);
-                }
+        let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
+        for round in 0..load.rounds {
+            // The contenders take turns going first, so that a drift of the
+            // machine's speed during a round favours none of them.
+            let mut order: Vec<usize> = (0..contenders.len()).collect();
+            order.rotate_left(round % contenders.len());
+            for index in order {
+                let (traffic, kind) = contenders[index];
+                let server = server_for(kind, traffic)?;
+                let run = load
+                    .measure(server, kind, traffic, scenario)
+                    .with_context(|| {
+                        format!("{} with {traffic} traffic against {kind}", scenario.name)
+                    })?;
+                eprintln!(
+                    "==> {} {traffic} {kind}, round {}: {:.0} msgs/s, p50 {:.1} µs, server CPU {:.3} µs/msg",
+                    scenario.name,
+                    round + 1,
+                    run.messages_per_s,
+                    run.p50_us,
+                    run.server_cpu_per_message_us
+                );
+                rounds[index].push(run);
             }
-            runs.extend(rounds.iter().filter_map(|runs| Run::median(runs)));
         }
+        runs.extend(rounds.iter().filter_map(|runs| Run::median(runs)));
     }
     for (kind, _, server) in servers {
         let output = server.stop(Instant::now() + SERVER_DEADLINE)?;
