@@ -146,8 +146,28 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the server on a runtime fitted to the cores this process may use
+/// (`available_parallelism` honours `taskset` and cgroup limits): one worker
+/// thread per core or, on a single core, the single-threaded scheduler, which
+/// serves the same connections without the bookkeeping of handing work
+/// between threads that one core cannot use.
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let runtime = if cores > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
+    runtime.block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let config = Config {
         listen: cli.listen,
         mode: cli.mode,
