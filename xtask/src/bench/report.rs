@@ -309,7 +309,7 @@ impl Results {
         for check in &checks {
             let _ = writeln!(
                 text,
-                "{:<10} {:<7} {:<42} {:>7.2}{:<4} {:<10} {}",
+                "{:<10} {:<7} {:<42} {:>7.3}{:<4} {:<10} {}",
                 check.scenario,
                 check.traffic.name(),
                 check.what,
