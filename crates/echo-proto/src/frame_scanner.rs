@@ -138,6 +138,9 @@ impl FrameScanner {
             error: None,
         };
         let mut offset = 0;
+        if let State::Header { filled: 0, .. } = self.state {
+            offset = self.skip_whole_frames(chunk, &mut scan);
+        }
         while offset < chunk.len() {
             match &mut self.state {
                 State::Rejected { .. } => break,
@@ -183,6 +186,35 @@ impl FrameScanner {
             scan.error = Some(self.rejection(len));
         }
         scan
+    }
+
+    /// The fast path of [`scan`](Self::scan), at a frame boundary: counts the
+    /// frames that lie whole in `chunk`, reading their headers straight from
+    /// it rather than through the state machine, and returns where the first
+    /// frame that does not (or an oversize header) begins. Pipelined small
+    /// frames, the common case, take this path only.
+    fn skip_whole_frames(&mut self, chunk: &[u8], scan: &mut Scan) -> usize {
+        let mut offset = 0;
+        while let Some(header) = chunk[offset..].first_chunk::<HEADER_LEN>() {
+            let len = frame::decode_header(*header);
+            if len > self.max_frame_len {
+                // The state machine rejects it, with the error it reports.
+                break;
+            }
+            match HEADER_LEN
+                .checked_add(len)
+                .and_then(|frame_len| offset.checked_add(frame_len))
+                .filter(|&end| end <= chunk.len())
+            {
+                Some(end) => offset = end,
+                None => break,
+            }
+            scan.frames += 1;
+        }
+        self.frames_total += scan.frames as u64;
+        scan.complete_len = offset;
+        scan.accepted_len = offset;
+        offset
     }
 
     /// Declares the end of the stream: an error if it ends inside a frame.
