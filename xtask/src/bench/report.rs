@@ -271,10 +271,10 @@ impl Results {
                 "MB/s",
                 "p50 µs",
                 "p99 µs",
-                "server",
-                "CPU µs/msg",
-                "client",
-                "CPU µs/msg"
+                "server%",
+                "srv µs/msg",
+                "client%",
+                "cli µs/msg"
             );
         }
         for run in &self.runs {
