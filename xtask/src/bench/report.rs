@@ -243,8 +243,11 @@ impl Results {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "echo bench: medians of {} rounds, {} s per run after a {} s warm-up run; {}",
-            self.rounds,
+            "echo bench: {}, {} s per run after a {} s warm-up run; {}",
+            match self.rounds {
+                1 => "one round".to_owned(),
+                rounds => format!("medians of {rounds} rounds"),
+            },
             self.duration.as_secs_f64(),
             self.warmup.as_secs_f64(),
             self.placement
@@ -645,6 +648,10 @@ mod tests {
             Vec::new(),
         );
         let text = results.to_text();
+        assert!(
+            text.starts_with("echo bench: one round, 5 s per run"),
+            "{text}"
+        );
         assert!(text.contains("C epoll"), "{text}");
         assert!(text.contains("16500"), "{text}");
         assert!(text.contains("2 of 2 targets met"), "{text}");
