@@ -30,7 +30,8 @@ usage: cargo xtask <TASK> [OPTIONS]
 
 tasks:
   ci                          cargo fmt --check, clippy -D warnings, tests,
-                              docs with -D warnings, the e2e suite, then a
+                              docs with -D warnings, the e2e suite, a bench
+                              smoke run (bench --dev, 0.3 s per load), then a
                               fuzz smoke run (fuzz --time 5)
   e2e [--release] [NAME]...   build echo-server and echo-client, then run the
                               end-to-end scenarios (only those whose name
