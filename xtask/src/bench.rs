@@ -223,9 +223,14 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         pinning: &pinning,
         duration: options.duration,
         warmup: options.warmup,
-        rounds: options.rounds,
     };
-    let runs = measure_scenarios(&load, &scenarios, &options.traffics(), &kinds)?;
+    let runs = measure_scenarios(
+        &load,
+        &scenarios,
+        &options.traffics(),
+        &kinds,
+        options.rounds,
+    )?;
     let idle = if options.selects(IDLE) && idle_connections > 0 {
         measure_idle_memory(
             &programs,
@@ -266,6 +271,7 @@ fn measure_scenarios(
     scenarios: &[Scenario],
     traffics: &[Traffic],
     kinds: &[ServerKind],
+    rounds: usize,
 ) -> Result<Vec<Run>> {
     if scenarios.is_empty() {
         return Ok(Vec::new());
@@ -303,8 +309,8 @@ fn measure_scenarios(
         .collect();
     let mut runs = Vec::new();
     for &scenario in scenarios {
-        let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
-        for round in 0..load.rounds {
+        let mut measured: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
+        for round in 0..rounds {
             // The contenders take turns going first, so that a drift of the
             // machine's speed during a round favours none of them.
             let mut order: Vec<usize> = (0..contenders.len()).collect();
@@ -325,10 +331,10 @@ fn measure_scenarios(
                     run.p50_us,
                     run.server_cpu_per_message_us
                 );
-                rounds[index].push(run);
+                measured[index].push(run);
             }
         }
-        runs.extend(rounds.iter().filter_map(|runs| Run::median(runs)));
+        runs.extend(measured.iter().filter_map(|runs| Run::median(runs)));
     }
     for (kind, _, server) in servers {
         let output = server.stop(Instant::now() + SERVER_DEADLINE)?;

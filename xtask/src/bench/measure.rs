@@ -123,8 +123,6 @@ pub(crate) struct LoadGenerator<'a> {
     pub(crate) duration: Duration,
     /// How long the unmeasured run before it sends.
     pub(crate) warmup: Duration,
-    /// How many times each scenario is measured on each server.
-    pub(crate) rounds: usize,
 }
 
 impl LoadGenerator<'_> {
