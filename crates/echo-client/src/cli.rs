@@ -307,8 +307,25 @@ fn parse_positive(text: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
+    /// Parses `args` as the command line would be, but blind to the
+    /// caller's `ECHO_*` variables, so that a developer's environment cannot
+    /// change what these tests see.
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("echo-client").chain(args.iter().copied()))
+        use clap::FromArgMatches;
+
+        fn without_env(command: clap::Command) -> clap::Command {
+            let command = command.mut_args(|arg| arg.env(None));
+            let subcommands: Vec<String> = command
+                .get_subcommands()
+                .map(|subcommand| subcommand.get_name().to_owned())
+                .collect();
+            subcommands.iter().fold(command, |command, name| {
+                command.mut_subcommand(name, without_env)
+            })
+        }
+        let matches = without_env(Cli::command())
+            .try_get_matches_from(std::iter::once("echo-client").chain(args.iter().copied()))?;
+        Cli::from_arg_matches(&matches)
     }
 
     /// The messages that `args` would send.
