@@ -1,10 +1,12 @@
 //! One bench connection: a writer and a reader over the two halves of one
 //! link, sharing a [`Window`], run side by side in one task.
 //!
-//! One task rather than two, so that the reader's "there is room again" wakes
-//! the writer without a trip to another thread: with one message in flight,
-//! that trip would be a large part of each round trip. Connections still
-//! spread over every worker thread.
+//! One task rather than two, so that the room the reader makes reaches the
+//! writer without a wake-up at all: the reader is polled first, the writer
+//! right after it. With one message in flight a trip to another thread would
+//! be a large part of each round trip; with many, a wake-up per window would
+//! be a few percent of the client's time. Connections still spread over every
+//! worker thread.
 //!
 //! The writer sends messages while fewer than `depth` are in flight (and, when
 //! paced, once each is due), many per write when the window allows. The
@@ -15,9 +17,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
@@ -90,9 +93,6 @@ struct Window {
     /// How many messages are done with: echoed, or given up as lost. The
     /// window's room is `depth - (sent - completed)`.
     completed: AtomicU64,
-    /// Wakes the writer when there is room again, or when the reader has
-    /// given up.
-    room: Notify,
 }
 
 impl Window {
@@ -104,7 +104,6 @@ impl Window {
             sent_at: (0..len).map(|_| AtomicU64::new(0)).collect(),
             sent: AtomicU64::new(0),
             completed: AtomicU64::new(0),
-            room: Notify::new(),
         }
     }
 
@@ -122,15 +121,16 @@ impl Window {
         &self.sent_at[self.index(seq)]
     }
 
-    /// Records that every message before `completed` is done with, where
-    /// only those before `before` were, and wakes the writer if it may be
-    /// waiting for room: only if the window was full, since the writer waits
-    /// only then. (A wake costs more than the rest of an echo's handling.)
-    fn complete(&self, before: u64, completed: u64) {
+    /// Whether fewer than `depth` messages are in flight once `sent` have
+    /// been sent.
+    fn has_room(&self, sent: u64) -> bool {
+        sent - self.completed.load(Ordering::Acquire) < self.depth
+    }
+
+    /// Records that every message before `completed` is done with. The
+    /// writer, polled right after the reader, sees the room it makes.
+    fn complete(&self, completed: u64) {
         self.completed.store(completed, Ordering::Release);
-        if self.sent.load(Ordering::Acquire) - before >= self.depth {
-            self.room.notify_one();
-        }
     }
 }
 
@@ -206,7 +206,10 @@ pub(super) async fn run(
         writer: writer_end,
         writer_end: None,
     };
-    tokio::join!(writer.run(ended), reader.run());
+    // The reader goes first in every poll of the task, so that the writer,
+    // polled right after it, finds the room that the echoes just made: it
+    // needs no wake-up of its own (see `Writer::run`).
+    tokio::join!(biased; reader.run(), writer.run(ended));
 }
 
 /// The sending side of a connection.
@@ -239,9 +242,21 @@ impl Writer {
             let in_flight = seq - self.window.completed.load(Ordering::Acquire);
             let room = self.plan.depth - in_flight;
             if room == 0 {
-                // Woken by the next echo, or by the reader giving up; a stop
-                // is seen then, at most a round trip (or a timeout) late.
-                self.window.room.notified().await;
+                // Only the reader makes room, or gives up, and it is polled
+                // just before the writer in the same task (see `run`): the
+                // writer waits for its next poll without asking to be woken,
+                // which spares a trip through the runtime per window of
+                // echoes. A stop is seen then, at most a round trip (or a
+                // timeout) late.
+                let (window, abort) = (&self.window, &self.abort);
+                std::future::poll_fn(|_| {
+                    if window.has_room(seq) || abort.is_raised() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
                 on_time = false;
                 continue;
             }
@@ -253,7 +268,7 @@ impl Writer {
                     on_time = tokio::select! {
                         () = tokio::time::sleep_until(self.plan.instant(due)) => true,
                         () = self.stop.raised() => false,
-                        () = self.window.room.notified() => false,
+                        () = self.abort.raised() => false,
                     };
                     continue;
                 }
@@ -363,7 +378,6 @@ impl Reader {
                 // Stop the writer, then count every message it sent whose
                 // echo will now never come.
                 self.abort.raise();
-                self.window.room.notify_one();
                 let sent = self.writer_end().await.sent;
                 let completed = self.window.completed.load(Ordering::Acquire);
                 tally.missing += sent.saturating_sub(completed + answered_ahead);
@@ -442,7 +456,7 @@ impl Reader {
                     };
                     // This echo, then the others that came in the same read,
                     // without a trip through the runtime each.
-                    let (before, mut echo) = (next, echo);
+                    let mut echo = echo;
                     let failure = loop {
                         if next >= self.window.sent.load(Ordering::Acquire) {
                             // An echo of nothing sent: the stream is out of step.
@@ -462,7 +476,7 @@ impl Reader {
                             None => break None,
                         };
                     };
-                    self.window.complete(before, next);
+                    self.window.complete(next);
                     if let Some(failure) = failure {
                         return Err(failure);
                     }
@@ -570,11 +584,10 @@ impl Reader {
                         Err(at) => corrupted(tally, self.id, seq, at),
                     }
                     resolved[slot(seq)] = (seq, true);
-                    let before = oldest;
                     while oldest < sent && resolved[slot(oldest)].0 == oldest {
                         oldest += 1;
                     }
-                    self.window.complete(before, oldest);
+                    self.window.complete(oldest);
                 }
                 joined = &mut self.writer, if self.writer_end.is_none() => {
                     self.writer_end = Some(joined.unwrap_or_else(|_| self.lost_writer()));
@@ -583,7 +596,6 @@ impl Reader {
                     // Every message older than the timeout is lost.
                     let now = plan.now();
                     let sent = self.window.sent.load(Ordering::Acquire);
-                    let before = oldest;
                     let mut next_due = now + plan.timeout_nanos();
                     while oldest < sent {
                         if resolved[slot(oldest)].0 != oldest {
@@ -598,7 +610,7 @@ impl Reader {
                         }
                         oldest += 1;
                     }
-                    self.window.complete(before, oldest);
+                    self.window.complete(oldest);
                     overdue.as_mut().reset(plan.instant(next_due));
                 }
             }
