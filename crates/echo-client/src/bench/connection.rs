@@ -121,10 +121,10 @@ impl Window {
         &self.sent_at[self.index(seq)]
     }
 
-    /// Whether fewer than `depth` messages are in flight once `sent` have
-    /// been sent.
-    fn has_room(&self, sent: u64) -> bool {
-        sent - self.completed.load(Ordering::Acquire) < self.depth
+    /// How many more messages may be sent once `sent` have been: `depth`
+    /// less those in flight.
+    fn room(&self, sent: u64) -> u64 {
+        self.depth - (sent - self.completed.load(Ordering::Acquire))
     }
 
     /// Records that every message before `completed` is done with. The
@@ -239,8 +239,7 @@ impl Writer {
             if self.quota.is_some_and(|quota| measured >= quota) {
                 break None;
             }
-            let in_flight = seq - self.window.completed.load(Ordering::Acquire);
-            let room = self.plan.depth - in_flight;
+            let room = self.window.room(seq);
             if room == 0 {
                 // Only the reader makes room, or gives up, and it is polled
                 // just before the writer in the same task (see `run`): the
@@ -250,7 +249,7 @@ impl Writer {
                 // timeout) late.
                 let (window, abort) = (&self.window, &self.abort);
                 std::future::poll_fn(|_| {
-                    if window.has_room(seq) || abort.is_raised() {
+                    if window.room(seq) > 0 || abort.is_raised() {
                         Poll::Ready(())
                     } else {
                         Poll::Pending
