@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: measures `echo-server` the way the performance issue
-//! states its targets, beside a plain C epoll echo server when asked.
+//! states its targets, beside a plain C epoll echo server when asked, and
+//! `echo-client` against the client's own target.
 //!
 //! It builds the release binaries, starts each server pinned to one core
 //! (`taskset`) and runs `echo-client bench --json`, pinned to the other core,
@@ -10,13 +11,16 @@
 //! the server's CPU time (`/proc/PID/stat`), so that a server can be judged
 //! on its cost per echo where the client is the bottleneck. Then it opens
 //! thousands of idle connections to fresh servers and reads their resident
-//! memory. It prints one table and the issue's targets, judged as ratios to
-//! the reference of the same run (`--json`: one document).
+//! memory. With the reference, the loads of the client's target are also
+//! driven by a plain C load generator, which checks nothing: what each server
+//! serves on one core when echo-client is not the client. It prints one table
+//! and the issues' targets, judged as ratios to the references of the same
+//! run (`--json`: one document).
 //!
 //! Missed targets do not fail the task: on a shared machine figures move
 //! from run to run, and the table is for people to read.
 //!
-//! Layout: [`scenario`] (the loads), [`servers`] (the reference's build,
+//! Layout: [`scenario`] (the loads), [`servers`] (the references' build,
 //! starting pinned servers), [`measure`] (one run, the idle memory),
 //! [`report`] (targets, text and JSON).
 
@@ -33,7 +37,7 @@ use anyhow::{Context, Result};
 use self::measure::{IdleRun, LoadGenerator, Run, make_room_for_connections, measure_idle};
 use self::report::{Machine, Results};
 use self::scenario::{IDLE, SCENARIOS, Scenario, Traffic};
-use self::servers::{Pinning, Programs, RunningServer, ServerKind};
+use self::servers::{ClientKind, Pinning, Programs, RunningServer, ServerKind};
 
 /// How long a server may take to start, and to stop after SIGTERM.
 const SERVER_DEADLINE: Duration = Duration::from_secs(30);
@@ -51,7 +55,8 @@ pub(crate) struct Options {
     /// How many times each scenario is measured on each server; the
     /// report gives the median of each figure.
     pub(crate) rounds: usize,
-    /// Build and measure the C epoll reference server too.
+    /// Build and measure the C references too: the epoll echo server, and
+    /// the load generator for the client's target.
     pub(crate) reference: bool,
     /// Print one JSON document instead of the table.
     pub(crate) json: bool,
@@ -191,7 +196,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
             .and_then(Path::parent)
             .context("the binaries have no target directory")?
             .join("xtask-bench");
-        Some(servers::build_reference(root, &out_dir)?)
+        Some(servers::build_references(root, &out_dir)?)
     } else {
         None
     };
@@ -302,13 +307,29 @@ fn measure_scenarios(
             .map(|(_, _, server)| server)
             .context("a server was not started")
     };
-    // Every server of every traffic, in the order their figures are shown.
-    let contenders: Vec<(Traffic, ServerKind)> = traffics
+    // Every server of every traffic, in the order their figures are shown:
+    // driven by echo-client, then (for the client's target, when built) by
+    // the C load generator.
+    let clients: &[ClientKind] = if load.programs.reference.is_some() {
+        &[ClientKind::EchoClient, ClientKind::Reference]
+    } else {
+        &[ClientKind::EchoClient]
+    };
+    let all_contenders: Vec<(Traffic, ServerKind, ClientKind)> = clients
         .iter()
-        .flat_map(|&traffic| kinds.iter().map(move |&kind| (traffic, kind)))
+        .flat_map(|&client| {
+            traffics
+                .iter()
+                .flat_map(move |&traffic| kinds.iter().map(move |&kind| (traffic, kind, client)))
+        })
         .collect();
     let mut runs = Vec::new();
     for &scenario in scenarios {
+        let contenders: Vec<(Traffic, ServerKind, ClientKind)> = all_contenders
+            .iter()
+            .copied()
+            .filter(|&(_, _, client)| client == ClientKind::EchoClient || scenario.client_target)
+            .collect();
         let mut measured: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
         for round in 0..rounds {
             // The contenders take turns going first, so that a drift of the
@@ -316,20 +337,23 @@ fn measure_scenarios(
             let mut order: Vec<usize> = (0..contenders.len()).collect();
             order.rotate_left(round % contenders.len());
             for index in order {
-                let (traffic, kind) = contenders[index];
+                let (traffic, kind, client) = contenders[index];
                 let server = server_for(kind, traffic)?;
                 let run = load
-                    .measure(server, kind, traffic, scenario)
+                    .measure(server, kind, client, traffic, scenario)
                     .with_context(|| {
-                        format!("{} with {traffic} traffic against {kind}", scenario.name)
+                        format!(
+                            "{} with {traffic} traffic from {client} to {kind}",
+                            scenario.name
+                        )
                     })?;
                 eprintln!(
-                    "==> {} {traffic} {kind}, round {}: {:.0} msgs/s, p50 {:.1} µs, server CPU {:.3} µs/msg",
+                    "==> {} {traffic} {client} -> {kind}, round {}: {:.0} msgs/s, server CPU {:.3} µs/msg, client CPU {:.3} µs/msg",
                     scenario.name,
                     round + 1,
                     run.messages_per_s,
-                    run.p50_us,
-                    run.server_cpu_per_message_us
+                    run.server_cpu_per_message_us,
+                    run.client_cpu_per_message_us
                 );
                 measured[index].push(run);
             }

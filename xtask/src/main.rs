@@ -58,7 +58,9 @@ tasks:
                               rounds, default 3), framed and raw, and the
                               memory of N idle connections (default 10000);
                               --reference builds and measures the C epoll
-                              server of xtask/bench beside it and judges the
+                              server of xtask/bench beside it, drives both
+                              servers with the C load generator there too
+                              (fanin, pipelined), and judges the
                               performance targets; --dev measures the debug
                               binaries (a check of the task, not figures)
   help                        print this message

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::scenario::{Scenario, Traffic};
-use super::servers::{CLIENT_CPU, Pinning, Programs, RunningServer, ServerKind};
+use super::servers::{CLIENT_CPU, ClientKind, Pinning, Programs, RunningServer, ServerKind};
 use crate::e2e::harness::{Process, connect, memory_kib};
 
 /// How long `echo-client` waits to connect and for each echo: generous,
@@ -35,20 +35,23 @@ const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
 /// process's own files, pipes and the bench's connections.
 const SPARE_FDS: u64 = 64;
 
-/// The figures of one scenario against one server: of one client run, or
-/// the medians of several.
+/// The figures of one scenario against one server, driven by one client:
+/// of one client run, or the medians of several.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Run {
     pub(crate) scenario: Scenario,
     pub(crate) traffic: Traffic,
     pub(crate) server: ServerKind,
-    /// Intact echoes.
+    pub(crate) client: ClientKind,
+    /// Echoes: intact ones for echo-client, which checks them; whole ones
+    /// for the C load, which does not.
     pub(crate) echoed: u64,
     pub(crate) messages_per_s: f64,
     /// Echoed payload, in 10⁶ bytes per second.
     pub(crate) megabytes_per_s: f64,
-    pub(crate) p50_us: f64,
-    pub(crate) p99_us: f64,
+    /// Latency percentiles, from echo-client (the C load times nothing).
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
     /// Server CPU time (user and system) per intact echo, in microseconds.
     pub(crate) server_cpu_per_message_us: f64,
     /// Client CPU time per intact echo, in microseconds.
@@ -70,8 +73,8 @@ impl Run {
             echoed: of(|run| run.echoed as f64) as u64,
             messages_per_s: of(|run| run.messages_per_s),
             megabytes_per_s: of(|run| run.megabytes_per_s),
-            p50_us: of(|run| run.p50_us),
-            p99_us: of(|run| run.p99_us),
+            p50_us: median_of_some(runs.iter().map(|run| run.p50_us)),
+            p99_us: median_of_some(runs.iter().map(|run| run.p99_us)),
             server_cpu_per_message_us: of(|run| run.server_cpu_per_message_us),
             client_cpu_per_message_us: of(|run| run.client_cpu_per_message_us),
             server_load: of(|run| run.server_load),
@@ -94,6 +97,12 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// The median of the values that are there, or `None` if none is.
+fn median_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| median(present.into_iter()))
+}
+
 /// The resident memory of a server holding idle connections.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IdleRun {
@@ -114,7 +123,8 @@ impl IdleRun {
     }
 }
 
-/// Runs `echo-client bench` against servers, pinned to the client's core.
+/// Runs `echo-client bench`, or the C load generator, against servers,
+/// pinned to the client's core.
 #[derive(Debug)]
 pub(crate) struct LoadGenerator<'a> {
     pub(crate) programs: &'a Programs,
@@ -126,7 +136,8 @@ pub(crate) struct LoadGenerator<'a> {
 }
 
 impl LoadGenerator<'_> {
-    /// Warms `server` up with the scenario's load, then measures it.
+    /// Warms `server` up with the scenario's load from `client`, then
+    /// measures it.
     ///
     /// The warm-up is a client run of its own, so that the server's CPU
     /// time, read before and after the measured run, covers exactly the
@@ -135,17 +146,21 @@ impl LoadGenerator<'_> {
         &self,
         server: &RunningServer,
         kind: ServerKind,
+        client: ClientKind,
         traffic: Traffic,
         scenario: Scenario,
     ) -> Result<Run> {
+        let client_run = |duration| match client {
+            ClientKind::EchoClient => self.client_run(server, traffic, scenario, duration),
+            ClientKind::Reference => self.reference_run(server, traffic, scenario, duration),
+        };
         if !self.warmup.is_zero() {
-            self.client_run(server, traffic, scenario, self.warmup)
-                .context("the warm-up run failed")?;
+            client_run(self.warmup).context("the warm-up run failed")?;
         }
         let server_cpu_before = process_cpu_seconds(server.pid())?;
         let children_cpu_before = reaped_children_cpu_seconds()?;
         let started = Instant::now();
-        let report = self.client_run(server, traffic, scenario, self.duration)?;
+        let report = client_run(self.duration)?;
         let wall_s = started.elapsed().as_secs_f64();
         let server_cpu_s = process_cpu_seconds(server.pid())? - server_cpu_before;
         let client_cpu_s = reaped_children_cpu_seconds()? - children_cpu_before;
@@ -154,6 +169,7 @@ impl LoadGenerator<'_> {
             scenario,
             traffic,
             server: kind,
+            client,
             echoed: report.echoed,
             messages_per_s: report.messages_per_s,
             megabytes_per_s: report.megabytes_per_s,
@@ -202,6 +218,45 @@ impl LoadGenerator<'_> {
             )
         })
     }
+
+    /// One run of the C load generator of `duration`, which must end
+    /// without a failed connection.
+    fn reference_run(
+        &self,
+        server: &RunningServer,
+        traffic: Traffic,
+        scenario: Scenario,
+        duration: Duration,
+    ) -> Result<ClientReport> {
+        let binary = &self
+            .programs
+            .reference
+            .as_ref()
+            .context("the reference client was not built")?
+            .client;
+        let (program, mut args) = self.pinning.command(CLIENT_CPU, binary);
+        args.extend(
+            [
+                server.addr().port().to_string(),
+                scenario.connections.to_string(),
+                scenario.depth.to_string(),
+                scenario.size.to_string(),
+                duration.as_secs_f64().to_string(),
+                traffic.name().to_owned(),
+            ]
+            .map(Into::into),
+        );
+        let deadline = Instant::now() + duration + CLIENT_GRACE;
+        let output = Process::spawn(&program, args, b"")?.wait(deadline)?;
+        ClientReport::parse_reference(&output.stdout, output.status.success(), scenario.size)
+            .with_context(|| {
+                format!(
+                    "{} with {traffic} traffic, the C load's stderr: {}",
+                    scenario.name,
+                    String::from_utf8_lossy(&output.stderr).trim_end()
+                )
+            })
+    }
 }
 
 /// What the bench takes from `echo-client bench --json`.
@@ -210,8 +265,8 @@ struct ClientReport {
     echoed: u64,
     messages_per_s: f64,
     megabytes_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
 }
 
 impl ClientReport {
@@ -231,8 +286,34 @@ impl ClientReport {
             echoed,
             messages_per_s: number("/messages_per_s")?,
             megabytes_per_s: number("/megabytes_per_s")?,
-            p50_us: number("/latency_us/p50")?,
-            p99_us: number("/latency_us/p99")?,
+            p50_us: Some(number("/latency_us/p50")?),
+            p99_us: Some(number("/latency_us/p99")?),
+        })
+    }
+
+    /// Reads the C load generator's one line, `{"echoed": N, "seconds": S}`,
+    /// from a run that exited 0, for messages of `size` payload bytes.
+    fn parse_reference(stdout: &[u8], exited_ok: bool, size: usize) -> Result<Self> {
+        ensure!(exited_ok, "the C load generator failed");
+        let report: Value = serde_json::from_slice(stdout)
+            .with_context(|| format!("unreadable output `{}`", String::from_utf8_lossy(stdout)))?;
+        let echoed = report
+            .get("echoed")
+            .and_then(Value::as_u64)
+            .context("the C load's output has no echo count")?;
+        let seconds = report
+            .get("seconds")
+            .and_then(Value::as_f64)
+            .filter(|seconds| *seconds > 0.0)
+            .context("the C load's output has no duration")?;
+        ensure!(echoed > 0, "the C load echoed nothing");
+        let messages_per_s = echoed as f64 / seconds;
+        Ok(Self {
+            echoed,
+            messages_per_s,
+            megabytes_per_s: messages_per_s * size as f64 / 1e6,
+            p50_us: None,
+            p99_us: None,
         })
     }
 }
@@ -349,7 +430,7 @@ mod tests {
             "latency_us": {"p50": 50.5, "p99": 90.0}}"#;
         let report = ClientReport::parse(good, true).unwrap();
         assert_eq!(report.echoed, 1000);
-        assert_eq!(report.p99_us, 90.0);
+        assert_eq!(report.p99_us, Some(90.0));
         assert!(ClientReport::parse(good, false).is_err());
         let corrupt = br#"{"echoed": 10, "errors": {"total": 2}, "connections": {"failed": 0},
             "first_error": "connection 0: the echo of message 3 differs"}"#;
@@ -359,16 +440,38 @@ mod tests {
         assert!(ClientReport::parse(nothing, true).is_err());
     }
 
+    #[test]
+    fn reference_client_reports_give_rates_without_latencies() {
+        let report =
+            ClientReport::parse_reference(br#"{"echoed": 3000, "seconds": 1.5}"#, true, 64)
+                .unwrap();
+        assert_eq!(report.echoed, 3000);
+        assert_eq!(report.messages_per_s, 2000.0);
+        assert_eq!(report.megabytes_per_s, 2000.0 * 64.0 / 1e6);
+        assert_eq!((report.p50_us, report.p99_us), (None, None));
+        let failed = ClientReport::parse_reference(b"", false, 64).unwrap_err();
+        assert!(failed.to_string().contains("failed"), "{failed}");
+        for bad in [
+            &br#"{"echoed": 0, "seconds": 1.0}"#[..],
+            br#"{"echoed": 10, "seconds": 0}"#,
+            br#"{"seconds": 1.0}"#,
+            b"garbage",
+        ] {
+            assert!(ClientReport::parse_reference(bad, true, 64).is_err());
+        }
+    }
+
     fn run(messages_per_s: f64, p50_us: f64, server_cpu_per_message_us: f64) -> Run {
         Run {
             scenario: super::super::scenario::SCENARIOS[0],
             traffic: Traffic::Framed,
             server: ServerKind::EchoServer,
+            client: ClientKind::EchoClient,
             echoed: messages_per_s as u64 * 5,
             messages_per_s,
             megabytes_per_s: messages_per_s * 64e-6,
-            p50_us,
-            p99_us: 2.0 * p50_us,
+            p50_us: Some(p50_us),
+            p99_us: Some(2.0 * p50_us),
             server_cpu_per_message_us,
             client_cpu_per_message_us: 1.0,
             server_load: 0.5,
@@ -385,8 +488,8 @@ mod tests {
         ];
         let median = Run::median(&runs).unwrap();
         assert_eq!(median.messages_per_s, 200.0);
-        assert_eq!(median.p50_us, 50.0);
-        assert_eq!(median.p99_us, 100.0);
+        assert_eq!(median.p50_us, Some(50.0));
+        assert_eq!(median.p99_us, Some(100.0));
         assert_eq!(median.server_cpu_per_message_us, 2.0);
         assert_eq!(median.echoed, 1000);
         assert_eq!(median.scenario, runs[0].scenario);
@@ -394,6 +497,18 @@ mod tests {
         let pair = Run::median(&runs[..2]).unwrap();
         assert_eq!(pair.messages_per_s, 200.0);
         assert_eq!(Run::median(&[]), None);
+        // Latencies absent from some runs (the C load times nothing) are
+        // the median of those present, and absent from all, absent.
+        let mut untimed = runs.clone();
+        untimed[0].p50_us = None;
+        assert_eq!(
+            Run::median(&untimed).unwrap().p50_us,
+            Some((10.0 + 90.0) / 2.0)
+        );
+        for run in &mut untimed {
+            run.p50_us = None;
+        }
+        assert_eq!(Run::median(&untimed).unwrap().p50_us, None);
     }
 
     #[test]

@@ -12,6 +12,11 @@ pub(crate) struct Scenario {
     pub(crate) depth: usize,
     /// What the scenario tells about a server, for the report.
     pub(crate) measures: &'static str,
+    /// Whether the client's own target applies: small messages, with enough
+    /// in flight that one side runs out of its core. Such loads are also
+    /// driven by the C load generator, to find what each server does on one
+    /// core when the client is not what runs out.
+    pub(crate) client_target: bool,
 }
 
 /// The loads of the performance issue, in the order they are run and shown.
@@ -22,6 +27,7 @@ pub(crate) const SCENARIOS: [Scenario; 4] = [
         size: 64,
         depth: 1,
         measures: "latency: one small message in flight",
+        client_target: false,
     },
     Scenario {
         name: "fanin",
@@ -29,6 +35,7 @@ pub(crate) const SCENARIOS: [Scenario; 4] = [
         size: 64,
         depth: 1,
         measures: "many clients, one small message each in flight",
+        client_target: true,
     },
     Scenario {
         name: "pipelined",
@@ -36,6 +43,7 @@ pub(crate) const SCENARIOS: [Scenario; 4] = [
         size: 64,
         depth: 32,
         measures: "small messages pipelined: the cost per message",
+        client_target: true,
     },
     Scenario {
         name: "bulk",
@@ -43,6 +51,7 @@ pub(crate) const SCENARIOS: [Scenario; 4] = [
         size: 64 * 1024,
         depth: 4,
         measures: "large messages: bytes per second and fairness",
+        client_target: false,
     },
 ];
 
@@ -99,6 +108,22 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn the_client_target_is_for_small_messages_that_load_a_core() {
+        let targeted: Vec<&str> = SCENARIOS
+            .iter()
+            .filter(|s| s.client_target)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(targeted, ["fanin", "pipelined"]);
+        assert!(
+            SCENARIOS
+                .iter()
+                .filter(|s| s.client_target)
+                .all(|s| s.size <= 64 && s.connections * s.depth > 1)
+        );
     }
 
     #[test]

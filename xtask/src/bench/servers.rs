@@ -1,4 +1,5 @@
-//! The servers `cargo xtask bench` measures, and the cores they run on.
+//! The servers `cargo xtask bench` measures, the clients that drive them,
+//! and the cores they run on.
 //!
 //! Every server and every client run is pinned to a core of its own with
 //! `taskset` when the machine has it and at least two cores, so that the
@@ -18,8 +19,10 @@ use nix::unistd::Pid;
 use super::scenario::Traffic;
 use crate::e2e::harness::{Output, Process, terminate};
 
-/// The C source of the reference server, from the workspace root.
-const REFERENCE_SOURCE: &str = "xtask/bench/epoll_echo.c";
+/// The C sources of the reference server and client, from the workspace
+/// root.
+const REFERENCE_SERVER_SOURCE: &str = "xtask/bench/epoll_echo.c";
+const REFERENCE_CLIENT_SOURCE: &str = "xtask/bench/epoll_load.c";
 
 /// The core the server runs on, and the one the client runs on.
 pub(crate) const SERVER_CPU: usize = 0;
@@ -51,37 +54,79 @@ impl fmt::Display for ServerKind {
     }
 }
 
+/// Which client drives a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientKind {
+    /// `echo-client bench`, which checks every byte and times every echo.
+    EchoClient,
+    /// The C load generator of `xtask/bench/epoll_load.c`: one thread,
+    /// epoll, nothing checked or timed. What drives a server hardest from
+    /// one core, so that the server is what runs out.
+    Reference,
+}
+
+impl ClientKind {
+    /// The name in the table and in JSON.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ClientKind::EchoClient => "echo-client",
+            ClientKind::Reference => "C load",
+        }
+    }
+}
+
+impl fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The programs a bench runs.
 #[derive(Debug)]
 pub(crate) struct Programs {
     pub(crate) server: PathBuf,
     pub(crate) client: PathBuf,
-    /// The compiled reference server, when asked for.
-    pub(crate) reference: Option<PathBuf>,
+    /// The compiled reference server and client, when asked for.
+    pub(crate) reference: Option<References>,
 }
 
-/// Compiles the reference server with the system C compiler (`$CC`, or
-/// `cc`) into `out_dir`, optimised as a C server would be shipped (`-O2`).
-pub(crate) fn build_reference(root: &Path, out_dir: &Path) -> Result<PathBuf> {
-    let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+/// The compiled C references.
+#[derive(Debug)]
+pub(crate) struct References {
+    pub(crate) server: PathBuf,
+    pub(crate) client: PathBuf,
+}
+
+/// Compiles the reference server and client with the system C compiler
+/// (`$CC`, or `cc`) into `out_dir`, optimised as C programs would be shipped
+/// (`-O2`).
+pub(crate) fn build_references(root: &Path, out_dir: &Path) -> Result<References> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("could not create {}", out_dir.display()))?;
-    let binary = out_dir.join("epoll_echo");
+    Ok(References {
+        server: build_c(root, REFERENCE_SERVER_SOURCE, &out_dir.join("epoll_echo"))?,
+        client: build_c(root, REFERENCE_CLIENT_SOURCE, &out_dir.join("epoll_load"))?,
+    })
+}
+
+/// Compiles the C program `source` into `binary`.
+fn build_c(root: &Path, source: &str, binary: &Path) -> Result<PathBuf> {
+    let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
     let mut command = Command::new(&compiler);
     command
         .current_dir(root)
         .args(["-O2", "-o"])
-        .arg(&binary)
-        .arg(REFERENCE_SOURCE);
+        .arg(binary)
+        .arg(source);
     eprintln!("==> {}", crate::show_command(&command));
     crate::run_checked(&mut command).with_context(|| {
         format!(
-            "could not build the reference server with the C compiler `{}` \
+            "could not build {source} with the C compiler `{}` \
              (install one, or set CC; or leave out --reference)",
             compiler.to_string_lossy()
         )
     })?;
-    Ok(binary)
+    Ok(binary.to_path_buf())
 }
 
 /// How programs are put on a core.
@@ -155,10 +200,11 @@ impl RunningServer {
     ) -> Result<Self> {
         let (binary, args): (&Path, Vec<&str>) = match kind {
             ServerKind::Reference => (
-                programs
+                &programs
                     .reference
-                    .as_deref()
-                    .context("the reference server was not built")?,
+                    .as_ref()
+                    .context("the reference server was not built")?
+                    .server,
                 vec!["0"],
             ),
             ServerKind::EchoServer => (
