@@ -239,7 +239,7 @@ impl Pinger {
 
         let addr = self.addr.as_str();
         self.sender
-            .push(&message.parts())
+            .push_with(message.len(), |batch| message.append_to(batch))
             .map_err(|source| exchange_error(addr, size, source))?;
         tokio::time::timeout_at(deadline.into(), self.sender.flush())
             .await
