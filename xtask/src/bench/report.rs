@@ -353,7 +353,7 @@ impl Results {
             );
             return text;
         }
-        let _ = writeln!(text, "\ntargets (echo-server, same run):");
+        let _ = writeln!(text, "\ntargets (judged within this run):");
         for check in &checks {
             let _ = writeln!(
                 text,
