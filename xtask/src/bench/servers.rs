@@ -19,9 +19,10 @@ use nix::unistd::Pid;
 use super::scenario::Traffic;
 use crate::e2e::harness::{Output, Process, terminate};
 
-/// The C sources of the reference server and client, from the workspace
-/// root.
+/// The C source of the reference server, from the workspace root.
 const REFERENCE_SERVER_SOURCE: &str = "xtask/bench/epoll_echo.c";
+/// The C source of the reference client (the load generator), from the
+/// workspace root.
 const REFERENCE_CLIENT_SOURCE: &str = "xtask/bench/epoll_load.c";
 
 /// The core the server runs on, and the one the client runs on.
