@@ -44,6 +44,7 @@
 
 mod connection;
 mod schedule;
+mod sent_bytes;
 mod tally;
 
 use std::future::Future;

@@ -20,6 +20,7 @@
 //! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] |
 //! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window |
 //! | `src/bench/schedule.rs` | when each message of a paced bench is due |
+//! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison |
 //! | `src/bench/tally.rs` | counting outcomes per connection, and for the run |
 //! | `src/report.rs` | rendering for people, and the JSON units |
 //! | `src/error.rs` | [`ClientError`]: every failure, each naming the address |

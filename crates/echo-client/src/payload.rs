@@ -5,9 +5,12 @@
 //! starts with its identity, `s` as 4 big-endian bytes then `n` as 8, cut to
 //! the message's length when it is shorter; the rest is a slice of a fixed
 //! pseudo-random filler, starting at an offset that also depends on `s` and
-//! `n`. So two different messages differ, a shifted or swapped echo does not
-//! pass for the right one, and checking an echo is a comparison of two numbers
-//! and one of memory.
+//! `n % 256`. So two different messages differ, a shifted or swapped echo
+//! does not pass for the right one, a body left over from one of the last 255
+//! messages does not pass for this one's, and checking an echo is a
+//! comparison of two numbers and one of memory. Messages [`BODY_PERIOD`]
+//! apart share a body, so that a sender can keep a ring of messages and only
+//! rewrite their identities.
 
 /// The length of a message's identity: its stream (4 bytes) and sequence
 /// number (8 bytes).
@@ -15,6 +18,10 @@ pub(crate) const ID_LEN: usize = 12;
 
 /// How many different starting offsets into the filler a message can have.
 const OFFSETS: usize = 256;
+
+/// Messages of a stream whose sequence numbers differ by a multiple of this
+/// have the same body.
+pub(crate) const BODY_PERIOD: u64 = 256;
 
 /// The messages of one length.
 #[derive(Debug)]
@@ -77,6 +84,20 @@ impl Pattern {
         }
     }
 
+    /// Writes the start of the identity of message `seq` of `stream` over
+    /// `out`, as much of it as `out` holds (at most [`ID_LEN`] bytes): what
+    /// tells this message apart from the one [`BODY_PERIOD`] before it.
+    pub(crate) fn write_identity(stream: u32, seq: u64, out: &mut [u8]) {
+        match out.first_chunk_mut::<ID_LEN>() {
+            Some(id) => {
+                // Stored straight from the two numbers (see `Message`).
+                id[..4].copy_from_slice(&stream.to_be_bytes());
+                id[4..].copy_from_slice(&seq.to_be_bytes());
+            }
+            None => out.copy_from_slice(&identity(stream, seq)[..out.len()]),
+        }
+    }
+
     /// Reads the stream and sequence number a message carries at its start,
     /// if it is long enough to carry them.
     pub(crate) fn identify(echo: &[u8]) -> Option<(u32, u64)> {
@@ -90,10 +111,7 @@ impl Message<'_> {
     /// The message's identity as bytes: its stream, then its sequence
     /// number, big-endian.
     fn id(&self) -> [u8; ID_LEN] {
-        let mut id = [0; ID_LEN];
-        id[..4].copy_from_slice(&self.stream.to_be_bytes());
-        id[4..].copy_from_slice(&self.seq.to_be_bytes());
-        id
+        identity(self.stream, self.seq)
     }
 
     /// The message's length in bytes.
@@ -140,9 +158,20 @@ impl Message<'_> {
     }
 }
 
+/// The identity of message `seq` of `stream`, as bytes: the stream, then the
+/// sequence number, big-endian.
+fn identity(stream: u32, seq: u64) -> [u8; ID_LEN] {
+    let mut id = [0; ID_LEN];
+    id[..4].copy_from_slice(&stream.to_be_bytes());
+    id[4..].copy_from_slice(&seq.to_be_bytes());
+    id
+}
+
 /// Where in the filler the body of message `seq` of `stream` starts: a mix of
-/// both, so that neighbouring messages have unrelated bodies.
+/// both, so that neighbouring messages have unrelated bodies, repeating every
+/// [`BODY_PERIOD`] messages.
 fn offset(stream: u32, seq: u64) -> usize {
+    let seq = seq % BODY_PERIOD;
     let mixed = (seq ^ (u64::from(stream) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (mixed >> 56) as usize % OFFSETS
 }
@@ -167,6 +196,28 @@ mod tests {
             Pattern::identify(&message),
             Some((7, 0x0102_0304_0506_0708))
         );
+    }
+
+    #[test]
+    fn bodies_repeat_every_period_and_identities_tell_those_messages_apart() {
+        let pattern = Pattern::new(64);
+        let (first, again) = (pattern.message(4, 3), pattern.message(4, 3 + BODY_PERIOD));
+        assert_eq!(first.body, again.body);
+        assert_ne!(bytes(&first), bytes(&again));
+        // Written over the earlier one, the later identity makes the later
+        // message, byte for byte.
+        let mut rewritten = bytes(&first);
+        Pattern::write_identity(4, 3 + BODY_PERIOD, &mut rewritten[..ID_LEN]);
+        assert_eq!(rewritten, bytes(&again));
+    }
+
+    #[test]
+    fn an_identity_is_written_as_far_as_there_is_room() {
+        for len in 0..=ID_LEN {
+            let mut out = vec![0xff; len];
+            Pattern::write_identity(1, 0x0203, &mut out);
+            assert_eq!(out[..], [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 3][..len]);
+        }
     }
 
     #[test]

@@ -100,6 +100,19 @@ impl Transport {
         ))
     }
 
+    /// What goes on a TCP stream before a message of `len` bytes: its frame
+    /// header when framed, nothing when raw. `None` over UDP, which has no
+    /// stream, and for a message too long to frame.
+    pub(crate) fn stream_header(self, len: usize) -> Option<Vec<u8>> {
+        match self {
+            Transport::Framed => frame::encode_header(len, DEFAULT_MAX_FRAME_LEN)
+                .ok()
+                .map(Vec::from),
+            Transport::Raw => Some(Vec::new()),
+            Transport::Udp => None,
+        }
+    }
+
     fn is_tcp(self) -> bool {
         matches!(self, Transport::Framed | Transport::Raw)
     }
@@ -321,6 +334,14 @@ impl Sender {
         Ok(())
     }
 
+    /// Queues messages over TCP that are already in their wire form (each
+    /// after its [`stream_header`](Transport::stream_header)), as they are.
+    /// Not for UDP, where each message must be a datagram of its own.
+    pub(crate) fn push_stream_bytes(&mut self, bytes: &[u8]) {
+        debug_assert!(matches!(self.kind, SenderKind::Tcp(_)), "TCP only");
+        self.batch.extend_from_slice(bytes);
+    }
+
     /// Sends every queued message.
     ///
     /// Not cancel-safe: dropping the future part way leaves part of a batch
@@ -388,6 +409,30 @@ impl Receiver {
     /// a caller that times them needs to read the clock only once.
     pub(crate) fn reads(&self) -> u64 {
         self.reads
+    }
+
+    /// What has arrived on a TCP stream and not been handed out yet, as it
+    /// came: whole echoes first, then perhaps part of one. Always empty over
+    /// UDP.
+    pub(crate) fn buffered_bytes(&self) -> &[u8] {
+        match &self.kind {
+            ReceiverKind::Tcp {
+                buffer, consumed, ..
+            } => &buffer[*consumed..],
+            ReceiverKind::Udp { .. } => &[],
+        }
+    }
+
+    /// Counts the first `len` of the [`buffered_bytes`](Self::buffered_bytes)
+    /// as handed out: a caller that has dealt with whole echoes there in one
+    /// go skips them.
+    pub(crate) fn skip_buffered(&mut self, len: usize) {
+        if let ReceiverKind::Tcp {
+            buffer, consumed, ..
+        } = &mut self.kind
+        {
+            *consumed = (*consumed + len).min(buffer.len());
+        }
     }
 
     /// Waits for the next echo and returns it.

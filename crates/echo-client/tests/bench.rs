@@ -146,6 +146,34 @@ async fn a_corrupted_raw_byte_is_one_error() {
     );
 }
 
+/// The fake echoes each read in one write, so pipelined echoes come back
+/// many to a read, where the client verifies them in one comparison: the
+/// damaged one among them is still found, and where it differs.
+#[tokio::test]
+async fn a_corrupted_byte_among_echoes_read_together_is_found_where_it_is() {
+    let addr = fake_server(Fake::CorruptOneRawByte).await;
+    let report = bench(BenchConfig {
+        depth: 8,
+        stop: Stop::Messages(50),
+        ..config(addr, Transport::Framed)
+    })
+    .await;
+    assert_eq!(
+        (report.errors.total, report.errors.corrupted),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!((report.sent, report.echoed), (50, 49));
+    assert_eq!(report.connections.failed, 0);
+    // Frames of 64-byte messages are 68 bytes: byte 100 of the stream is
+    // byte 28 of the second message.
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains("the echo of message 1 differs from it at byte 28"),
+        "{first}"
+    );
+}
+
 /// An extra frame puts the stream out of step: the connection fails, and
 /// every message sent but not echoed by then is missing.
 #[tokio::test]

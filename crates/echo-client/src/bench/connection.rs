@@ -11,19 +11,24 @@
 //! The writer sends messages while fewer than `depth` are in flight (and, when
 //! paced, once each is due), many per write when the window allows. The
 //! reader takes the echoes as they come, checks every byte against the
-//! message it answers (each message follows from its connection and sequence
-//! number, so nothing sent is kept), and times it from the send time the
-//! writer left in the window. Nothing is allocated per message.
+//! message it answers, and times it from the send time the writer left in the
+//! window. Each message follows from its connection and sequence number, so
+//! an echo can be checked on its own; over TCP, when a window of messages is
+//! small enough, the writer also keeps their bytes ([`SentBytes`]), and the
+//! reader verifies all the echoes of a read in one comparison, checking them
+//! one by one only to find what is wrong. Nothing is allocated per message.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use echo_proto::FrameError;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
+use super::sent_bytes::SentBytes;
 use super::tally::{Collector, Tally};
 use crate::ClientError;
 use crate::client::{closed, exchange_error};
@@ -93,17 +98,30 @@ struct Window {
     /// How many messages are done with: echoed, or given up as lost. The
     /// window's room is `depth - (sent - completed)`.
     completed: AtomicU64,
+    /// The messages' wire bytes, from which the writer sends and against
+    /// which the reader verifies, when the connection is a stream, pipelined,
+    /// and they are few enough to keep. (With one message in flight, each
+    /// read brings one echo: there is nothing to verify in bulk.)
+    sent_bytes: Option<Mutex<SentBytes>>,
 }
 
 impl Window {
-    fn new(depth: u64) -> Self {
+    /// The window of connection `id`, for `depth` messages of the plan's.
+    fn new(depth: u64, id: u32, plan: &Plan) -> Self {
         let len = depth.next_power_of_two();
+        let slots = usize::try_from(len).unwrap_or(usize::MAX);
+        let sent_bytes = plan
+            .transport
+            .stream_header(plan.pattern.len())
+            .filter(|_| depth > 1)
+            .and_then(|header| SentBytes::new(&plan.pattern, id, &header, slots));
         Self {
             depth,
             mask: len - 1,
             sent_at: (0..len).map(|_| AtomicU64::new(0)).collect(),
             sent: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            sent_bytes: sent_bytes.map(Mutex::new),
         }
     }
 
@@ -132,6 +150,16 @@ impl Window {
     fn complete(&self, completed: u64) {
         self.completed.store(completed, Ordering::Release);
     }
+}
+
+/// Locks what the writer and reader share. The two run in one task and
+/// never hold it across an await, so it is never contended: taking it costs
+/// an atomic operation or two, once per batch of messages or per read.
+fn lock(sent_bytes: &Mutex<SentBytes>) -> MutexGuard<'_, SentBytes> {
+    // A panic while it was held ends the task, and both with it.
+    sent_bytes
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A one-way signal, raised once and checked often: a flag for the checks (a
@@ -179,7 +207,7 @@ pub(super) async fn run(
     plan: Arc<Plan>,
     stop: Signal,
 ) {
-    let window = Arc::new(Window::new(plan.depth));
+    let window = Arc::new(Window::new(plan.depth, id, &plan));
     // Raised by the reader when the connection has failed, so that the
     // writer stops instead of waiting for room that will never come.
     let abort = Signal::default();
@@ -294,23 +322,19 @@ impl Writer {
                 self.window
                     .slot(message_seq)
                     .store(sent_at, Ordering::Release);
-                let message = self.plan.pattern.message(self.id, message_seq);
-                if let Err(error) = self
-                    .sender
-                    .push_with(message.len(), |batch| message.append_to(batch))
-                {
-                    // The size was checked before the run, so this cannot
-                    // happen; if it did, it would end this connection only.
-                    break 'run Some(exchange_error(
-                        &self.plan.addr,
-                        self.plan.pattern.len(),
-                        error,
-                    ));
-                }
                 queued += 1;
             }
             if queued == 0 {
                 continue;
+            }
+            if let Err(error) = self.queue(seq, queued) {
+                // The size was checked before the run, so this cannot
+                // happen; if it did, it would end this connection only.
+                break 'run Some(exchange_error(
+                    &self.plan.addr,
+                    self.plan.pattern.len(),
+                    error,
+                ));
             }
             seq += queued;
             self.window.sent.store(seq, Ordering::Release);
@@ -340,6 +364,28 @@ impl Writer {
         // The reader is gone only if it has finished, and then it needs
         // nothing more.
         let _ = ended.send(end);
+    }
+
+    /// Queues messages `first..first + count` for sending: a span of the
+    /// kept ring with their identities stamped, when there is one (see
+    /// [`SentBytes`]), else each built on its own.
+    fn queue(&mut self, first: u64, count: u64) -> Result<(), FrameError> {
+        if let Some(sent_bytes) = &self.window.sent_bytes {
+            let mut sent_bytes = lock(sent_bytes);
+            for seq in first..first + count {
+                sent_bytes.stamp(seq);
+            }
+            let (head, tail) = sent_bytes.wire(first, count as usize);
+            self.sender.push_stream_bytes(head);
+            self.sender.push_stream_bytes(tail);
+            return Ok(());
+        }
+        for seq in first..first + count {
+            let message = self.plan.pattern.message(self.id, seq);
+            self.sender
+                .push_with(message.len(), |batch| message.append_to(batch))?;
+        }
+        Ok(())
     }
 }
 
@@ -454,8 +500,11 @@ impl Reader {
                         Err(error) => return Err(Failure::new(exchange_error(addr, size, error))),
                     };
                     // This echo, then the others that came in the same read,
-                    // without a trip through the runtime each.
+                    // without a trip through the runtime each: in one
+                    // comparison if they are intact (and the bytes sent are
+                    // kept), else one by one.
                     let mut echo = echo;
+                    let mut verify_in_bulk = self.window.sent_bytes.is_some();
                     let failure = loop {
                         if next >= self.window.sent.load(Ordering::Acquire) {
                             // An echo of nothing sent: the stream is out of step.
@@ -469,6 +518,9 @@ impl Reader {
                             Err(at) => corrupted(tally, self.id, next, at),
                         }
                         next += 1;
+                        if std::mem::take(&mut verify_in_bulk) {
+                            next += self.take_verified(next, tally, &mut clock);
+                        }
                         echo = match self.receiver.buffered_echo(size) {
                             Some(Ok(echo)) => echo,
                             Some(Err(error)) => break Some(Failure::new(exchange_error(addr, size, error))),
@@ -515,6 +567,46 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// Takes the whole echoes already buffered, from that of message `next`
+    /// on, if they are exactly the bytes that were sent, and counts them:
+    /// how many they were. If any differs, none is taken, and the caller
+    /// checks them one by one, which says which is wrong and where.
+    fn take_verified(&mut self, next: u64, tally: &mut Tally<'_>, clock: &mut ArrivalClock) -> u64 {
+        let Some(sent_bytes) = &self.window.sent_bytes else {
+            return 0;
+        };
+        let sent_bytes = lock(sent_bytes);
+        let in_flight = self.window.sent.load(Ordering::Acquire) - next;
+        let message_len = sent_bytes.message_len();
+        let buffered = self.receiver.buffered_bytes();
+        // Whole echoes only, and only of messages sent: anything after them
+        // is for the caller to deal with.
+        let count = usize::try_from(in_flight)
+            .unwrap_or(usize::MAX)
+            .min(buffered.len() / message_len);
+        let len = count * message_len;
+        if count == 0 || !sent_bytes.matches(next, &buffered[..len]) {
+            return 0;
+        }
+        drop(sent_bytes);
+        self.receiver.skip_buffered(len);
+        // The echoes all came now; those sent together (a writer's batch)
+        // have the same latency, and are counted together.
+        let now = clock.now(&self.plan, &self.receiver);
+        let end = next + count as u64;
+        let mut run_start = next;
+        let mut run_sent_at = self.window.slot(next).load(Ordering::Acquire);
+        for seq in next + 1..end {
+            let sent_at = self.window.slot(seq).load(Ordering::Acquire);
+            if sent_at != run_sent_at {
+                tally.echoed_many(run_sent_at, now, seq - run_start);
+                (run_start, run_sent_at) = (seq, sent_at);
+            }
+        }
+        tally.echoed_many(run_sent_at, now, end - run_start);
+        end - next
     }
 
     /// Reads a UDP socket's replies, which may be lost, duplicated or

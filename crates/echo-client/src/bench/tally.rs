@@ -124,13 +124,20 @@ impl<'a> Tally<'a> {
     /// at `now`, both in nanoseconds from the start. Only messages sent after
     /// the warmup count towards the results.
     pub(super) fn echoed(&mut self, sent: u64, now: u64) {
-        self.echoed_all += 1;
+        self.echoed_many(sent, now, 1);
+    }
+
+    /// Counts `count` intact echoes that were sent together (or were due
+    /// together) and came back together, as [`echoed`](Self::echoed) counts
+    /// one.
+    pub(super) fn echoed_many(&mut self, sent: u64, now: u64, count: u64) {
+        self.echoed_all += count;
         if sent >= self.warmup_nanos {
-            self.echoed += 1;
+            self.echoed += count;
             let latency = now.saturating_sub(sent);
             match self.latencies.last_mut() {
-                Some((last, count)) if *last == latency => *count += 1,
-                _ => self.latencies.push((latency, 1)),
+                Some((last, run)) if *last == latency => *run += count,
+                _ => self.latencies.push((latency, count)),
             }
             self.last_echo_nanos = now;
         }
@@ -228,6 +235,41 @@ mod tests {
         assert_eq!(collector.lock().echoed, BATCH as u64);
         tally.echoed(FLUSH_PERIOD_NANOS, FLUSH_PERIOD_NANOS * 2);
         assert_eq!(collector.lock().echoed, 3 * BATCH as u64 + 2);
+    }
+
+    #[test]
+    fn echoes_counted_together_count_as_many_counted_one_by_one() {
+        let (together, one_by_one) = (Collector::new(true), Collector::new(true));
+        let mut tally = Tally::new(&together, 1_000);
+        tally.echoed_many(999, 5_000, 3);
+        tally.echoed_many(1_000, 5_000, 4);
+        tally.echoed_many(2_000, 5_000, 2);
+        tally.flush(6_000);
+        let mut tally = Tally::new(&one_by_one, 1_000);
+        for (sent, count) in [(999, 3), (1_000, 4), (2_000, 2)] {
+            for _ in 0..count {
+                tally.echoed(sent, 5_000);
+            }
+        }
+        tally.flush(6_000);
+
+        let (together, one_by_one) = (together.lock(), one_by_one.lock());
+        assert_eq!((together.echoed_all, together.echoed), (9, 6));
+        assert_eq!(
+            (
+                together.echoed_all,
+                together.echoed,
+                together.last_echo_nanos
+            ),
+            (
+                one_by_one.echoed_all,
+                one_by_one.echoed,
+                one_by_one.last_echo_nanos
+            )
+        );
+        assert_eq!(together.latency.histogram().count_at(4_000), 4);
+        assert_eq!(together.latency.histogram().count_at(3_000), 2);
+        assert_eq!(together.latency.histogram(), one_by_one.latency.histogram());
     }
 
     #[test]
