@@ -4,23 +4,21 @@
 //! A message of stream `s` (a connection's number) and sequence number `n`
 //! starts with its identity, `s` as 4 big-endian bytes then `n` as 8, cut to
 //! the message's length when it is shorter; the rest is a slice of a fixed
-//! pseudo-random filler, starting at an offset that also depends on `s` and
-//! `n % 256`. So two different messages differ, a shifted or swapped echo
-//! does not pass for the right one, a body left over from one of the last 255
-//! messages does not pass for this one's, and checking an echo is a
-//! comparison of two numbers and one of memory. Messages [`BODY_PERIOD`]
-//! apart share a body, so that a sender can keep a ring of messages and only
-//! rewrite their identities.
+//! pseudo-random filler, starting at an offset that depends on `s` and
+//! `n % 256`, different for each of 256 messages in a row. So two different
+//! messages differ, a shifted or swapped echo does not pass for the right
+//! one, a body left over from one of the stream's last 255 messages does not
+//! pass for this one's, and checking an echo is a comparison of two numbers
+//! and one of memory. Messages [`BODY_PERIOD`] apart share a body, so that a
+//! sender can keep a ring of messages and only rewrite their identities.
 
 /// The length of a message's identity: its stream (4 bytes) and sequence
 /// number (8 bytes).
 pub(crate) const ID_LEN: usize = 12;
 
-/// How many different starting offsets into the filler a message can have.
-const OFFSETS: usize = 256;
-
 /// Messages of a stream whose sequence numbers differ by a multiple of this
-/// have the same body.
+/// have the same body; the bodies of any fewer in a row all start at
+/// different offsets into the filler.
 pub(crate) const BODY_PERIOD: u64 = 256;
 
 /// The messages of one length.
@@ -55,7 +53,7 @@ impl Pattern {
         // xorshift64: any fixed sequence that does not repeat within a few
         // bytes would do; this one is short and has no dependencies.
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let filler = (0..body_len + OFFSETS)
+        let filler = (0..body_len + BODY_PERIOD as usize)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
@@ -167,13 +165,15 @@ fn identity(stream: u32, seq: u64) -> [u8; ID_LEN] {
     id
 }
 
-/// Where in the filler the body of message `seq` of `stream` starts: a mix of
-/// both, so that neighbouring messages have unrelated bodies, repeating every
-/// [`BODY_PERIOD`] messages.
+/// Where in the filler the body of message `seq` of `stream` starts, below
+/// [`BODY_PERIOD`]: a start that depends on the stream, moved on by an odd
+/// step per message. An odd step reaches every offset once before it comes
+/// back, so that the bodies of 256 messages in a row all start apart, and
+/// neighbours' far apart.
 fn offset(stream: u32, seq: u64) -> usize {
-    let seq = seq % BODY_PERIOD;
-    let mixed = (seq ^ (u64::from(stream) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (mixed >> 56) as usize % OFFSETS
+    const STEP: u64 = 167;
+    let start = u64::from(stream).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+    ((start + (seq % BODY_PERIOD) * STEP) % BODY_PERIOD) as usize
 }
 
 #[cfg(test)]
@@ -290,10 +290,13 @@ mod tests {
                     .is_err()
             );
         }
-        // Even with the identity left out, bodies of neighbours differ.
-        let bodies: std::collections::HashSet<_> = (0..64)
-            .map(|seq| pattern.message(0, seq).body.to_vec())
-            .collect();
-        assert!(bodies.len() > 32, "{}", bodies.len());
+        // Even with the identity left out, the bodies of a period of
+        // messages in a row all differ, on any stream.
+        for stream in [0, 1, 9] {
+            let bodies: std::collections::HashSet<_> = (5..5 + BODY_PERIOD)
+                .map(|seq| pattern.message(stream, seq).body.to_vec())
+                .collect();
+            assert_eq!(bodies.len() as u64, BODY_PERIOD, "stream {stream}");
+        }
     }
 }

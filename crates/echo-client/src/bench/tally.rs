@@ -91,6 +91,11 @@ pub(super) struct Tally<'a> {
     /// The echoes of messages sent in one write and read back in one read
     /// share their latency, so a pipelined batch is one run.
     latencies: Vec<(u64, u64)>,
+    /// The latest run, `(latency, count)`, not yet in `latencies` (a count
+    /// of 0: none). Every new latency is compared with it, so it is kept
+    /// here beside the counts: at the end of the vector, a connection with
+    /// one echo per wake-up fetched that memory afresh for every echo.
+    run: (u64, u64),
     echoed_all: u64,
     echoed: u64,
     pub(super) corrupted: u64,
@@ -108,6 +113,7 @@ impl<'a> Tally<'a> {
             collector,
             warmup_nanos,
             latencies: Vec::with_capacity(BATCH),
+            run: (0, 0),
             echoed_all: 0,
             echoed: 0,
             corrupted: 0,
@@ -135,13 +141,18 @@ impl<'a> Tally<'a> {
         if sent >= self.warmup_nanos {
             self.echoed += count;
             let latency = now.saturating_sub(sent);
-            match self.latencies.last_mut() {
-                Some((last, run)) if *last == latency => *run += count,
-                _ => self.latencies.push((latency, count)),
+            if self.run.0 == latency {
+                self.run.1 += count;
+            } else {
+                if self.run.1 > 0 {
+                    self.latencies.push(self.run);
+                }
+                self.run = (latency, count);
             }
             self.last_echo_nanos = now;
         }
-        if self.latencies.len() >= BATCH
+        // The runs held are those in the vector and the latest.
+        if self.latencies.len() + 1 >= BATCH
             || now.saturating_sub(self.last_flush_nanos) >= FLUSH_PERIOD_NANOS
         {
             self.flush(now);
@@ -160,7 +171,9 @@ impl<'a> Tally<'a> {
     pub(super) fn flush(&mut self, now: u64) {
         self.last_flush_nanos = now;
         let mut totals = self.collector.lock();
-        for &(latency, count) in &self.latencies {
+        let run = std::mem::take(&mut self.run);
+        let runs = self.latencies.iter().chain([&run]);
+        for &(latency, count) in runs.filter(|(_, count)| *count > 0) {
             totals.latency.record_nanos_n(latency, count);
             if self.collector.intervals {
                 totals.interval_latency.record_nanos_n(latency, count);
@@ -197,6 +210,8 @@ mod tests {
         tally.note_error(|| "second".to_owned());
         assert_eq!(collector.lock().echoed_all, 0, "nothing before a flush");
         tally.flush(5_000);
+        // A flush with nothing new records nothing (no latency of 0).
+        tally.flush(6_000);
 
         let totals = collector.lock();
         assert_eq!((totals.echoed_all, totals.echoed), (3, 2));
