@@ -334,12 +334,42 @@ impl Sender {
         Ok(())
     }
 
-    /// Queues messages over TCP that are already in their wire form (each
-    /// after its [`stream_header`](Transport::stream_header)), as they are.
-    /// Not for UDP, where each message must be a datagram of its own.
-    pub(crate) fn push_stream_bytes(&mut self, bytes: &[u8]) {
-        debug_assert!(matches!(self.kind, SenderKind::Tcp(_)), "TCP only");
-        self.batch.extend_from_slice(bytes);
+    /// Sends `head` then `tail`, messages over TCP already in their wire
+    /// form (each after its [`stream_header`](Transport::stream_header)), as
+    /// far as the socket takes them at once, and queues the rest for
+    /// [`flush`](Sender::flush). With nothing queued before them and room in
+    /// the socket, as is usual, they go out in one system call without being
+    /// copied into the queue. Over UDP, where each message must be a datagram
+    /// of its own, there is no stream to send them on: they are queued as one.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails; what was not sent is then not queued either.
+    pub(crate) fn send_stream_bytes(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
+        let written = match &self.kind {
+            // Bytes queued before these must go first.
+            SenderKind::Tcp(half) if self.batch.is_empty() => {
+                let sent = if tail.is_empty() {
+                    half.try_write(head)
+                } else {
+                    half.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(tail)])
+                };
+                match sent {
+                    Ok(written) => written,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(error) => return Err(error),
+                }
+            }
+            SenderKind::Tcp(_) | SenderKind::Udp(_) => 0,
+        };
+        let (head_written, tail_written) =
+            (written.min(head.len()), written.saturating_sub(head.len()));
+        self.batch.extend_from_slice(&head[head_written..]);
+        self.batch.extend_from_slice(&tail[tail_written..]);
+        if let SenderKind::Udp(_) = self.kind {
+            self.datagram_ends.push(self.batch.len());
+        }
+        Ok(())
     }
 
     /// Sends every queued message.
@@ -549,4 +579,77 @@ fn buffered(
     let echo = Buffered::Echo(*consumed + start, *consumed + wanted);
     *consumed += wanted;
     Ok(echo)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The bound on every wait here.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Far more than the kernel buffers of a connection whose peer reads
+    /// nothing can hold (at most some megabytes on Linux).
+    const MORE_THAN_BUFFERED: usize = 16 << 20;
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_at_once_is_flushed_after_it_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = open_tcp(listener.local_addr().unwrap(), Transport::Raw)
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let mut sender = link.sender;
+
+        let head: Vec<u8> = (0..MORE_THAN_BUFFERED).map(|i| (i % 251) as u8).collect();
+        sender.send_stream_bytes(&head, b"tail").unwrap();
+        assert!(
+            !sender.batch.is_empty(),
+            "a peer that reads nothing took it all"
+        );
+        // Queued bytes go first, so these wait behind them.
+        sender.send_stream_bytes(b"more", b"").unwrap();
+        assert!(sender.batch.ends_with(b"tailmore"));
+
+        let reading = tokio::spawn(async move {
+            let mut received = Vec::new();
+            peer.read_to_end(&mut received).await.map(|_| received)
+        });
+        tokio::time::timeout(DEADLINE, async {
+            sender.flush().await?;
+            sender.finish().await
+        })
+        .await
+        .expect("the flush ends")
+        .unwrap();
+        let received = tokio::time::timeout(DEADLINE, reading)
+            .await
+            .expect("the peer reads to the end")
+            .unwrap()
+            .unwrap();
+        assert_eq!(received.len(), MORE_THAN_BUFFERED + 8);
+        assert!(received == [&head[..], b"tailmore"].concat());
+    }
+
+    #[tokio::test]
+    async fn stream_bytes_over_udp_are_one_datagram() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = open_udp(peer.local_addr().unwrap()).await.unwrap().sender;
+        sender.send_stream_bytes(b"ab", b"cd").unwrap();
+        tokio::time::timeout(DEADLINE, sender.flush())
+            .await
+            .expect("a datagram is sent at once")
+            .unwrap();
+        let mut buffer = [0; 16];
+        let len = tokio::time::timeout(DEADLINE, peer.recv(&mut buffer))
+            .await
+            .expect("the datagram arrives")
+            .unwrap();
+        assert_eq!(&buffer[..len], b"abcd");
+    }
 }

@@ -81,6 +81,28 @@ async fn benches_every_mode_with_many_connections_and_pipelining() {
     }
 }
 
+/// Windows of thousands of messages: several 64 KiB batches in flight per
+/// connection, sent from and checked against the kept ring as it wraps, in
+/// both TCP modes.
+#[tokio::test]
+async fn wide_windows_of_many_batches_arrive_whole() {
+    for mode in [Mode::Framed, Mode::Raw] {
+        let servers = echo_servers(mode).await;
+        let transport = match mode {
+            Mode::Framed => Transport::Framed,
+            Mode::Raw => Transport::Raw,
+        };
+        let report = bench(BenchConfig {
+            connections: 2,
+            depth: 2_000,
+            stop: Stop::Messages(40_000),
+            ..config(servers.tcp, transport)
+        })
+        .await;
+        assert_clean(&report, 40_000);
+    }
+}
+
 #[tokio::test]
 async fn benches_large_and_empty_messages() {
     let servers = echo_servers(Mode::Framed).await;

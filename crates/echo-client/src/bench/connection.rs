@@ -368,7 +368,8 @@ impl Writer {
 
     /// Queues messages `first..first + count` for sending: a span of the
     /// kept ring with their identities stamped, when there is one (see
-    /// [`SentBytes`]), else each built on its own.
+    /// [`SentBytes`]), sent at once as far as the socket takes it; else each
+    /// built on its own.
     fn queue(&mut self, first: u64, count: u64) -> Result<(), FrameError> {
         if let Some(sent_bytes) = &self.window.sent_bytes {
             let mut sent_bytes = lock(sent_bytes);
@@ -376,9 +377,7 @@ impl Writer {
                 sent_bytes.stamp(seq);
             }
             let (head, tail) = sent_bytes.wire(first, count as usize);
-            self.sender.push_stream_bytes(head);
-            self.sender.push_stream_bytes(tail);
-            return Ok(());
+            return Ok(self.sender.send_stream_bytes(head, tail)?);
         }
         for seq in first..first + count {
             let message = self.plan.pattern.message(self.id, seq);
