@@ -328,8 +328,9 @@ impl Writer {
                 continue;
             }
             if let Err(error) = self.queue(seq, queued) {
-                // The size was checked before the run, so this cannot
-                // happen; if it did, it would end this connection only.
+                // The socket failed, and none of these messages went out
+                // (a message too long to frame cannot happen: the size was
+                // checked before the run). Either ends this connection only.
                 break 'run Some(exchange_error(
                     &self.plan.addr,
                     self.plan.pattern.len(),
@@ -366,10 +367,11 @@ impl Writer {
         let _ = ended.send(end);
     }
 
-    /// Queues messages `first..first + count` for sending: a span of the
-    /// kept ring with their identities stamped, when there is one (see
-    /// [`SentBytes`]), sent at once as far as the socket takes it; else each
-    /// built on its own.
+    /// Hands messages `first..first + count` to the sender: when there is a
+    /// kept ring (see [`SentBytes`]), its span with their identities
+    /// stamped, written at once as far as the socket takes it and the rest
+    /// queued; else each message built into the queue. The flush that
+    /// follows sends whatever is queued.
     fn queue(&mut self, first: u64, count: u64) -> Result<(), FrameError> {
         if let Some(sent_bytes) = &self.window.sent_bytes {
             let mut sent_bytes = lock(sent_bytes);
