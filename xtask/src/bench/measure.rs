@@ -1,8 +1,10 @@
 //! Measuring one server: a scenario's throughput, latency and CPU time, or
 //! the memory of idle connections.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -191,8 +193,7 @@ impl LoadGenerator<'_> {
         scenario: Scenario,
         duration: Duration,
     ) -> Result<ClientReport> {
-        let (program, mut args) = self.pinning.command(CLIENT_CPU, &self.programs.client);
-        args.extend(traffic.client_flags().iter().map(Into::into));
+        let mut args: Vec<OsString> = traffic.client_flags().iter().map(Into::into).collect();
         args.extend(
             [
                 "--addr".to_owned(),
@@ -208,14 +209,9 @@ impl LoadGenerator<'_> {
             ]
             .map(Into::into),
         );
-        let deadline = Instant::now() + duration + CLIENT_GRACE;
-        let output = Process::spawn(&program, args, b"")?.wait(deadline)?;
-        ClientReport::parse(&output.stdout, output.status.success()).with_context(|| {
-            format!(
-                "{} with {traffic} traffic, echo-client's stderr: {}",
-                scenario.name,
-                String::from_utf8_lossy(&output.stderr).trim_end()
-            )
+        let client = &self.programs.client;
+        self.pinned_client_run(client, args, duration, (scenario, traffic), |stdout, ok| {
+            ClientReport::parse(stdout, ok)
         })
     }
 
@@ -234,28 +230,45 @@ impl LoadGenerator<'_> {
             .as_ref()
             .context("the reference client was not built")?
             .client;
-        let (program, mut args) = self.pinning.command(CLIENT_CPU, binary);
-        args.extend(
-            [
-                server.addr().port().to_string(),
-                scenario.connections.to_string(),
-                scenario.depth.to_string(),
-                scenario.size.to_string(),
-                duration.as_secs_f64().to_string(),
-                traffic.name().to_owned(),
-            ]
-            .map(Into::into),
-        );
+        let args = [
+            server.addr().port().to_string(),
+            scenario.connections.to_string(),
+            scenario.depth.to_string(),
+            scenario.size.to_string(),
+            duration.as_secs_f64().to_string(),
+            traffic.name().to_owned(),
+        ]
+        .map(Into::into)
+        .to_vec();
+        self.pinned_client_run(binary, args, duration, (scenario, traffic), |stdout, ok| {
+            ClientReport::parse_reference(stdout, ok, scenario.size)
+        })
+    }
+
+    /// Runs a client, `binary` with `args`, on the client's CPU for
+    /// `duration` (and a grace period to finish), and reads its report
+    /// with `parse`, given its stdout and whether it exited 0. A failure
+    /// names the run and carries the client's stderr.
+    fn pinned_client_run(
+        &self,
+        binary: &Path,
+        args: Vec<OsString>,
+        duration: Duration,
+        (scenario, traffic): (Scenario, Traffic),
+        parse: impl FnOnce(&[u8], bool) -> Result<ClientReport>,
+    ) -> Result<ClientReport> {
+        let (program, mut command) = self.pinning.command(CLIENT_CPU, binary);
+        command.extend(args);
         let deadline = Instant::now() + duration + CLIENT_GRACE;
-        let output = Process::spawn(&program, args, b"")?.wait(deadline)?;
-        ClientReport::parse_reference(&output.stdout, output.status.success(), scenario.size)
-            .with_context(|| {
-                format!(
-                    "{} with {traffic} traffic, the C load's stderr: {}",
-                    scenario.name,
-                    String::from_utf8_lossy(&output.stderr).trim_end()
-                )
-            })
+        let output = Process::spawn(&program, command, b"")?.wait(deadline)?;
+        parse(&output.stdout, output.status.success()).with_context(|| {
+            format!(
+                "{} with {traffic} traffic, {}'s stderr: {}",
+                scenario.name,
+                binary.file_name().unwrap_or_default().to_string_lossy(),
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            )
+        })
     }
 }
 
