@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use echo_server::{Config, ConnectionEnd, ConnectionSummary, EchoService, Mode, Transport};
+use echo_server::{Config, ConnectionEnd, ConnectionSummary, EchoService, EchoStream, Mode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -261,7 +261,7 @@ impl AsyncWrite for Peeking {
     }
 }
 
-impl Transport for Peeking {
+impl EchoStream for Peeking {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.start < self.end || self.eof {
             return Poll::Ready(Ok(()));

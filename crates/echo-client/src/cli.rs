@@ -107,7 +107,7 @@ struct Options {
         long,
         global = true,
         env = "ECHO_ADDR",
-        default_value = "127.0.0.1:9999",
+        default_value_t = echo_proto::DEFAULT_ADDR.to_string(),
         value_name = "ADDR"
     )]
     addr: String,

@@ -73,6 +73,18 @@ pub use frame_codec::{FrameCodec, FrameCodecBuilder};
 pub use frame_scanner::{FrameScanner, Scan};
 pub use json_codec::{JsonCodec, JsonCodecError};
 
+/// The address an echo service uses unless told otherwise: port 9999 on the
+/// IPv4 loopback, so that a server started without options serves this
+/// machine only. `echo-server` listens there and `echo-client` connects there
+/// by default.
+///
+/// ```
+/// assert_eq!(echo_proto::DEFAULT_ADDR.to_string(), "127.0.0.1:9999");
+/// assert!(echo_proto::DEFAULT_ADDR.ip().is_loopback());
+/// ```
+pub const DEFAULT_ADDR: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9999);
+
 /// The README's Rust samples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

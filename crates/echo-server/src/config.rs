@@ -1,17 +1,13 @@
 //! [`Config`]: everything the server can be told.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use echo_proto::DEFAULT_ADDR;
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 
 use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
-
-/// The address served by default: loopback only, port 9999. Serving other
-/// hosts is a deliberate choice of `--listen`.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9999);
 
 /// How long open connections get to finish after a shutdown request, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,7 +80,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN,
+            listen: DEFAULT_ADDR,
             mode: Mode::Framed,
             udp: None,
             metrics: None,
@@ -103,7 +99,6 @@ mod tests {
 
     #[test]
     fn the_default_address_serves_this_machine_only() {
-        assert!(DEFAULT_LISTEN.ip().is_loopback());
         assert!(Config::default().listen.ip().is_loopback());
     }
 }

@@ -38,7 +38,7 @@ const POOLED_BUFFERS: usize = 64;
 /// when it has data without being read, as a TCP stream can, lets an idle
 /// connection give its relay buffer back while it waits, which is what keeps
 /// thousands of idle connections cheap.
-pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+pub trait EchoStream: AsyncRead + AsyncWrite + Unpin {
     /// Polls until a read would find data, end of stream or an error, without
     /// reading. The default answers at once, so the connection keeps its
     /// buffer while it waits.
@@ -48,13 +48,13 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     }
 }
 
-impl Transport for TcpStream {
+impl EchoStream for TcpStream {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }
 }
 
-impl Transport for tokio::io::DuplexStream {}
+impl EchoStream for tokio::io::DuplexStream {}
 
 /// How a connection ended, and what it carried.
 #[derive(Debug)]
@@ -163,7 +163,7 @@ impl EchoService {
     /// frames: it echoes every complete frame it has received, including those
     /// already waiting in the stream (given [`DRAIN_SETTLE`] to show up) and
     /// the one it is in the middle of, then closes.
-    pub async fn serve<S: Transport>(
+    pub async fn serve<S: EchoStream>(
         &self,
         mut stream: S,
         shutdown: &CancellationToken,
@@ -191,7 +191,7 @@ impl EchoService {
         }
     }
 
-    async fn relay<S: Transport>(
+    async fn relay<S: EchoStream>(
         &self,
         stream: &mut S,
         relay: &mut RelayBuffer,
@@ -289,7 +289,7 @@ impl EchoService {
     /// Reads what has arrived, waiting for it as long as it takes: `Ok(0)`
     /// at end of stream. A relay with no buffer waits for data before taking
     /// one.
-    async fn read_some<S: Transport>(
+    async fn read_some<S: EchoStream>(
         &self,
         stream: &mut S,
         relay: &mut RelayBuffer,
@@ -304,7 +304,7 @@ impl EchoService {
     /// Each write must make progress before `deadline`, which every write
     /// that makes progress after a wait pushes back: a client that stops
     /// reading its echoes is idle too.
-    async fn write_ready<S: Transport>(
+    async fn write_ready<S: EchoStream>(
         &self,
         stream: &mut S,
         relay: &mut RelayBuffer,
@@ -352,7 +352,7 @@ impl EchoService {
 }
 
 /// Whether a read would find something right now, without waiting.
-fn has_data_waiting<S: Transport>(stream: &mut S) -> bool {
+fn has_data_waiting<S: EchoStream>(stream: &mut S) -> bool {
     // A waker that does nothing: this only asks, and whoever waits next
     // registers its own.
     let mut cx = Context::from_waker(Waker::noop());

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
-//! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`Transport`] |
+//! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`EchoStream`] |
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | `udp` | UDP echo (RFC 862), beside the TCP listener |
@@ -75,10 +75,9 @@ mod shutdown;
 mod udp;
 
 pub use config::{
-    Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    Mode,
+    Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Mode,
 };
-pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, Transport};
+pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, EchoStream};
 pub use metrics::{Metrics, RejectReason, serve_metrics};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};

@@ -38,7 +38,7 @@ struct Cli {
         long,
         env = "ECHO_LISTEN",
         value_name = "ADDR",
-        default_value = "127.0.0.1:9999"
+        default_value_t = echo_proto::DEFAULT_ADDR
     )]
     listen: SocketAddr,
 
