@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use clap::builder::FalseyValueParser;
+use clap::builder::{FalseyValueParser, PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use echo_client::Transport;
@@ -146,7 +146,7 @@ struct Options {
         long,
         global = true,
         env = "ECHO_TRANSPORT",
-        value_enum,
+        value_parser = mode_parser(),
         default_value_t = Transport::Framed,
         value_name = "TRANSPORT"
     )]
@@ -183,6 +183,28 @@ impl Options {
             let _ = writeln!(io::stderr(), "{message}");
         }
     }
+}
+
+/// Parses the mode's name with the library's [`FromStr`](std::str::FromStr),
+/// after clap has checked it against the names it lists in the help, each
+/// with what it means.
+fn mode_parser() -> impl TypedValueParser<Value = Transport> {
+    let values = Transport::ALL.map(|mode| {
+        PossibleValue::new(mode.as_str()).help(match mode {
+            Transport::Framed => {
+                "TCP with the echo protocol's framing: each message is a 4-byte big-endian \
+                 length and that many bytes, echoed whole"
+            }
+            Transport::Raw => {
+                "TCP without framing (RFC 862): the bytes of a message are sent as they are, \
+                 and its echo is complete once as many bytes have come back"
+            }
+            Transport::Udp => {
+                "UDP (RFC 862): each message is one datagram, answered by one datagram"
+            }
+        })
+    });
+    PossibleValuesParser::new(values).try_map(|name| name.parse::<Transport>())
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,13 @@
 //! The binary's modules are not part of this library; it uses the library
 //! like any other caller.
 //!
+//! # Features
+//!
+//! - `cli` (default): the `echo-client` binary, with its command line (clap),
+//!   progress bar (indicatif), error chains (anyhow) and logging
+//!   (tracing-subscriber). A program that embeds the library needs none of
+//!   them: depend on `echo-client` with `default-features = false`.
+//!
 //! # Examples
 //!
 //! Echo one message, then pipeline many:
@@ -127,4 +134,4 @@ mod transport;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use transport::{MAX_DATAGRAM_LEN, Transport};
+pub use transport::{MAX_DATAGRAM_LEN, ParseModeError, Transport};

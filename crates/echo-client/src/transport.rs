@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::str::FromStr;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -37,8 +38,15 @@ const READ_CHUNK: usize = 64 * 1024;
 /// assert_eq!(Transport::default(), Transport::Framed);
 /// assert_eq!(Transport::Udp.to_string(), "udp");
 /// assert!(Transport::Udp.check_message_len(8).is_err());
+///
+/// // Names, as on a command line or in a configuration file.
+/// assert_eq!("raw".parse::<Transport>(), Ok(Transport::Raw));
+/// assert_eq!(
+///     "tcp".parse::<Transport>().unwrap_err().to_string(),
+///     "unknown mode `tcp`: the modes are framed, raw and udp",
+/// );
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// TCP with the echo protocol's framing: each message is a 4-byte
@@ -53,6 +61,19 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Every mode, in the order they are listed to users.
+    pub const ALL: [Transport; 3] = [Transport::Framed, Transport::Raw, Transport::Udp];
+
+    /// The mode's name, as [`Display`](fmt::Display) writes it and
+    /// [`FromStr`] reads it: `framed`, `raw` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Framed => "framed",
+            Transport::Raw => "raw",
+            Transport::Udp => "udp",
+        }
+    }
+
     /// The shortest message this transport can carry in a test that needs to
     /// tell its echoes apart, as ping and the bench do.
     ///
@@ -120,13 +141,61 @@ impl Transport {
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Framed => "framed",
-            Transport::Raw => "raw",
-            Transport::Udp => "udp",
-        })
+        f.write_str(self.as_str())
     }
 }
+
+impl FromStr for Transport {
+    type Err = ParseModeError;
+
+    /// Reads a mode's [name](Transport::as_str), exactly (case matters).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Transport::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == name)
+            .ok_or_else(|| ParseModeError {
+                value: name.to_owned(),
+            })
+    }
+}
+
+/// A name that is not a mode's, given where a [`Transport`] was expected; it
+/// names the modes there are.
+///
+/// ```
+/// use echo_client::Transport;
+///
+/// let error = "carrier-pigeon".parse::<Transport>().unwrap_err();
+/// assert_eq!(error.value, "carrier-pigeon");
+/// assert_eq!(
+///     error.to_string(),
+///     "unknown mode `carrier-pigeon`: the modes are framed, raw and udp",
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParseModeError {
+    /// The name as given.
+    pub value: String,
+}
+
+impl fmt::Display for ParseModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown mode `{}`: the modes are ", self.value)?;
+        let modes = Transport::ALL;
+        for (index, mode) in modes.iter().enumerate() {
+            let separator = match modes.len() - index {
+                1 => "",
+                2 => " and ",
+                _ => ", ",
+            };
+            write!(f, "{mode}{separator}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseModeError {}
 
 /// An open connection (or, for UDP, a connected socket), split in two so that
 /// sending and receiving can make progress at the same time.
