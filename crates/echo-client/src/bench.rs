@@ -57,10 +57,11 @@ use tokio::task::JoinSet;
 use self::connection::{Plan, Signal, nanos};
 use self::tally::Collector;
 use crate::ClientError;
+use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::report::units;
 use crate::stats::{LatencyStats, LatencySummary};
-use crate::transport::{self, Transport};
+use crate::transport;
 
 /// How often progress is reported and intervals are checked.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
@@ -77,11 +78,11 @@ pub struct BenchConfig {
     /// The server's address, as `HOST:PORT`.
     pub addr: String,
     /// How to talk to it.
-    pub transport: Transport,
+    pub mode: Mode,
     /// How many connections (UDP: sockets) to open, at least 1.
     pub connections: usize,
     /// The length of each message, in bytes; see
-    /// [`Transport::check_message_len`] for the range.
+    /// [`Mode::check_message_len`] for the range.
     pub size: usize,
     /// How many messages each connection keeps in flight, from 1 (one round
     /// trip at a time) to [`MAX_DEPTH`].
@@ -119,12 +120,13 @@ pub enum Stop {
 }
 
 impl Default for BenchConfig {
-    /// One connection to `127.0.0.1:9999`, framed, 64-byte messages one at a
-    /// time, for 10 seconds, no warmup, unpaced, 5-second timeout.
+    /// One connection to [`echo_proto::DEFAULT_ADDR`] (127.0.0.1:9999),
+    /// framed, 64-byte messages one at a time, for 10 seconds, no warmup,
+    /// unpaced, 5-second timeout.
     fn default() -> Self {
         Self {
-            addr: "127.0.0.1:9999".to_owned(),
-            transport: Transport::Framed,
+            addr: echo_proto::DEFAULT_ADDR.to_string(),
+            mode: Mode::Framed,
             connections: 1,
             size: 64,
             depth: 1,
@@ -168,7 +170,7 @@ impl BenchConfig {
                 self.depth
             ));
         }
-        self.transport
+        self.mode
             .check_message_len(self.size)
             .or_else(|reason| invalid(format!("size: {reason}")))?;
         match self.stop {
@@ -394,22 +396,21 @@ pub async fn run_with(
     // Connect everything first, so that connecting is not measured.
     let mut connecting = JoinSet::new();
     for index in 0..config.connections {
-        let (addr, candidates, transport, timeout) = (
+        let (addr, candidates, mode, timeout) = (
             config.addr.clone(),
             Arc::clone(&candidates),
-            config.transport,
+            config.mode,
             config.timeout,
         );
         connecting.spawn(async move {
-            let opened =
-                tokio::time::timeout(timeout, transport::open(&addr, &candidates, transport))
-                    .await
-                    .unwrap_or_else(|_elapsed| {
-                        Err(ClientError::ConnectTimeout {
-                            addr,
-                            waited: timeout,
-                        })
-                    });
+            let opened = tokio::time::timeout(timeout, transport::open(&addr, &candidates, mode))
+                .await
+                .unwrap_or_else(|_elapsed| {
+                    Err(ClientError::ConnectTimeout {
+                        addr,
+                        waited: timeout,
+                    })
+                });
             (index, opened)
         });
     }
@@ -433,7 +434,7 @@ pub async fn run_with(
 
     let plan = Arc::new(Plan {
         addr: config.addr.clone(),
-        transport: config.transport,
+        mode: config.mode,
         epoch: Instant::now(),
         warmup_nanos: nanos(config.warmup),
         depth: config.depth as u64,
@@ -702,7 +703,7 @@ mod tests {
         );
         bad(
             |c| {
-                c.transport = Transport::Udp;
+                c.mode = Mode::Udp;
                 c.size = 4;
             },
             "sequence number",
@@ -730,7 +731,7 @@ mod tests {
         };
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(json["messages"], 5);
-        assert_eq!(json["transport"], "framed");
+        assert_eq!(json["mode"], "framed");
         assert_eq!(json["rate"], 100.0);
         assert_eq!(json["timeout_s"], 5.0);
         assert_eq!(json["warmup_s"], 0.0);

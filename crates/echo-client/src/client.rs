@@ -10,7 +10,8 @@ use bytes::Bytes;
 use echo_proto::FrameError;
 
 use crate::ClientError;
-use crate::transport::{self, Receiver, Sender, Transport};
+use crate::mode::Mode;
+use crate::transport::{self, Receiver, Sender};
 
 /// A connection to an echo server.
 ///
@@ -48,7 +49,7 @@ pub struct Client {
     addr: String,
     /// The socket address actually connected to.
     peer: SocketAddr,
-    transport: Transport,
+    mode: Mode,
     /// The bound on connecting and on each echo.
     timeout: Duration,
     sender: Sender,
@@ -85,10 +86,10 @@ impl Client {
         addr: impl fmt::Display,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        Self::connect_with(addr, Transport::Framed, timeout).await
+        Self::connect_with(addr, Mode::Framed, timeout).await
     }
 
-    /// Connects to the echo server at `addr` over `transport`.
+    /// Connects to the echo server at `addr` in `mode`.
     ///
     /// Over UDP nothing is exchanged until the first message: "connecting"
     /// resolves the address and fixes the socket's peer, so an absent server
@@ -101,41 +102,41 @@ impl Client {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use echo_client::{Client, Transport};
-    /// # use echo_server::{Config, Mode, Server};
+    /// use echo_client::{Client, Mode};
+    /// # use echo_server::{Config, Server};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let server = Server::bind(Config {
     /// #     listen: "127.0.0.1:0".parse()?,
-    /// #     mode: Mode::Raw,
+    /// #     mode: echo_server::Mode::Raw,
     /// #     udp: Some("127.0.0.1:0".parse()?),
     /// #     ..Config::default()
     /// # }).await?;
     /// # let (tcp, udp) = (server.local_addr(), server.udp_addr().expect("UDP is on"));
     /// # tokio::spawn(server.run(std::future::pending()));
     /// // RFC 862 over TCP: no framing.
-    /// let mut raw = Client::connect_with(tcp, Transport::Raw, Duration::from_secs(5)).await?;
+    /// let mut raw = Client::connect_with(tcp, Mode::Raw, Duration::from_secs(5)).await?;
     /// assert_eq!(&raw.echo(b"raw bytes").await?[..], b"raw bytes");
     ///
     /// // RFC 862 over UDP: one datagram each way.
-    /// let mut udp = Client::connect_with(udp, Transport::Udp, Duration::from_secs(5)).await?;
+    /// let mut udp = Client::connect_with(udp, Mode::Udp, Duration::from_secs(5)).await?;
     /// assert_eq!(&udp.echo(b"a datagram").await?[..], b"a datagram");
     /// # Ok(())
     /// # }
     /// ```
     pub async fn connect_with(
         addr: impl fmt::Display,
-        transport: Transport,
+        mode: Mode,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let addr = addr.to_string();
-        let link = transport::connect(&addr, transport, timeout).await?;
-        tracing::debug!(%addr, peer = %link.peer, %transport, "connected");
+        let link = transport::connect(&addr, mode, timeout).await?;
+        tracing::debug!(%addr, peer = %link.peer, %mode, "connected");
         Ok(Client {
             addr,
             peer: link.peer,
-            transport,
+            mode,
             timeout,
             sender: link.sender,
             receiver: link.receiver,
@@ -147,9 +148,9 @@ impl Client {
         self.peer
     }
 
-    /// The transport this client speaks.
-    pub fn transport(&self) -> Transport {
-        self.transport
+    /// The mode this client speaks.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Sends `payload` as one message and returns its echo, once the echo has
@@ -234,13 +235,13 @@ impl Client {
     ) -> Result<Vec<Bytes>, ClientError> {
         let Client {
             addr,
-            transport,
+            mode,
             timeout,
             sender,
             receiver,
             ..
         } = self;
-        let (addr, transport, timeout): (&str, Transport, Duration) = (addr, *transport, *timeout);
+        let (addr, mode, timeout): (&str, Mode, Duration) = (addr, *mode, *timeout);
         for payload in payloads {
             sender
                 .push(&[payload.as_ref()])
@@ -273,7 +274,7 @@ impl Client {
                     .ok_or_else(|| closed(addr, expected.len()))?;
                 // Over UDP, a reply answers whichever unanswered message has
                 // the same content; over TCP, echoes are in order.
-                let answered = if transport == Transport::Udp {
+                let answered = if mode == Mode::Udp {
                     (next..payloads.len())
                         .find(|&i| echoes[i].is_none() && payloads[i].as_ref() == echo)
                 } else {

@@ -1,7 +1,7 @@
 //! A client for echo servers, and a network tool built on it: send messages
 //! and check their echoes, ping an endpoint, bench it under load.
 //!
-//! It speaks three [`Transport`]s: the echo protocol's framed TCP (each
+//! It speaks in three [`Mode`]s: the echo protocol's framed TCP (each
 //! message a 4-byte big-endian length and then its bytes, echoed whole), raw
 //! TCP as in RFC 862 (bytes echoed as they arrive), and UDP (one datagram
 //! each way), so it tests `echo-server` in each of its modes and any classic
@@ -12,7 +12,8 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `src/lib.rs` | this overview and the public re-exports |
-//! | `src/transport.rs` | [`Transport`], and the sending and receiving halves every mode shares |
+//! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry |
+//! | `src/transport.rs` | the sending and receiving halves every mode shares |
 //! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many |
 //! | `src/payload.rs` | test messages that can be checked byte for byte without being kept |
 //! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles |
@@ -76,7 +77,7 @@
 //! use std::time::Duration;
 //! use echo_client::bench::{self, BenchConfig, Stop};
 //! use echo_client::ping::Pinger;
-//! use echo_client::{Client, Transport};
+//! use echo_client::{Client, Mode};
 //! # use echo_server::{Config, Server};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -90,13 +91,13 @@
 //! # tokio::spawn(server.run(std::future::pending()));
 //! let timeout = Duration::from_secs(5);
 //!
-//! // Connect, echo one message, pipeline many (any transport).
-//! let mut client = Client::connect_with(&addr, Transport::Framed, timeout).await?;
+//! // Connect, echo one message, pipeline many (any mode).
+//! let mut client = Client::connect_with(&addr, Mode::Framed, timeout).await?;
 //! let echo = client.echo(b"Hello Echo!").await?; // checked identical
 //! let echoes = client.pipeline(&["one", "two", "three"]).await?;
 //!
 //! // Ping: one timed echo at a time; the report is what `ping` prints.
-//! let mut pinger = Pinger::connect(&udp_addr, Transport::Udp, 56, timeout).await?;
+//! let mut pinger = Pinger::connect(&udp_addr, Mode::Udp, 56, timeout).await?;
 //! let reply = pinger.ping().await?; // seq, outcome (Echoed, Corrupted or Lost)
 //! println!("{}", pinger.report()); // ping's summary; serializable with serde
 //!
@@ -126,6 +127,7 @@
 pub mod bench;
 mod client;
 mod error;
+mod mode;
 mod payload;
 pub mod ping;
 pub mod report;
@@ -134,4 +136,4 @@ mod transport;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use transport::{MAX_DATAGRAM_LEN, ParseModeError, Transport};
+pub use mode::{MAX_DATAGRAM_LEN, Mode, ParseModeError};

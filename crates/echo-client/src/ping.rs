@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use crate::ClientError;
 use crate::client::{closed, exchange_error};
+use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::report::units;
 use crate::stats::{LatencyStats, LatencySummary};
-use crate::transport::{self, Receiver, Sender, Transport};
+use crate::transport::{self, Receiver, Sender};
 
 /// The stream number ping messages carry (a bench numbers its connections;
 /// ping has one).
@@ -28,7 +29,7 @@ const STREAM: u32 = 0;
 ///
 /// ```
 /// use std::time::Duration;
-/// use echo_client::Transport;
+/// use echo_client::Mode;
 /// use echo_client::ping::{PingOutcome, Pinger};
 /// # use echo_server::{Config, Server};
 ///
@@ -38,7 +39,7 @@ const STREAM: u32 = 0;
 /// # let server = Server::bind(config).await?;
 /// # let addr = server.local_addr();
 /// # tokio::spawn(server.run(std::future::pending()));
-/// let mut pinger = Pinger::connect(addr, Transport::Framed, 56, Duration::from_secs(5)).await?;
+/// let mut pinger = Pinger::connect(addr, Mode::Framed, 56, Duration::from_secs(5)).await?;
 /// for expected_seq in 1..=3 {
 ///     let reply = pinger.ping().await?;
 ///     assert_eq!(reply.seq, expected_seq);
@@ -54,7 +55,7 @@ const STREAM: u32 = 0;
 pub struct Pinger {
     addr: String,
     peer: SocketAddr,
-    transport: Transport,
+    mode: Mode,
     timeout: Duration,
     sender: Sender,
     receiver: Receiver,
@@ -139,8 +140,8 @@ pub struct PingReport {
     pub addr: String,
     /// The socket address pinged.
     pub peer: SocketAddr,
-    /// The transport used.
-    pub transport: Transport,
+    /// The mode used.
+    pub mode: Mode,
     /// The length of each message, in bytes.
     pub size: usize,
     /// Pings whose outcome is known (an interrupted one is not counted).
@@ -175,29 +176,28 @@ impl PingReport {
 }
 
 impl Pinger {
-    /// Connects to `addr` over `transport`, to send messages of `size` bytes.
+    /// Connects to `addr` in `mode`, to send messages of `size` bytes.
     /// `timeout` bounds connecting, and then the wait for each echo.
     ///
     /// # Errors
     ///
     /// [`ClientError::InvalidSetting`] when `size` does not suit the
-    /// transport (see [`Transport::check_message_len`]), and otherwise as for
+    /// mode (see [`Mode::check_message_len`]), and otherwise as for
     /// [`Client::connect`](crate::Client::connect).
     pub async fn connect(
         addr: impl fmt::Display,
-        transport: Transport,
+        mode: Mode,
         size: usize,
         timeout: Duration,
     ) -> Result<Pinger, ClientError> {
-        transport
-            .check_message_len(size)
+        mode.check_message_len(size)
             .map_err(|reason| ClientError::InvalidSetting { reason })?;
         let addr = addr.to_string();
-        let link = transport::connect(&addr, transport, timeout).await?;
+        let link = transport::connect(&addr, mode, timeout).await?;
         Ok(Pinger {
             addr,
             peer: link.peer,
-            transport,
+            mode,
             timeout,
             sender: link.sender,
             receiver: link.receiver,
@@ -270,7 +270,7 @@ impl Pinger {
             };
             // Whose echo is it? Over TCP, echoes come in order, so an overdue
             // ping's comes first. Over UDP, the echo says whose it is.
-            let owner = if self.transport == Transport::Udp {
+            let owner = if self.mode == Mode::Udp {
                 match Pattern::identify(echo) {
                     Some((STREAM, owner)) if owner == seq => None,
                     Some((STREAM, owner)) => {
@@ -357,7 +357,7 @@ impl Pinger {
         PingReport {
             addr: self.addr.clone(),
             peer: self.peer,
-            transport: self.transport,
+            mode: self.mode,
             size: self.pattern.len(),
             sent,
             received,

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use echo_client::Transport;
+use echo_client::Mode;
 use echo_client::bench::{self, BenchConfig, BenchEvent, BenchReport, Stop};
-use echo_server::Mode;
+use echo_server::Mode as ServerMode;
 use support::{DEADLINE, Fake, STALL, UdpFake, echo_servers, fake_server, refused_addr, udp_fake};
 use tokio::time::timeout;
 
@@ -18,10 +18,10 @@ async fn bench(config: BenchConfig) -> BenchReport {
         .expect("the bench runs")
 }
 
-fn config(addr: std::net::SocketAddr, transport: Transport) -> BenchConfig {
+fn config(addr: std::net::SocketAddr, mode: Mode) -> BenchConfig {
     BenchConfig {
         addr: addr.to_string(),
-        transport,
+        mode,
         ..BenchConfig::default()
     }
 }
@@ -60,23 +60,23 @@ fn assert_clean(report: &BenchReport, messages: u64) {
 
 #[tokio::test]
 async fn benches_every_mode_with_many_connections_and_pipelining() {
-    let framed = echo_servers(Mode::Framed).await;
-    let raw = echo_servers(Mode::Raw).await;
-    for (addr, transport) in [
-        (framed.tcp, Transport::Framed),
-        (raw.tcp, Transport::Raw),
-        (framed.udp, Transport::Udp),
+    let framed = echo_servers(ServerMode::Framed).await;
+    let raw = echo_servers(ServerMode::Raw).await;
+    for (addr, mode) in [
+        (framed.tcp, Mode::Framed),
+        (raw.tcp, Mode::Raw),
+        (framed.udp, Mode::Udp),
     ] {
         for (connections, depth) in [(1, 1), (5, 16)] {
             let report = bench(BenchConfig {
                 connections,
                 depth,
                 stop: Stop::Messages(2_003),
-                ..config(addr, transport)
+                ..config(addr, mode)
             })
             .await;
             assert_clean(&report, 2_003);
-            assert_eq!(report.connections.connected, connections, "{transport}");
+            assert_eq!(report.connections.connected, connections, "{mode}");
         }
     }
 }
@@ -86,17 +86,16 @@ async fn benches_every_mode_with_many_connections_and_pipelining() {
 /// both TCP modes.
 #[tokio::test]
 async fn wide_windows_of_many_batches_arrive_whole() {
-    for mode in [Mode::Framed, Mode::Raw] {
-        let servers = echo_servers(mode).await;
-        let transport = match mode {
-            Mode::Framed => Transport::Framed,
-            Mode::Raw => Transport::Raw,
-        };
+    for (server_mode, mode) in [
+        (ServerMode::Framed, Mode::Framed),
+        (ServerMode::Raw, Mode::Raw),
+    ] {
+        let servers = echo_servers(server_mode).await;
         let report = bench(BenchConfig {
             connections: 2,
             depth: 2_000,
             stop: Stop::Messages(40_000),
-            ..config(servers.tcp, transport)
+            ..config(servers.tcp, mode)
         })
         .await;
         assert_clean(&report, 40_000);
@@ -105,13 +104,13 @@ async fn wide_windows_of_many_batches_arrive_whole() {
 
 #[tokio::test]
 async fn benches_large_and_empty_messages() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     for size in [0, 1, 11, 200_000] {
         let report = bench(BenchConfig {
             size,
             depth: 4,
             stop: Stop::Messages(40),
-            ..config(servers.tcp, Transport::Framed)
+            ..config(servers.tcp, Mode::Framed)
         })
         .await;
         assert_clean(&report, 40);
@@ -127,7 +126,7 @@ async fn a_corrupted_byte_is_one_error() {
         connections: 2,
         depth: 8,
         stop: Stop::Messages(200),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert!(!report.succeeded());
@@ -151,7 +150,7 @@ async fn a_corrupted_raw_byte_is_one_error() {
     let report = bench(BenchConfig {
         depth: 4,
         stop: Stop::Messages(50),
-        ..config(addr, Transport::Raw)
+        ..config(addr, Mode::Raw)
     })
     .await;
     assert_eq!(
@@ -177,7 +176,7 @@ async fn a_corrupted_byte_among_echoes_read_together_is_found_where_it_is() {
     let report = bench(BenchConfig {
         depth: 8,
         stop: Stop::Messages(50),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert_eq!(
@@ -203,7 +202,7 @@ async fn an_extra_echo_is_an_error_and_fails_the_connection() {
     let addr = fake_server(Fake::ExtraFrame).await;
     let report = bench(BenchConfig {
         stop: Stop::Messages(10),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert!(!report.succeeded());
@@ -233,7 +232,7 @@ async fn lost_datagrams_are_missing_echoes() {
         size: 32,
         stop: Stop::Messages(20),
         timeout: Duration::from_millis(200),
-        ..config(addr, Transport::Udp)
+        ..config(addr, Mode::Udp)
     })
     .await;
     assert_eq!((report.sent, report.echoed), (20, 10), "{report}");
@@ -248,7 +247,7 @@ async fn duplicate_datagrams_are_unexpected_echoes() {
     let report = bench(BenchConfig {
         depth: 1,
         stop: Stop::Messages(20),
-        ..config(addr, Transport::Udp)
+        ..config(addr, Mode::Udp)
     })
     .await;
     assert_eq!(report.echoed, 20, "{report}");
@@ -268,7 +267,7 @@ async fn a_silent_server_fails_every_connection_after_the_timeout() {
         depth: 2,
         stop: Stop::Messages(30),
         timeout: Duration::from_millis(200),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert_eq!(report.connections.failed, 3, "{report}");
@@ -291,7 +290,7 @@ async fn connections_that_cannot_open_are_counted() {
     let report = bench(BenchConfig {
         connections: 4,
         stop: Stop::Messages(10),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert_eq!(
@@ -327,13 +326,13 @@ async fn a_bad_setting_is_an_error_before_anything_is_sent() {
 /// it does not time them).
 #[tokio::test]
 async fn a_paced_run_sends_rate_times_duration_messages() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let report = bench(BenchConfig {
         connections: 4,
         depth: 8,
         rate: Some(400.0),
         stop: Stop::Duration(Duration::from_millis(500)),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     })
     .await;
     assert!((100..=260).contains(&report.sent), "{report}");
@@ -352,7 +351,7 @@ async fn a_stall_shows_in_the_latency_of_every_message_due_during_it() {
     let report = bench(BenchConfig {
         rate: Some(200.0),
         stop: Stop::Duration(Duration::from_millis(800)),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert!(report.succeeded(), "{report}");
@@ -371,11 +370,11 @@ async fn a_stall_shows_in_the_latency_of_every_message_due_during_it() {
 /// run reports its intervals in order.
 #[tokio::test]
 async fn warmup_and_intervals() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let report = bench(BenchConfig {
         warmup: Duration::from_millis(100),
         stop: Stop::Messages(300),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     })
     .await;
     assert_clean(&report, 300);
@@ -384,7 +383,7 @@ async fn warmup_and_intervals() {
     let config = BenchConfig {
         stop: Stop::Duration(Duration::from_millis(500)),
         report_interval: Some(Duration::from_millis(100)),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     };
     let report = timeout(
         DEADLINE,
@@ -427,10 +426,10 @@ async fn warmup_and_intervals() {
 /// reports what it did.
 #[tokio::test]
 async fn an_interrupted_run_still_reports() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let config = BenchConfig {
         stop: Stop::Duration(Duration::from_secs(3600)),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     };
     let (interrupt, interrupted) = tokio::sync::oneshot::channel::<()>();
     let mut interrupt = Some(interrupt);
@@ -461,15 +460,15 @@ async fn an_interrupted_run_still_reports() {
 
 #[tokio::test]
 async fn the_report_is_one_json_document_with_units_in_names() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let report = bench(BenchConfig {
         stop: Stop::Messages(10),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     })
     .await;
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["parameters"]["messages"], 10);
-    assert_eq!(json["parameters"]["transport"], "framed");
+    assert_eq!(json["parameters"]["mode"], "framed");
     assert_eq!(json["echoed"], 10);
     assert_eq!(json["errors"]["total"], 0);
     assert_eq!(json["connections"]["failed"], 0);

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use echo_client::Transport;
+use echo_client::Mode;
 use echo_client::ping::{PingOutcome, Pinger};
-use echo_server::Mode;
+use echo_server::Mode as ServerMode;
 use support::{CORRUPTED_FRAME, DEADLINE, Fake, UdpFake, echo_servers, fake_server, udp_fake};
 use tokio::time::timeout;
 
@@ -21,14 +21,14 @@ async fn bounded<F: Future>(future: F) -> F::Output {
 
 #[tokio::test]
 async fn pings_in_every_mode() {
-    let framed = echo_servers(Mode::Framed).await;
-    let raw = echo_servers(Mode::Raw).await;
-    for (addr, transport) in [
-        (framed.tcp, Transport::Framed),
-        (raw.tcp, Transport::Raw),
-        (raw.udp, Transport::Udp),
+    let framed = echo_servers(ServerMode::Framed).await;
+    let raw = echo_servers(ServerMode::Raw).await;
+    for (addr, mode) in [
+        (framed.tcp, Mode::Framed),
+        (raw.tcp, Mode::Raw),
+        (raw.udp, Mode::Udp),
     ] {
-        let mut pinger = bounded(Pinger::connect(addr, transport, 56, PATIENT))
+        let mut pinger = bounded(Pinger::connect(addr, mode, 56, PATIENT))
             .await
             .unwrap();
         for seq in 1..=5 {
@@ -36,7 +36,7 @@ async fn pings_in_every_mode() {
             assert_eq!(reply.seq, seq);
             assert!(
                 matches!(reply.outcome, PingOutcome::Echoed { .. }),
-                "{transport}: {reply:?}"
+                "{mode}: {reply:?}"
             );
             assert!(reply.late.is_empty());
         }
@@ -44,13 +44,10 @@ async fn pings_in_every_mode() {
         assert_eq!(
             (report.sent, report.received, report.lost),
             (5, 5, 0),
-            "{transport}"
+            "{mode}"
         );
         assert_eq!(report.loss_percent, 0.0);
-        assert_eq!(
-            (report.transport, report.size, report.peer),
-            (transport, 56, addr)
-        );
+        assert_eq!((report.mode, report.size, report.peer), (mode, 56, addr));
         let rtt = report.rtt.expect("five echoes were timed");
         assert_eq!(rtt.count, 5);
         assert!(
@@ -63,8 +60,8 @@ async fn pings_in_every_mode() {
 
 #[tokio::test]
 async fn a_framed_ping_can_be_empty() {
-    let servers = echo_servers(Mode::Framed).await;
-    let mut pinger = bounded(Pinger::connect(servers.tcp, Transport::Framed, 0, PATIENT))
+    let servers = echo_servers(ServerMode::Framed).await;
+    let mut pinger = bounded(Pinger::connect(servers.tcp, Mode::Framed, 0, PATIENT))
         .await
         .unwrap();
     let reply = bounded(pinger.ping()).await.unwrap();
@@ -72,9 +69,9 @@ async fn a_framed_ping_can_be_empty() {
 }
 
 #[tokio::test]
-async fn a_size_that_does_not_suit_the_transport_is_refused() {
-    let servers = echo_servers(Mode::Framed).await;
-    let error = Pinger::connect(servers.udp, Transport::Udp, 11, PATIENT)
+async fn a_size_that_does_not_suit_the_mode_is_refused() {
+    let servers = echo_servers(ServerMode::Framed).await;
+    let error = Pinger::connect(servers.udp, Mode::Udp, 11, PATIENT)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("sequence number"), "{error}");
@@ -86,7 +83,7 @@ async fn a_size_that_does_not_suit_the_transport_is_refused() {
 async fn lost_udp_echoes_are_counted() {
     let addr = udp_fake(UdpFake::DropEveryOther).await;
     let waited = Duration::from_millis(100);
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Udp, 32, waited))
+    let mut pinger = bounded(Pinger::connect(addr, Mode::Udp, 32, waited))
         .await
         .unwrap();
     for seq in 1..=4 {
@@ -107,7 +104,7 @@ async fn lost_udp_echoes_are_counted() {
 #[tokio::test]
 async fn duplicate_udp_echoes_are_unexpected() {
     let addr = udp_fake(UdpFake::Duplicate).await;
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Udp, 32, PATIENT))
+    let mut pinger = bounded(Pinger::connect(addr, Mode::Udp, 32, PATIENT))
         .await
         .unwrap();
     let first = bounded(pinger.ping()).await.unwrap();
@@ -125,7 +122,7 @@ async fn duplicate_udp_echoes_are_unexpected() {
 #[tokio::test]
 async fn a_corrupted_echo_is_reported_where_it_differs() {
     let addr = fake_server(Fake::CorruptOneFrame).await;
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, PATIENT))
+    let mut pinger = bounded(Pinger::connect(addr, Mode::Framed, 56, PATIENT))
         .await
         .unwrap();
     for index in 0..=CORRUPTED_FRAME {
@@ -160,7 +157,7 @@ async fn a_corrupted_echo_is_reported_where_it_differs() {
 async fn a_silent_server_loses_every_ping() {
     let addr = fake_server(Fake::Silent).await;
     let waited = Duration::from_millis(100);
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, waited))
+    let mut pinger = bounded(Pinger::connect(addr, Mode::Framed, 56, waited))
         .await
         .unwrap();
     for _ in 0..2 {
@@ -181,7 +178,7 @@ async fn a_silent_server_loses_every_ping() {
 #[tokio::test]
 async fn a_server_that_closes_ends_the_pinging_with_an_error() {
     let addr = fake_server(Fake::CloseAfterReading).await;
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, PATIENT))
+    let mut pinger = bounded(Pinger::connect(addr, Mode::Framed, 56, PATIENT))
         .await
         .unwrap();
     let error = bounded(pinger.ping()).await.unwrap_err();

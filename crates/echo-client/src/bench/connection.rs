@@ -32,8 +32,9 @@ use super::sent_bytes::SentBytes;
 use super::tally::{Collector, Tally};
 use crate::ClientError;
 use crate::client::{closed, exchange_error};
+use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::transport::{Receiver, Sender, Transport};
+use crate::transport::{Receiver, Sender};
 
 /// The most bytes one write gathers, so that a deep window of large messages
 /// does not need a huge buffer.
@@ -43,7 +44,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(super) struct Plan {
     pub(super) addr: String,
-    pub(super) transport: Transport,
+    pub(super) mode: Mode,
     /// The start of the run; every time is counted in nanoseconds from it.
     pub(super) epoch: Instant,
     pub(super) warmup_nanos: u64,
@@ -111,7 +112,7 @@ impl Window {
         let len = depth.next_power_of_two();
         let slots = usize::try_from(len).unwrap_or(usize::MAX);
         let sent_bytes = plan
-            .transport
+            .mode
             .stream_header(plan.pattern.len())
             .filter(|_| depth > 1)
             .and_then(|header| SentBytes::new(&plan.pattern, id, &header, slots));
@@ -411,7 +412,7 @@ impl Reader {
     async fn run(mut self) {
         let plan = Arc::clone(&self.plan);
         let mut tally = Tally::new(&plan.collector, plan.warmup_nanos);
-        let read = if plan.transport == Transport::Udp {
+        let read = if plan.mode == Mode::Udp {
             self.read_datagrams(&mut tally).await
         } else {
             self.read_stream(&mut tally).await
