@@ -56,12 +56,12 @@ use tokio::task::JoinSet;
 
 use self::connection::{Plan, Signal, nanos};
 use self::tally::Collector;
-use crate::ClientError;
+use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::report::units;
 use crate::stats::{LatencyStats, LatencySummary};
 use crate::transport;
+use crate::units;
 
 /// How often progress is reported and intervals are checked.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
@@ -387,10 +387,7 @@ pub async fn run_with(
     config.validate()?;
     let candidates = tokio::time::timeout(config.timeout, transport::resolve(&config.addr))
         .await
-        .map_err(|_elapsed| ClientError::ConnectTimeout {
-            addr: config.addr.clone(),
-            waited: config.timeout,
-        })??;
+        .map_err(|_elapsed| ClientError::connect_timeout(&config.addr, config.timeout))??;
     let candidates: Arc<[_]> = candidates.into();
 
     // Connect everything first, so that connecting is not measured.
@@ -405,12 +402,7 @@ pub async fn run_with(
         connecting.spawn(async move {
             let opened = tokio::time::timeout(timeout, transport::open(&addr, &candidates, mode))
                 .await
-                .unwrap_or_else(|_elapsed| {
-                    Err(ClientError::ConnectTimeout {
-                        addr,
-                        waited: timeout,
-                    })
-                });
+                .unwrap_or_else(|_elapsed| Err(ClientError::connect_timeout(&addr, timeout)));
             (index, opened)
         });
     }

@@ -2,14 +2,13 @@
 //! a time or many at once.
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use echo_proto::FrameError;
 
-use crate::ClientError;
+use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::transport::{self, Receiver, Sender};
 
@@ -245,7 +244,7 @@ impl Client {
         for payload in payloads {
             sender
                 .push(&[payload.as_ref()])
-                .map_err(|source| exchange_error(addr, payload.as_ref().len(), source))?;
+                .map_err(|source| ClientError::exchange(addr, payload.as_ref().len(), source))?;
         }
         // The length named if the connection ends early: the first message's.
         let first_len = payloads.first().map_or(0, |payload| payload.as_ref().len());
@@ -254,7 +253,7 @@ impl Client {
             sender
                 .flush()
                 .await
-                .map_err(|error| exchange_error(addr, first_len, FrameError::Io(error)))
+                .map_err(|error| ClientError::exchange(addr, first_len, FrameError::Io(error)))
         };
         let receive = async {
             let mut echoes: Vec<Option<Bytes>> = vec![None; payloads.len()];
@@ -266,12 +265,9 @@ impl Client {
                 let expected = payloads[next].as_ref();
                 let echo = tokio::time::timeout(timeout, receiver.next_echo(expected.len()))
                     .await
-                    .map_err(|_elapsed| ClientError::Timeout {
-                        addr: addr.to_owned(),
-                        waited: timeout,
-                    })?
-                    .map_err(|error| exchange_error(addr, expected.len(), error))?
-                    .ok_or_else(|| closed(addr, expected.len()))?;
+                    .map_err(|_elapsed| ClientError::timeout(addr, timeout))?
+                    .map_err(|error| ClientError::exchange(addr, expected.len(), error))?
+                    .ok_or_else(|| ClientError::closed(addr, expected.len()))?;
                 // Over UDP, a reply answers whichever unanswered message has
                 // the same content; over TCP, echoes are in order.
                 let answered = if mode == Mode::Udp {
@@ -282,7 +278,7 @@ impl Client {
                 };
                 match answered {
                     Some(i) => echoes[i] = Some(Bytes::copy_from_slice(echo)),
-                    None => return Err(mismatch(addr, expected, echo)),
+                    None => return Err(ClientError::mismatch(addr, expected, echo)),
                 }
             }
             Ok(echoes.into_iter().flatten().collect())
@@ -293,61 +289,5 @@ impl Client {
         let ((), echoes) = tokio::try_join!(send, receive)?;
         tracing::trace!(%addr, messages = payloads.len(), "echoed");
         Ok(echoes)
-    }
-}
-
-/// The error for an echo that is not the message `sent`.
-fn mismatch(addr: &str, sent: &[u8], echo: &[u8]) -> ClientError {
-    let first_difference = sent
-        .iter()
-        .zip(echo)
-        .position(|(sent, received)| sent != received)
-        .unwrap_or(sent.len().min(echo.len()));
-    ClientError::Mismatch {
-        addr: addr.to_owned(),
-        sent_len: sent.len(),
-        received_len: echo.len(),
-        first_difference,
-    }
-}
-
-/// Turns a failure while a `sent_len`-byte message was being exchanged into
-/// the error that explains it to the user.
-///
-/// Whichever way a connection ended early (a clean end of stream between
-/// echoes, an end inside an echo, a reset because the server closed with our
-/// bytes unread, a broken pipe while writing), what the user needs to know is
-/// the same: the server closed the connection before echoing the message.
-pub(crate) fn exchange_error(addr: &str, sent_len: usize, error: FrameError) -> ClientError {
-    match error {
-        FrameError::Truncated { .. } => closed(addr, sent_len),
-        FrameError::Io(source) => match source.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => closed(addr, sent_len),
-            // Over UDP, the ICMP answer to a datagram sent to a closed port.
-            io::ErrorKind::ConnectionRefused => ClientError::Unreachable {
-                addr: addr.to_owned(),
-                source,
-            },
-            _ => ClientError::Io {
-                addr: addr.to_owned(),
-                source,
-            },
-        },
-        source => ClientError::Frame {
-            addr: addr.to_owned(),
-            source,
-        },
-    }
-}
-
-/// The error for a connection that ended before a `sent_len`-byte message
-/// was echoed.
-pub(crate) fn closed(addr: &str, sent_len: usize) -> ClientError {
-    ClientError::Closed {
-        addr: addr.to_owned(),
-        sent_len,
     }
 }

@@ -9,25 +9,29 @@
 //!
 //! # Layout
 //!
-//! | file | what it holds |
-//! |---|---|
-//! | `src/lib.rs` | this overview and the public re-exports |
-//! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry |
-//! | `src/transport.rs` | the sending and receiving halves every mode shares |
-//! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many |
-//! | `src/payload.rs` | test messages that can be checked byte for byte without being kept |
-//! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles |
-//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time |
-//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] |
-//! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window |
-//! | `src/bench/schedule.rs` | when each message of a paced bench is due |
-//! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison |
-//! | `src/bench/tally.rs` | counting outcomes per connection, and for the run |
-//! | `src/report.rs` | rendering for people, and the JSON units |
-//! | `src/error.rs` | [`ClientError`]: every failure, each naming the address |
-//! | `src/main.rs` | the `echo-client` binary: logging, runtime, exit codes |
-//! | `src/cli.rs`, `src/cli/*.rs` | the binary's command line: `send`, `ping`, `bench` |
-//! | `tests/` | the library and the binary against the real server and misbehaving fakes |
+//! Each module uses only those named in its row, all listed above it: the
+//! modules form no cycle.
+//!
+//! | file | what it holds | uses |
+//! |---|---|---|
+//! | `src/units.rs` | the JSON units of durations: seconds, microseconds | |
+//! | `src/payload.rs` | test messages that can be checked byte for byte without being kept | |
+//! | `src/error.rs` | [`ClientError`]: every failure, each naming the address, and the constructors of those several modules report | |
+//! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry | payload |
+//! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
+//! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode |
+//! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many | error, mode, transport |
+//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time | error, mode, payload, stats, transport, units |
+//! | `src/bench/schedule.rs` | when each message of a paced bench is due | |
+//! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison | payload |
+//! | `src/bench/tally.rs` | counting outcomes per connection, and for the run | stats |
+//! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window | schedule, sent_bytes, tally, error, mode, payload, transport |
+//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] | connection, tally, error, mode, payload, stats, transport, units |
+//! | `src/report.rs` | rendering for people: ping's lines, the bench's banner and results | bench, mode, ping, stats |
+//! | `src/lib.rs` | this overview and the public re-exports | every module |
+//! | `src/main.rs` | the `echo-client` binary: logging, runtime, exit codes | the library, cli |
+//! | `src/cli.rs`, `src/cli/*.rs` | the binary's command line: `send`, `ping`, `bench` | the library |
+//! | `tests/` | the library and the binary against the real server and misbehaving fakes | |
 //!
 //! The binary's modules are not part of this library; it uses the library
 //! like any other caller.
@@ -133,6 +137,7 @@ pub mod ping;
 pub mod report;
 pub mod stats;
 mod transport;
+mod units;
 
 pub use client::Client;
 pub use error::ClientError;

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN};
 use serde::Serialize;
 
+use crate::payload::ID_LEN;
+
 /// The largest payload of one UDP datagram over IPv4: 65,535 bytes less the
 /// IP and UDP headers.
 pub const MAX_DATAGRAM_LEN: usize = 65_507;
@@ -65,7 +67,7 @@ impl Mode {
         match self {
             Mode::Framed => 0,
             Mode::Raw => 1,
-            Mode::Udp => crate::payload::ID_LEN,
+            Mode::Udp => ID_LEN,
         }
     }
 

@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 use echo_proto::FrameError;
 use serde::Serialize;
 
-use crate::ClientError;
-use crate::client::{closed, exchange_error};
+use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::report::units;
 use crate::stats::{LatencyStats, LatencySummary};
 use crate::transport::{self, Receiver, Sender};
+use crate::units;
 
 /// The stream number ping messages carry (a bench numbers its connections;
 /// ping has one).
@@ -240,14 +239,11 @@ impl Pinger {
         let addr = self.addr.as_str();
         self.sender
             .push_with(message.len(), |batch| message.append_to(batch))
-            .map_err(|source| exchange_error(addr, size, source))?;
+            .map_err(|source| ClientError::exchange(addr, size, source))?;
         tokio::time::timeout_at(deadline.into(), self.sender.flush())
             .await
-            .map_err(|_elapsed| ClientError::Timeout {
-                addr: addr.to_owned(),
-                waited: self.timeout,
-            })?
-            .map_err(|error| exchange_error(addr, size, FrameError::Io(error)))?;
+            .map_err(|_elapsed| ClientError::timeout(addr, self.timeout))?
+            .map_err(|error| ClientError::exchange(addr, size, FrameError::Io(error)))?;
 
         let mut reply = PingReply {
             seq,
@@ -264,8 +260,8 @@ impl Pinger {
                     self.overdue.push_back((seq, sent_at));
                     break;
                 }
-                Ok(Err(error)) => return Err(exchange_error(addr, size, error)),
-                Ok(Ok(None)) => return Err(closed(addr, size)),
+                Ok(Err(error)) => return Err(ClientError::exchange(addr, size, error)),
+                Ok(Ok(None)) => return Err(ClientError::closed(addr, size)),
                 Ok(Ok(Some(echo))) => echo,
             };
             // Whose echo is it? Over TCP, echoes come in order, so an overdue

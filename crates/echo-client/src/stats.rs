@@ -12,7 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::report::units;
+use crate::units;
 
 /// Significant figures kept by the histograms.
 const SIGNIFICANT_FIGURES: u8 = 3;

@@ -64,10 +64,7 @@ pub(crate) async fn connect(
         open(addr, &candidates, mode).await
     })
     .await
-    .map_err(|_elapsed| ClientError::ConnectTimeout {
-        addr: addr.to_owned(),
-        waited: timeout,
-    })?
+    .map_err(|_elapsed| ClientError::connect_timeout(addr, timeout))?
 }
 
 /// Opens a link to the first of `candidates` that accepts. `addr` is the

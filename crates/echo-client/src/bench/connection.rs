@@ -30,8 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::schedule::Schedule;
 use super::sent_bytes::SentBytes;
 use super::tally::{Collector, Tally};
-use crate::ClientError;
-use crate::client::{closed, exchange_error};
+use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::transport::{Receiver, Sender};
@@ -332,7 +331,7 @@ impl Writer {
                 // The socket failed, and none of these messages went out
                 // (a message too long to frame cannot happen: the size was
                 // checked before the run). Either ends this connection only.
-                break 'run Some(exchange_error(
+                break 'run Some(ClientError::exchange(
                     &self.plan.addr,
                     self.plan.pattern.len(),
                     error,
@@ -346,7 +345,7 @@ impl Writer {
                 biased;
                 flushed = self.sender.flush() => {
                     if let Err(error) = flushed {
-                        break Some(exchange_error(&self.plan.addr, self.plan.pattern.len(), error.into()));
+                        break Some(ClientError::exchange(&self.plan.addr, self.plan.pattern.len(), error.into()));
                     }
                 }
                 () = self.abort.raised() => break None,
@@ -355,7 +354,7 @@ impl Writer {
         let mut end = WriterEnd { sent: seq, error };
         if end.error.is_none() && !self.abort.is_raised() {
             if let Err(error) = self.sender.finish().await {
-                end.error = Some(exchange_error(
+                end.error = Some(ClientError::exchange(
                     &self.plan.addr,
                     self.plan.pattern.len(),
                     error.into(),
@@ -497,9 +496,9 @@ impl Reader {
                             if self.writer_end.as_ref().is_some_and(|end| next >= end.sent) {
                                 break;
                             }
-                            return Err(Failure::new(closed(addr, size)));
+                            return Err(Failure::new(ClientError::closed(addr, size)));
                         }
-                        Err(error) => return Err(Failure::new(exchange_error(addr, size, error))),
+                        Err(error) => return Err(Failure::new(ClientError::exchange(addr, size, error))),
                     };
                     // This echo, then the others that came in the same read,
                     // without a trip through the runtime each: in one
@@ -525,7 +524,7 @@ impl Reader {
                         }
                         echo = match self.receiver.buffered_echo(size) {
                             Some(Ok(echo)) => echo,
-                            Some(Err(error)) => break Some(Failure::new(exchange_error(addr, size, error))),
+                            Some(Err(error)) => break Some(Failure::new(ClientError::exchange(addr, size, error))),
                             None => break None,
                         };
                     };
@@ -542,7 +541,7 @@ impl Reader {
                     let due = if next < self.window.sent.load(Ordering::Acquire) {
                         let due = self.window.slot(next).load(Ordering::Acquire) + plan.timeout_nanos();
                         if now >= due {
-                            return Err(Failure::new(ClientError::Timeout { addr: addr.to_owned(), waited: plan.timeout }));
+                            return Err(Failure::new(ClientError::timeout(addr, plan.timeout)));
                         }
                         due
                     } else {
@@ -640,13 +639,13 @@ impl Reader {
                 received = self.receiver.next_echo(size) => {
                     let echo = match received {
                         Ok(Some(echo)) => echo,
-                        Ok(None) => return Err(Failure::new(closed(addr, size))),
+                        Ok(None) => return Err(Failure::new(ClientError::closed(addr, size))),
                         Err(error) => {
                             // Replies already in for messages after the
                             // oldest unanswered one are not missing.
                             let sent = self.window.sent.load(Ordering::Acquire);
                             let answered_ahead = (oldest..sent).filter(|&seq| resolved[slot(seq)].0 == seq).count() as u64;
-                            return Err(Failure { error: exchange_error(addr, size, error), answered_ahead });
+                            return Err(Failure { error: ClientError::exchange(addr, size, error), answered_ahead });
                         }
                     };
                     let sent = self.window.sent.load(Ordering::Acquire);
