@@ -13,6 +13,7 @@ mod send;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -179,6 +180,11 @@ impl Options {
         } else {
             self.mode
         }
+    }
+
+    /// The `--verbose` line that says where a command connected, and how.
+    fn note_connected(&self, peer: SocketAddr, mode: Mode) {
+        self.note(format_args!("connected to {peer} ({mode})"));
     }
 
     /// Prints one line of `--verbose` commentary to stderr.

@@ -152,6 +152,25 @@ impl Client {
         self.mode
     }
 
+    /// The address as the caller gave it, which every error names.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// What an exchange needs at once: the address and timeout its errors
+    /// name, the mode, and both halves. [`pipeline`](Client::pipeline) uses
+    /// them, and so does the [`Pinger`](crate::ping::Pinger), which times one
+    /// message at a time and must tell late echoes from current ones.
+    pub(crate) fn parts(&mut self) -> (&str, Mode, Duration, &mut Sender, &mut Receiver) {
+        (
+            &self.addr,
+            self.mode,
+            self.timeout,
+            &mut self.sender,
+            &mut self.receiver,
+        )
+    }
+
     /// Sends `payload` as one message and returns its echo, once the echo has
     /// arrived in full and been checked to be identical.
     ///
@@ -232,15 +251,7 @@ impl Client {
         &mut self,
         payloads: &[P],
     ) -> Result<Vec<Bytes>, ClientError> {
-        let Client {
-            addr,
-            mode,
-            timeout,
-            sender,
-            receiver,
-            ..
-        } = self;
-        let (addr, mode, timeout): (&str, Mode, Duration) = (addr, *mode, *timeout);
+        let (addr, mode, timeout, sender, receiver) = self.parts();
         for payload in payloads {
             sender
                 .push(&[payload.as_ref()])

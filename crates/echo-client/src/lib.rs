@@ -21,7 +21,7 @@
 //! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
 //! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode |
 //! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many | error, mode, transport |
-//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time | error, mode, payload, stats, transport, units |
+//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time, over a [`Client`] | client, error, mode, payload, stats, units |
 //! | `src/bench/schedule.rs` | when each message of a paced bench is due | |
 //! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison | payload |
 //! | `src/bench/tally.rs` | counting outcomes per connection, and for the run | stats |

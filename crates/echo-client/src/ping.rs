@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use echo_proto::FrameError;
 use serde::Serialize;
 
+use crate::client::Client;
 use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::stats::{LatencyStats, LatencySummary};
-use crate::transport::{self, Receiver, Sender};
 use crate::units;
 
 /// The stream number ping messages carry (a bench numbers its connections;
@@ -52,19 +52,19 @@ const STREAM: u32 = 0;
 /// ```
 #[derive(Debug)]
 pub struct Pinger {
-    addr: String,
-    peer: SocketAddr,
-    mode: Mode,
-    timeout: Duration,
-    sender: Sender,
-    receiver: Receiver,
+    /// The connection, whose halves the pinger drives itself, and whose
+    /// timeout bounds each ping.
+    client: Client,
     pattern: Pattern,
     /// The sequence number of the next ping; the first is 1, as in ping.
     next_seq: u64,
     /// Pings whose echo timed out but may still come, oldest first, with the
     /// time each was sent.
     overdue: VecDeque<(u64, Instant)>,
-    counts: PingCounts,
+    /// The report so far: each ping updates its counts, and
+    /// [`report`](Pinger::report) works out the figures that follow from
+    /// them.
+    totals: PingReport,
     rtt: LatencyStats,
     /// When the first ping was sent and the last one ended.
     first_sent: Option<Instant>,
@@ -116,16 +116,6 @@ pub struct LateEcho {
     pub rtt: Duration,
     /// Whether the echo was identical to the message.
     pub intact: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct PingCounts {
-    sent: u64,
-    received: u64,
-    corrupted: u64,
-    lost: u64,
-    late: u64,
-    unexpected: u64,
 }
 
 /// The statistics of a series of pings, as ping prints them at the end.
@@ -191,19 +181,28 @@ impl Pinger {
     ) -> Result<Pinger, ClientError> {
         mode.check_message_len(size)
             .map_err(|reason| ClientError::InvalidSetting { reason })?;
-        let addr = addr.to_string();
-        let link = transport::connect(&addr, mode, timeout).await?;
-        Ok(Pinger {
-            addr,
-            peer: link.peer,
+        let client = Client::connect_with(addr, mode, timeout).await?;
+        let totals = PingReport {
+            addr: client.addr().to_owned(),
+            peer: client.peer_addr(),
             mode,
-            timeout,
-            sender: link.sender,
-            receiver: link.receiver,
+            size,
+            sent: 0,
+            received: 0,
+            corrupted: 0,
+            lost: 0,
+            late: 0,
+            unexpected: 0,
+            loss_percent: 0.0,
+            time: Duration::ZERO,
+            rtt: None,
+        };
+        Ok(Pinger {
+            client,
             pattern: Pattern::new(size),
             next_seq: 1,
             overdue: VecDeque::new(),
-            counts: PingCounts::default(),
+            totals,
             rtt: LatencyStats::new(),
             first_sent: None,
             last_ended: None,
@@ -212,7 +211,12 @@ impl Pinger {
 
     /// The socket address being pinged.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        self.client.peer_addr()
+    }
+
+    /// The mode the pings are sent in.
+    pub fn mode(&self) -> Mode {
+        self.client.mode()
     }
 
     /// Sends the next ping and waits for its echo, up to the timeout.
@@ -232,17 +236,17 @@ impl Pinger {
         self.next_seq += 1;
         let message = self.pattern.message(STREAM, seq);
         let size = self.pattern.len();
+        let (addr, mode, timeout, sender, receiver) = self.client.parts();
         let sent_at = Instant::now();
         self.first_sent.get_or_insert(sent_at);
-        let deadline = sent_at + self.timeout;
+        let deadline = sent_at + timeout;
 
-        let addr = self.addr.as_str();
-        self.sender
+        sender
             .push_with(message.len(), |batch| message.append_to(batch))
             .map_err(|source| ClientError::exchange(addr, size, source))?;
-        tokio::time::timeout_at(deadline.into(), self.sender.flush())
+        tokio::time::timeout_at(deadline.into(), sender.flush())
             .await
-            .map_err(|_elapsed| ClientError::timeout(addr, self.timeout))?
+            .map_err(|_elapsed| ClientError::timeout(addr, timeout))?
             .map_err(|error| ClientError::exchange(addr, size, FrameError::Io(error)))?;
 
         let mut reply = PingReply {
@@ -252,8 +256,7 @@ impl Pinger {
             unexpected: 0,
         };
         loop {
-            let received =
-                tokio::time::timeout_at(deadline.into(), self.receiver.next_echo(size)).await;
+            let received = tokio::time::timeout_at(deadline.into(), receiver.next_echo(size)).await;
             let now = Instant::now();
             let echo = match received {
                 Err(_elapsed) => {
@@ -266,7 +269,7 @@ impl Pinger {
             };
             // Whose echo is it? Over TCP, echoes come in order, so an overdue
             // ping's comes first. Over UDP, the echo says whose it is.
-            let owner = if self.mode == Mode::Udp {
+            let owner = if mode == Mode::Udp {
                 match Pattern::identify(echo) {
                     Some((STREAM, owner)) if owner == seq => None,
                     Some((STREAM, owner)) => {
@@ -313,7 +316,7 @@ impl Pinger {
     }
 
     fn count(&mut self, reply: &PingReply) {
-        let counts = &mut self.counts;
+        let counts = &mut self.totals;
         counts.sent += 1;
         counts.late += reply.late.len() as u64;
         counts.unexpected += reply.unexpected;
@@ -333,14 +336,7 @@ impl Pinger {
 
     /// The statistics so far.
     pub fn report(&self) -> PingReport {
-        let PingCounts {
-            sent,
-            received,
-            corrupted,
-            lost,
-            late,
-            unexpected,
-        } = self.counts;
+        let (sent, received) = (self.totals.sent, self.totals.received);
         let loss_percent = if sent == 0 {
             0.0
         } else {
@@ -351,19 +347,10 @@ impl Pinger {
             _ => Duration::ZERO,
         };
         PingReport {
-            addr: self.addr.clone(),
-            peer: self.peer,
-            mode: self.mode,
-            size: self.pattern.len(),
-            sent,
-            received,
-            corrupted,
-            lost,
-            late,
-            unexpected,
             loss_percent,
             time,
             rtt: self.rtt.summary(),
+            ..self.totals.clone()
         }
     }
 }

@@ -69,7 +69,7 @@ pub(super) async fn run(options: &Options, args: PingArgs) -> anyhow::Result<()>
     let mut pinger =
         Pinger::connect(&options.addr, options.mode(), args.size, options.timeout).await?;
     let peer = pinger.peer_addr();
-    options.note(format_args!("connected to {peer} ({})", options.mode()));
+    options.note_connected(peer, pinger.mode());
     let mut stdout = io::stdout().lock();
     let mut say = |line: &str| -> anyhow::Result<ControlFlow<()>> {
         if args.json {
@@ -81,7 +81,7 @@ pub(super) async fn run(options: &Options, args: PingArgs) -> anyhow::Result<()>
     let interrupted = interrupt();
     tokio::pin!(interrupted);
     let mut failure = None;
-    let mut stdout_closed = say(&ping_banner(peer, options.mode(), args.size))?.is_break();
+    let mut stdout_closed = say(&ping_banner(peer, pinger.mode(), args.size))?.is_break();
     if !stdout_closed {
         let mut next_send = Instant::now();
         let mut sent = 0;
