@@ -51,7 +51,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use self::connection::{Plan, Signal, nanos};
@@ -73,7 +73,7 @@ pub const MAX_DEPTH: usize = 1 << 20;
 ///
 /// In JSON (as the `parameters` of a [`BenchReport`]), durations are in
 /// seconds, in fields whose names end in `_s`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchConfig {
     /// The server's address, as `HOST:PORT`.
     pub addr: String,
@@ -92,27 +92,24 @@ pub struct BenchConfig {
     pub stop: Stop,
     /// How long to run before measuring: echoes of messages sent during the
     /// warmup are checked but not counted in the results.
-    #[serde(rename = "warmup_s", serialize_with = "units::seconds")]
+    #[serde(rename = "warmup_s", with = "units::seconds")]
     pub warmup: Duration,
     /// Messages per second, all connections together; `None` sends as fast
     /// as the window allows (closed loop).
     pub rate: Option<f64>,
     /// How long to wait to connect, and for each echo.
-    #[serde(rename = "timeout_s", serialize_with = "units::seconds")]
+    #[serde(rename = "timeout_s", with = "units::seconds")]
     pub timeout: Duration,
     /// How often to report the figures of the last interval, if at all.
-    #[serde(
-        rename = "report_interval_s",
-        serialize_with = "units::optional_seconds"
-    )]
+    #[serde(rename = "report_interval_s", with = "units::optional_seconds")]
     pub report_interval: Option<Duration>,
 }
 
 /// When a bench stops sending (after the warmup).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stop {
     /// After this long.
-    #[serde(rename = "duration_s", serialize_with = "units::seconds")]
+    #[serde(rename = "duration_s", with = "units::seconds")]
     Duration(Duration),
     /// After this many messages, shared evenly by the connections.
     #[serde(rename = "messages")]
@@ -254,14 +251,14 @@ pub struct BenchProgress {
 ///
 /// In JSON, times are in seconds from the end of the warmup, and latencies
 /// in microseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct IntervalReport {
     /// When the interval started, from the end of the warmup.
-    #[serde(rename = "start_s", serialize_with = "units::seconds")]
+    #[serde(rename = "start_s", with = "units::seconds")]
     pub start: Duration,
     /// When it ended.
-    #[serde(rename = "end_s", serialize_with = "units::seconds")]
+    #[serde(rename = "end_s", with = "units::seconds")]
     pub end: Duration,
     /// Intact echoes in the interval.
     pub echoed: u64,
@@ -280,8 +277,10 @@ pub struct IntervalReport {
 ///
 /// In JSON: durations in seconds (`_s`), latencies in microseconds
 /// (`latency_us`), throughput in messages and in megabytes (10⁶ bytes) of
-/// echoed payload per second. [`BenchReport::to_json`] writes it.
-#[derive(Debug, Clone, Serialize)]
+/// echoed payload per second. [`BenchReport::to_json`] writes it, and serde
+/// reads it back (every field but [`latency_stats`](Self::latency_stats)),
+/// so that other programs take the report typed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BenchReport {
     /// The settings of the run.
@@ -297,7 +296,7 @@ pub struct BenchReport {
     /// UDP replies that came after their message had been counted missing.
     pub late: u64,
     /// From the end of the warmup to the last intact echo.
-    #[serde(rename = "elapsed_s", serialize_with = "units::seconds")]
+    #[serde(rename = "elapsed_s", with = "units::seconds")]
     pub elapsed: Duration,
     /// `echoed / elapsed`.
     pub messages_per_s: f64,
@@ -315,13 +314,13 @@ pub struct BenchReport {
     /// Whether the run was interrupted before its end.
     pub interrupted: bool,
     /// Every latency behind [`latency`](Self::latency), for other
-    /// percentiles.
+    /// percentiles. Not in the JSON: a report read back from it has none.
     #[serde(skip)]
     pub latency_stats: LatencyStats,
 }
 
 /// Connections of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ConnectionCounts {
     /// Asked for.
@@ -334,7 +333,7 @@ pub struct ConnectionCounts {
 }
 
 /// What went wrong in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ErrorCounts {
     /// The sum of the others.
@@ -355,7 +354,26 @@ impl BenchReport {
     }
 
     /// The report as one JSON document, indented for people; scripts parse it
-    /// all the same.
+    /// all the same, and Rust programs read it back with serde.
+    ///
+    /// ```
+    /// use echo_client::bench::{self, BenchConfig, BenchReport, Stop};
+    /// # use echo_server::{Config, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::bind(Config { listen: "127.0.0.1:0".parse()?, ..Config::default() }).await?;
+    /// # let addr = server.local_addr().to_string();
+    /// # tokio::spawn(server.run(std::future::pending()));
+    /// let config = BenchConfig { addr, stop: Stop::Messages(100), ..BenchConfig::default() };
+    /// let json = bench::run(&config).await?.to_json();
+    ///
+    /// // Another program, given the JSON:
+    /// let report: BenchReport = serde_json::from_str(&json)?;
+    /// assert_eq!((report.parameters, report.echoed), (config, 100));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report is plain data, always serializable")
     }
@@ -722,6 +740,10 @@ mod tests {
             ..BenchConfig::default()
         };
         let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            serde_json::from_value::<BenchConfig>(json.clone()).unwrap(),
+            config
+        );
         assert_eq!(json["messages"], 5);
         assert_eq!(json["mode"], "framed");
         assert_eq!(json["rate"], 100.0);
@@ -731,5 +753,9 @@ mod tests {
         assert!(json.get("duration_s").is_none());
         let json = serde_json::to_value(BenchConfig::default()).unwrap();
         assert_eq!(json["duration_s"], 10.0);
+        assert_eq!(
+            serde_json::from_value::<BenchConfig>(json).unwrap(),
+            BenchConfig::default()
+        );
     }
 }

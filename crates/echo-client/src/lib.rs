@@ -103,7 +103,7 @@
 //! // Ping: one timed echo at a time; the report is what `ping` prints.
 //! let mut pinger = Pinger::connect(&udp_addr, Mode::Udp, 56, timeout).await?;
 //! let reply = pinger.ping().await?; // seq, outcome (Echoed, Corrupted or Lost)
-//! println!("{}", pinger.report()); // ping's summary; serializable with serde
+//! println!("{}", pinger.report()); // ping's summary; serializable with serde, and readable back
 //!
 //! // Bench: the engine behind `echo-client bench`.
 //! let report = bench::run(&BenchConfig {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::payload::ID_LEN;
 
@@ -29,7 +29,7 @@ pub const MAX_DATAGRAM_LEN: usize = 65_507;
 ///     "unknown mode `tcp`: the modes are framed, raw and udp",
 /// );
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// TCP with the echo protocol's framing: each message is a 4-byte

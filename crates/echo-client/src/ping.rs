@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use echo_proto::FrameError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -121,8 +121,8 @@ pub struct LateEcho {
 /// The statistics of a series of pings, as ping prints them at the end.
 ///
 /// In JSON, the round-trip times are in microseconds (`rtt_us`) and the
-/// total time in seconds (`time_s`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// total time in seconds (`time_s`); serde reads it back as it wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PingReport {
     /// The address as given.
@@ -148,7 +148,7 @@ pub struct PingReport {
     /// `(sent − received) / sent`, as a percentage; 0 when nothing was sent.
     pub loss_percent: f64,
     /// From the first ping's sending to the end of the last one.
-    #[serde(rename = "time_s", serialize_with = "units::seconds")]
+    #[serde(rename = "time_s", with = "units::seconds")]
     pub time: Duration,
     /// The round-trip times of the intact echoes, if any.
     #[serde(rename = "rtt_us")]

@@ -3,7 +3,8 @@
 //! For people: ping's lines in the style of iputils' `ping`, and the bench's
 //! banner, interval lines and results block, every figure with its unit. For
 //! programs: the reports serialize to JSON (with serde) with the unit in each
-//! field's name: `_s` for seconds, `latency_us` and `rtt_us` for microseconds.
+//! field's name: `_s` for seconds, `latency_us` and `rtt_us` for microseconds;
+//! they read back from it the same way.
 
 use std::fmt;
 use std::net::SocketAddr;

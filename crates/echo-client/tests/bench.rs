@@ -487,3 +487,32 @@ async fn the_report_is_one_json_document_with_units_in_names() {
             .is_some_and(|rate| rate > 0.0)
     );
 }
+
+/// Other programs take the report typed: it reads back from its JSON to a
+/// report that writes the same JSON, intervals and latencies included.
+#[tokio::test]
+async fn the_json_report_reads_back_to_the_same_report() {
+    let servers = echo_servers(ServerMode::Framed).await;
+    let report = bench(BenchConfig {
+        connections: 2,
+        stop: Stop::Duration(Duration::from_millis(300)),
+        warmup: Duration::from_millis(50),
+        rate: Some(2_000.0),
+        report_interval: Some(Duration::from_millis(100)),
+        ..config(servers.tcp, Mode::Framed)
+    })
+    .await;
+    assert!(
+        !report.intervals.is_empty() && report.latency.is_some(),
+        "{report}"
+    );
+    let json = report.to_json();
+    let back: BenchReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.to_json(), json);
+    assert_eq!(back.parameters, report.parameters);
+    assert_eq!(back.intervals, report.intervals);
+    assert_eq!(back.latency, report.latency);
+    assert_eq!(back.elapsed, report.elapsed);
+    // The histogram is not in the JSON.
+    assert_eq!(back.latency_stats.count(), 0);
+}

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use echo_client::Mode;
-use echo_client::ping::{PingOutcome, Pinger};
+use echo_client::ping::{PingOutcome, PingReport, Pinger};
 use echo_server::Mode as ServerMode;
 use support::{CORRUPTED_FRAME, DEADLINE, Fake, UdpFake, echo_servers, fake_server, udp_fake};
 use tokio::time::timeout;
@@ -55,6 +55,8 @@ async fn pings_in_every_mode() {
             "{rtt:?}"
         );
         assert!(report.succeeded());
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<PingReport>(&json).unwrap(), report);
     }
 }
 
