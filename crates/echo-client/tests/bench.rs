@@ -1,21 +1,19 @@
 //! The bench engine against the real server in each mode, and against fakes
 //! that damage, lose, duplicate or withhold echoes.
 
+mod common;
 mod support;
 
 use std::time::Duration;
 
+use common::{bounded, every_mode};
 use echo_client::Mode;
 use echo_client::bench::{self, BenchConfig, BenchEvent, BenchReport, Stop};
 use echo_server::Mode as ServerMode;
-use support::{DEADLINE, Fake, STALL, UdpFake, echo_servers, fake_server, refused_addr, udp_fake};
-use tokio::time::timeout;
+use support::{Fake, STALL, UdpFake, echo_servers, fake_server, refused_addr, udp_fake};
 
 async fn bench(config: BenchConfig) -> BenchReport {
-    timeout(DEADLINE, bench::run(&config))
-        .await
-        .expect("the bench ends within the deadline")
-        .expect("the bench runs")
+    bounded(bench::run(&config)).await.expect("the bench runs")
 }
 
 fn config(addr: std::net::SocketAddr, mode: Mode) -> BenchConfig {
@@ -58,15 +56,34 @@ fn assert_clean(report: &BenchReport, messages: u64) {
     assert!((report.megabytes_per_s - megabytes).abs() < 1e-6 * megabytes.max(1e-9));
 }
 
+/// Checks that the report's first error says `expected`, among other things.
+#[track_caller]
+fn assert_first_error(report: &BenchReport, expected: &str) {
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains(expected),
+        "{first:?} should say {expected:?}"
+    );
+}
+
+/// Checks that the run found `count` errors, all corrupted echoes, the first
+/// of them the echo of message `seq`, differing at `byte`.
+#[track_caller]
+fn assert_corrupted(report: &BenchReport, count: u64, seq: u64, byte: usize) {
+    assert_eq!(
+        (report.errors.total, report.errors.corrupted),
+        (count, count),
+        "{report}"
+    );
+    assert_first_error(
+        report,
+        &format!("the echo of message {seq} differs from it at byte {byte}"),
+    );
+}
+
 #[tokio::test]
 async fn benches_every_mode_with_many_connections_and_pipelining() {
-    let framed = echo_servers(ServerMode::Framed).await;
-    let raw = echo_servers(ServerMode::Raw).await;
-    for (addr, mode) in [
-        (framed.tcp, Mode::Framed),
-        (raw.tcp, Mode::Raw),
-        (framed.udp, Mode::Udp),
-    ] {
+    for (addr, mode) in every_mode().await {
         for (connections, depth) in [(1, 1), (5, 16)] {
             let report = bench(BenchConfig {
                 connections,
@@ -130,18 +147,9 @@ async fn a_corrupted_byte_is_one_error() {
     })
     .await;
     assert!(!report.succeeded());
-    assert_eq!(
-        (report.errors.total, report.errors.corrupted),
-        (2, 2),
-        "{report}"
-    );
+    assert_corrupted(&report, 2, 3, 63);
     assert_eq!((report.sent, report.echoed), (200, 198));
     assert_eq!(report.connections.failed, 0);
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains("the echo of message 3 differs from it at byte 63"),
-        "{first}"
-    );
 }
 
 #[tokio::test]
@@ -153,18 +161,9 @@ async fn a_corrupted_raw_byte_is_one_error() {
         ..config(addr, Mode::Raw)
     })
     .await;
-    assert_eq!(
-        (report.errors.total, report.errors.corrupted),
-        (1, 1),
-        "{report}"
-    );
-    assert_eq!(report.echoed, 49);
     // Byte 100 of the stream is byte 36 of the second 64-byte message.
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains("the echo of message 1 differs from it at byte 36"),
-        "{first}"
-    );
+    assert_corrupted(&report, 1, 1, 36);
+    assert_eq!(report.echoed, 49);
 }
 
 /// The fake echoes each read in one write, so pipelined echoes come back
@@ -179,20 +178,11 @@ async fn a_corrupted_byte_among_echoes_read_together_is_found_where_it_is() {
         ..config(addr, Mode::Framed)
     })
     .await;
-    assert_eq!(
-        (report.errors.total, report.errors.corrupted),
-        (1, 1),
-        "{report}"
-    );
-    assert_eq!((report.sent, report.echoed), (50, 49));
-    assert_eq!(report.connections.failed, 0);
     // Frames of 64-byte messages are 68 bytes: byte 100 of the stream is
     // byte 28 of the second message.
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains("the echo of message 1 differs from it at byte 28"),
-        "{first}"
-    );
+    assert_corrupted(&report, 1, 1, 28);
+    assert_eq!((report.sent, report.echoed), (50, 49));
+    assert_eq!(report.connections.failed, 0);
 }
 
 /// An extra frame puts the stream out of step: the connection fails, and
@@ -277,11 +267,7 @@ async fn a_silent_server_fails_every_connection_after_the_timeout() {
         "two in flight each"
     );
     assert_eq!(report.latency, None);
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains(&format!("no echo from {addr} within 200ms")),
-        "{first}"
-    );
+    assert_first_error(&report, &format!("no echo from {addr} within 200ms"));
 }
 
 #[tokio::test]
@@ -303,11 +289,7 @@ async fn connections_that_cannot_open_are_counted() {
     );
     assert_eq!((report.sent, report.echoed), (0, 0));
     assert!(!report.succeeded());
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.starts_with(&format!("cannot connect to {addr}: ")),
-        "{first}"
-    );
+    assert_first_error(&report, &format!("cannot connect to {addr}: "));
 }
 
 #[tokio::test]
@@ -385,12 +367,12 @@ async fn warmup_and_intervals() {
         report_interval: Some(Duration::from_millis(100)),
         ..config(servers.tcp, Mode::Framed)
     };
-    let report = timeout(
-        DEADLINE,
-        bench::run_with(&config, |event| events.push(event), std::future::pending()),
-    )
+    let report = bounded(bench::run_with(
+        &config,
+        |event| events.push(event),
+        std::future::pending(),
+    ))
     .await
-    .unwrap()
     .unwrap();
     assert!(report.succeeded());
     assert!(matches!(
@@ -443,14 +425,10 @@ async fn an_interrupted_run_still_reports() {
             }
         }
     };
-    let report = timeout(
-        DEADLINE,
-        bench::run_with(&config, observer, async {
-            let _ = interrupted.await;
-        }),
-    )
+    let report = bounded(bench::run_with(&config, observer, async {
+        let _ = interrupted.await;
+    }))
     .await
-    .expect("an interrupted run ends")
     .unwrap();
     assert!(report.interrupted);
     assert!(report.echoed > 0);

@@ -2,22 +2,13 @@
 //! UDP beside framed, one message and pipelined; and the failures peculiar
 //! to each.
 
+mod common;
 mod support;
 
-use std::time::Duration;
-
+use common::{PATIENT, bounded, every_mode};
 use echo_client::{Client, ClientError, Mode};
 use echo_server::Mode as ServerMode;
-use support::{DEADLINE, Fake, closed_udp_port, echo_servers, fake_server};
-use tokio::time::timeout;
-
-const PATIENT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: Future>(future: F) -> F::Output {
-    timeout(DEADLINE, future)
-        .await
-        .expect("the operation ends within the deadline")
-}
+use support::{Fake, closed_udp_port, echo_servers, fake_server};
 
 async fn connect(addr: std::net::SocketAddr, mode: Mode) -> Client {
     bounded(Client::connect_with(addr, mode, PATIENT))
@@ -27,13 +18,7 @@ async fn connect(addr: std::net::SocketAddr, mode: Mode) -> Client {
 
 #[tokio::test]
 async fn every_mode_echoes_one_message_and_many_pipelined() {
-    let framed = echo_servers(ServerMode::Framed).await;
-    let raw = echo_servers(ServerMode::Raw).await;
-    for (addr, mode) in [
-        (framed.tcp, Mode::Framed),
-        (raw.tcp, Mode::Raw),
-        (framed.udp, Mode::Udp),
-    ] {
+    for (addr, mode) in every_mode().await {
         let mut client = connect(addr, mode).await;
         assert_eq!(client.mode(), mode);
         assert_eq!(client.peer_addr(), addr);
