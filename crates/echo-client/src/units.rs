@@ -91,7 +91,8 @@ pub(crate) mod optional_seconds {
 /// nanoseconds of a long duration are not lost in a product too large to
 /// hold them exactly: the fraction alone multiplies back to them.
 fn from_seconds(seconds: f64) -> Option<Duration> {
-    if !(seconds >= 0.0) {
+    // NaN compares false with everything, so it is refused by name.
+    if seconds.is_nan() || seconds < 0.0 {
         return None;
     }
     let whole = seconds.trunc();
