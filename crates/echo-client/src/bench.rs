@@ -51,16 +51,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use self::connection::{Plan, Signal, nanos};
 use self::tally::Collector;
-use crate::ClientError;
+use crate::error::ClientError;
+use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::report::units;
 use crate::stats::{LatencyStats, LatencySummary};
-use crate::transport::{self, Transport};
+use crate::transport;
+use crate::units;
 
 /// How often progress is reported and intervals are checked.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
@@ -72,16 +73,16 @@ pub const MAX_DEPTH: usize = 1 << 20;
 ///
 /// In JSON (as the `parameters` of a [`BenchReport`]), durations are in
 /// seconds, in fields whose names end in `_s`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchConfig {
     /// The server's address, as `HOST:PORT`.
     pub addr: String,
     /// How to talk to it.
-    pub transport: Transport,
+    pub mode: Mode,
     /// How many connections (UDP: sockets) to open, at least 1.
     pub connections: usize,
     /// The length of each message, in bytes; see
-    /// [`Transport::check_message_len`] for the range.
+    /// [`Mode::check_message_len`] for the range.
     pub size: usize,
     /// How many messages each connection keeps in flight, from 1 (one round
     /// trip at a time) to [`MAX_DEPTH`].
@@ -91,27 +92,24 @@ pub struct BenchConfig {
     pub stop: Stop,
     /// How long to run before measuring: echoes of messages sent during the
     /// warmup are checked but not counted in the results.
-    #[serde(rename = "warmup_s", serialize_with = "units::seconds")]
+    #[serde(rename = "warmup_s", with = "units::seconds")]
     pub warmup: Duration,
     /// Messages per second, all connections together; `None` sends as fast
     /// as the window allows (closed loop).
     pub rate: Option<f64>,
     /// How long to wait to connect, and for each echo.
-    #[serde(rename = "timeout_s", serialize_with = "units::seconds")]
+    #[serde(rename = "timeout_s", with = "units::seconds")]
     pub timeout: Duration,
     /// How often to report the figures of the last interval, if at all.
-    #[serde(
-        rename = "report_interval_s",
-        serialize_with = "units::optional_seconds"
-    )]
+    #[serde(rename = "report_interval_s", with = "units::optional_seconds")]
     pub report_interval: Option<Duration>,
 }
 
 /// When a bench stops sending (after the warmup).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stop {
     /// After this long.
-    #[serde(rename = "duration_s", serialize_with = "units::seconds")]
+    #[serde(rename = "duration_s", with = "units::seconds")]
     Duration(Duration),
     /// After this many messages, shared evenly by the connections.
     #[serde(rename = "messages")]
@@ -119,12 +117,13 @@ pub enum Stop {
 }
 
 impl Default for BenchConfig {
-    /// One connection to `127.0.0.1:9999`, framed, 64-byte messages one at a
-    /// time, for 10 seconds, no warmup, unpaced, 5-second timeout.
+    /// One connection to [`echo_proto::DEFAULT_ADDR`] (127.0.0.1:9999),
+    /// framed, 64-byte messages one at a time, for 10 seconds, no warmup,
+    /// unpaced, 5-second timeout.
     fn default() -> Self {
         Self {
-            addr: "127.0.0.1:9999".to_owned(),
-            transport: Transport::Framed,
+            addr: echo_proto::DEFAULT_ADDR.to_string(),
+            mode: Mode::Framed,
             connections: 1,
             size: 64,
             depth: 1,
@@ -168,7 +167,7 @@ impl BenchConfig {
                 self.depth
             ));
         }
-        self.transport
+        self.mode
             .check_message_len(self.size)
             .or_else(|reason| invalid(format!("size: {reason}")))?;
         match self.stop {
@@ -252,14 +251,14 @@ pub struct BenchProgress {
 ///
 /// In JSON, times are in seconds from the end of the warmup, and latencies
 /// in microseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct IntervalReport {
     /// When the interval started, from the end of the warmup.
-    #[serde(rename = "start_s", serialize_with = "units::seconds")]
+    #[serde(rename = "start_s", with = "units::seconds")]
     pub start: Duration,
     /// When it ended.
-    #[serde(rename = "end_s", serialize_with = "units::seconds")]
+    #[serde(rename = "end_s", with = "units::seconds")]
     pub end: Duration,
     /// Intact echoes in the interval.
     pub echoed: u64,
@@ -278,8 +277,10 @@ pub struct IntervalReport {
 ///
 /// In JSON: durations in seconds (`_s`), latencies in microseconds
 /// (`latency_us`), throughput in messages and in megabytes (10⁶ bytes) of
-/// echoed payload per second. [`BenchReport::to_json`] writes it.
-#[derive(Debug, Clone, Serialize)]
+/// echoed payload per second. [`BenchReport::to_json`] writes it, and serde
+/// reads it back (every field but [`latency_stats`](Self::latency_stats)),
+/// so that other programs take the report typed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BenchReport {
     /// The settings of the run.
@@ -295,7 +296,7 @@ pub struct BenchReport {
     /// UDP replies that came after their message had been counted missing.
     pub late: u64,
     /// From the end of the warmup to the last intact echo.
-    #[serde(rename = "elapsed_s", serialize_with = "units::seconds")]
+    #[serde(rename = "elapsed_s", with = "units::seconds")]
     pub elapsed: Duration,
     /// `echoed / elapsed`.
     pub messages_per_s: f64,
@@ -313,13 +314,13 @@ pub struct BenchReport {
     /// Whether the run was interrupted before its end.
     pub interrupted: bool,
     /// Every latency behind [`latency`](Self::latency), for other
-    /// percentiles.
+    /// percentiles. Not in the JSON: a report read back from it has none.
     #[serde(skip)]
     pub latency_stats: LatencyStats,
 }
 
 /// Connections of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ConnectionCounts {
     /// Asked for.
@@ -332,7 +333,7 @@ pub struct ConnectionCounts {
 }
 
 /// What went wrong in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ErrorCounts {
     /// The sum of the others.
@@ -353,7 +354,26 @@ impl BenchReport {
     }
 
     /// The report as one JSON document, indented for people; scripts parse it
-    /// all the same.
+    /// all the same, and Rust programs read it back with serde.
+    ///
+    /// ```
+    /// use echo_client::bench::{self, BenchConfig, BenchReport, Stop};
+    /// # use echo_server::{Config, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::bind(Config { listen: "127.0.0.1:0".parse()?, ..Config::default() }).await?;
+    /// # let addr = server.local_addr().to_string();
+    /// # tokio::spawn(server.run(std::future::pending()));
+    /// let config = BenchConfig { addr, stop: Stop::Messages(100), ..BenchConfig::default() };
+    /// let json = bench::run(&config).await?.to_json();
+    ///
+    /// // Another program, given the JSON:
+    /// let report: BenchReport = serde_json::from_str(&json)?;
+    /// assert_eq!((report.parameters, report.echoed), (config, 100));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report is plain data, always serializable")
     }
@@ -385,31 +405,22 @@ pub async fn run_with(
     config.validate()?;
     let candidates = tokio::time::timeout(config.timeout, transport::resolve(&config.addr))
         .await
-        .map_err(|_elapsed| ClientError::ConnectTimeout {
-            addr: config.addr.clone(),
-            waited: config.timeout,
-        })??;
+        .map_err(|_elapsed| ClientError::connect_timeout(&config.addr, config.timeout))??;
     let candidates: Arc<[_]> = candidates.into();
 
     // Connect everything first, so that connecting is not measured.
     let mut connecting = JoinSet::new();
     for index in 0..config.connections {
-        let (addr, candidates, transport, timeout) = (
+        let (addr, candidates, mode, timeout) = (
             config.addr.clone(),
             Arc::clone(&candidates),
-            config.transport,
+            config.mode,
             config.timeout,
         );
         connecting.spawn(async move {
-            let opened =
-                tokio::time::timeout(timeout, transport::open(&addr, &candidates, transport))
-                    .await
-                    .unwrap_or_else(|_elapsed| {
-                        Err(ClientError::ConnectTimeout {
-                            addr,
-                            waited: timeout,
-                        })
-                    });
+            let opened = tokio::time::timeout(timeout, transport::open(&addr, &candidates, mode))
+                .await
+                .unwrap_or_else(|_elapsed| Err(ClientError::connect_timeout(&addr, timeout)));
             (index, opened)
         });
     }
@@ -433,7 +444,7 @@ pub async fn run_with(
 
     let plan = Arc::new(Plan {
         addr: config.addr.clone(),
-        transport: config.transport,
+        mode: config.mode,
         epoch: Instant::now(),
         warmup_nanos: nanos(config.warmup),
         depth: config.depth as u64,
@@ -702,7 +713,7 @@ mod tests {
         );
         bad(
             |c| {
-                c.transport = Transport::Udp;
+                c.mode = Mode::Udp;
                 c.size = 4;
             },
             "sequence number",
@@ -729,8 +740,12 @@ mod tests {
             ..BenchConfig::default()
         };
         let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            serde_json::from_value::<BenchConfig>(json.clone()).unwrap(),
+            config
+        );
         assert_eq!(json["messages"], 5);
-        assert_eq!(json["transport"], "framed");
+        assert_eq!(json["mode"], "framed");
         assert_eq!(json["rate"], 100.0);
         assert_eq!(json["timeout_s"], 5.0);
         assert_eq!(json["warmup_s"], 0.0);
@@ -738,5 +753,9 @@ mod tests {
         assert!(json.get("duration_s").is_none());
         let json = serde_json::to_value(BenchConfig::default()).unwrap();
         assert_eq!(json["duration_s"], 10.0);
+        assert_eq!(
+            serde_json::from_value::<BenchConfig>(json).unwrap(),
+            BenchConfig::default()
+        );
     }
 }

@@ -13,13 +13,14 @@ mod send;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use clap::builder::FalseyValueParser;
+use clap::builder::{FalseyValueParser, PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use echo_client::Transport;
+use echo_client::Mode;
 
 const USAGE: &str = "echo-client [OPTIONS] [MESSAGE]...\n       echo-client [OPTIONS] <COMMAND>";
 
@@ -33,7 +34,8 @@ Examples:
   echo-client -- send                Send the word \"send\" itself
   echo-client ping -c 5              Is it up? Five timed echoes
   echo-client bench -c 10 -d 32 -t 5 How fast is it, and is it correct?
-  echo-client --udp ping             The same over UDP (--raw: RFC 862 TCP)";
+  echo-client --udp ping             The same over UDP (--raw: RFC 862 TCP)
+  echo-client --mode raw ping -c 3   Any RFC 862 server: inetd, nc -e cat";
 
 /// Send messages to an echo server and check their echoes; ping it; bench it.
 ///
@@ -41,8 +43,9 @@ Examples:
 /// echo is printed on its own line once it has come back identical. `ping`
 /// times one echo at a time; `bench` loads the server from many connections
 /// and reports throughput, latency percentiles and errors. Every echo is
-/// checked byte for byte. Besides the echo protocol (framed TCP), --raw
-/// speaks RFC 862 over TCP and --udp RFC 862 over UDP, for any echo server.
+/// checked byte for byte. Besides the echo protocol (framed TCP, the default
+/// --mode), --mode raw speaks RFC 862 over TCP and --mode udp RFC 862 over
+/// UDP, for any echo server; --raw and --udp say the same for short.
 #[derive(Debug, Parser)]
 #[command(name = "echo-client", version, override_usage = USAGE, after_help = EXAMPLES)]
 pub(crate) struct Cli {
@@ -73,19 +76,19 @@ impl Cli {
     }
 
     /// Checks what clap cannot check alone, because it depends on two
-    /// options at once: the message size against the transport.
+    /// options at once: the message size against the mode.
     ///
     /// # Errors
     ///
     /// A usage error, which exits with code 2 like clap's own.
     pub(crate) fn validate(&self) -> Result<(), clap::Error> {
-        let transport = self.options.transport();
+        let mode = self.options.mode();
         let size = match &self.command {
             Some(Command::Ping(args)) => args.size,
             Some(Command::Bench(args)) => args.size,
             Some(Command::Send(_)) | None => return Ok(()),
         };
-        transport.check_message_len(size).map_err(|reason| {
+        mode.check_message_len(size).map_err(|reason| {
             Cli::command().error(ErrorKind::ValueValidation, format!("--size: {reason}"))
         })
     }
@@ -142,37 +145,46 @@ struct Options {
     /// How to talk to the server: `framed` is the echo protocol
     /// (length-prefixed frames over TCP); `raw` is RFC 862 over TCP, bytes
     /// echoed as they arrive; `udp` is RFC 862 over UDP, a datagram each way
+    //
+    // `--transport` is an older name of --mode, accepted but not listed, so
+    // that scripts that use it go on working.
     #[arg(
         long,
+        alias = "transport",
         global = true,
-        env = "ECHO_TRANSPORT",
-        value_enum,
-        default_value_t = Transport::Framed,
-        value_name = "TRANSPORT"
+        env = "ECHO_MODE",
+        value_parser = mode_parser(),
+        default_value_t = Mode::Framed,
+        value_name = "MODE"
     )]
-    transport: Transport,
+    mode: Mode,
 
-    /// Shorthand for --transport raw: RFC 862 echo over TCP, no framing, for
+    /// Shorthand for --mode raw: RFC 862 echo over TCP, no framing, for
     /// inetd, `nc -e cat` and `echo-server --mode raw` [default: off]
     #[arg(long, global = true, conflicts_with = "udp")]
     raw: bool,
 
-    /// Shorthand for --transport udp: RFC 862 echo over UDP, one datagram
-    /// per message [default: off]
+    /// Shorthand for --mode udp: RFC 862 echo over UDP, one datagram per
+    /// message [default: off]
     #[arg(long, global = true)]
     udp: bool,
 }
 
 impl Options {
-    /// The transport asked for: --raw or --udp if given, else --transport.
-    fn transport(&self) -> Transport {
+    /// The mode asked for: --raw or --udp if given, else --mode.
+    fn mode(&self) -> Mode {
         if self.raw {
-            Transport::Raw
+            Mode::Raw
         } else if self.udp {
-            Transport::Udp
+            Mode::Udp
         } else {
-            self.transport
+            self.mode
         }
+    }
+
+    /// The `--verbose` line that says where a command connected, and how.
+    fn note_connected(&self, peer: SocketAddr, mode: Mode) {
+        self.note(format_args!("connected to {peer} ({mode})"));
     }
 
     /// Prints one line of `--verbose` commentary to stderr.
@@ -183,6 +195,26 @@ impl Options {
             let _ = writeln!(io::stderr(), "{message}");
         }
     }
+}
+
+/// Parses the mode's name with the library's [`FromStr`](std::str::FromStr),
+/// after clap has checked it against the names it lists in the help, each
+/// with what it means.
+fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    let values = Mode::ALL.map(|mode| {
+        PossibleValue::new(mode.as_str()).help(match mode {
+            Mode::Framed => {
+                "TCP with the echo protocol's framing: each message is a 4-byte big-endian \
+                 length and that many bytes, echoed whole"
+            }
+            Mode::Raw => {
+                "TCP without framing (RFC 862): the bytes of a message are sent as they are, \
+                 and its echo is complete once as many bytes have come back"
+            }
+            Mode::Udp => "UDP (RFC 862): each message is one datagram, answered by one datagram",
+        })
+    });
+    PossibleValuesParser::new(values).try_map(|name| name.parse::<Mode>())
 }
 
 #[derive(Debug, Subcommand)]
@@ -381,40 +413,44 @@ mod tests {
     #[test]
     fn defaults_are_shown_and_match_the_contract() {
         let command = Cli::command();
+        let text = |value: &std::ffi::OsStr| value.to_string_lossy().into_owned();
         let default = |id: &str| {
             let arg = command.get_arguments().find(|arg| arg.get_id() == id);
             let arg = arg.unwrap_or_else(|| panic!("no argument {id}"));
-            (
-                arg.get_default_values().to_vec(),
-                arg.get_env().map(ToOwned::to_owned),
-            )
+            let values: Vec<String> = arg.get_default_values().iter().map(|v| text(v)).collect();
+            (values, arg.get_env().map(text))
         };
+        let expected = |value: &str, env: &str| (vec![value.to_owned()], Some(env.to_owned()));
         assert_eq!(
             default("addr"),
-            (vec!["127.0.0.1:9999".into()], Some("ECHO_ADDR".into()))
+            expected(&echo_proto::DEFAULT_ADDR.to_string(), "ECHO_ADDR")
         );
-        assert_eq!(
-            default("timeout"),
-            (vec!["5".into()], Some("ECHO_TIMEOUT".into()))
-        );
-        assert_eq!(default("verbose").1, Some("ECHO_VERBOSE".into()));
-        assert_eq!(
-            default("transport"),
-            (vec!["framed".into()], Some("ECHO_TRANSPORT".into()))
-        );
+        assert_eq!(default("timeout"), expected("5", "ECHO_TIMEOUT"));
+        assert_eq!(default("verbose").1, Some("ECHO_VERBOSE".to_owned()));
+        assert_eq!(default("mode"), expected("framed", "ECHO_MODE"));
     }
 
     #[test]
-    fn raw_and_udp_are_shorthands_for_the_transport() {
-        let transport = |args: &[&str]| parse(args).unwrap().options.transport();
-        assert_eq!(transport(&["x"]), Transport::Framed);
-        assert_eq!(transport(&["--raw", "x"]), Transport::Raw);
-        assert_eq!(transport(&["--udp", "ping"]), Transport::Udp);
-        assert_eq!(transport(&["ping", "--udp"]), Transport::Udp);
-        assert_eq!(transport(&["--transport", "udp", "bench"]), Transport::Udp);
-        assert_eq!(transport(&["--transport", "raw", "x"]), Transport::Raw);
+    fn raw_and_udp_are_shorthands_for_the_mode() {
+        let mode = |args: &[&str]| parse(args).unwrap().options.mode();
+        assert_eq!(mode(&["x"]), Mode::Framed);
+        assert_eq!(mode(&["--raw", "x"]), Mode::Raw);
+        assert_eq!(mode(&["--udp", "ping"]), Mode::Udp);
+        assert_eq!(mode(&["ping", "--udp"]), Mode::Udp);
+        assert_eq!(mode(&["--mode", "udp", "bench"]), Mode::Udp);
+        assert_eq!(mode(&["bench", "--mode=raw"]), Mode::Raw);
+        // The old name, still accepted.
+        assert_eq!(mode(&["--transport", "raw", "x"]), Mode::Raw);
+        assert_eq!(mode(&["ping", "--transport=udp"]), Mode::Udp);
         let error = parse(&["--raw", "--udp", "x"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn the_old_name_of_mode_is_not_listed() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--mode <MODE>"), "{help}");
+        assert!(!help.contains("--transport"), "{help}");
     }
 
     #[test]
@@ -455,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn the_size_is_checked_against_the_transport() {
+    fn the_size_is_checked_against_the_mode() {
         assert!(
             parse(&["--udp", "ping", "--size", "64"])
                 .unwrap()

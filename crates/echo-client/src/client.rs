@@ -2,15 +2,15 @@
 //! a time or many at once.
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use echo_proto::FrameError;
 
-use crate::ClientError;
-use crate::transport::{self, Receiver, Sender, Transport};
+use crate::error::ClientError;
+use crate::mode::Mode;
+use crate::transport::{self, Receiver, Sender};
 
 /// A connection to an echo server.
 ///
@@ -48,7 +48,7 @@ pub struct Client {
     addr: String,
     /// The socket address actually connected to.
     peer: SocketAddr,
-    transport: Transport,
+    mode: Mode,
     /// The bound on connecting and on each echo.
     timeout: Duration,
     sender: Sender,
@@ -85,10 +85,10 @@ impl Client {
         addr: impl fmt::Display,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        Self::connect_with(addr, Transport::Framed, timeout).await
+        Self::connect_with(addr, Mode::Framed, timeout).await
     }
 
-    /// Connects to the echo server at `addr` over `transport`.
+    /// Connects to the echo server at `addr` in `mode`.
     ///
     /// Over UDP nothing is exchanged until the first message: "connecting"
     /// resolves the address and fixes the socket's peer, so an absent server
@@ -101,41 +101,41 @@ impl Client {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use echo_client::{Client, Transport};
-    /// # use echo_server::{Config, Mode, Server};
+    /// use echo_client::{Client, Mode};
+    /// # use echo_server::{Config, Server};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let server = Server::bind(Config {
     /// #     listen: "127.0.0.1:0".parse()?,
-    /// #     mode: Mode::Raw,
+    /// #     mode: echo_server::Mode::Raw,
     /// #     udp: Some("127.0.0.1:0".parse()?),
     /// #     ..Config::default()
     /// # }).await?;
     /// # let (tcp, udp) = (server.local_addr(), server.udp_addr().expect("UDP is on"));
     /// # tokio::spawn(server.run(std::future::pending()));
     /// // RFC 862 over TCP: no framing.
-    /// let mut raw = Client::connect_with(tcp, Transport::Raw, Duration::from_secs(5)).await?;
+    /// let mut raw = Client::connect_with(tcp, Mode::Raw, Duration::from_secs(5)).await?;
     /// assert_eq!(&raw.echo(b"raw bytes").await?[..], b"raw bytes");
     ///
     /// // RFC 862 over UDP: one datagram each way.
-    /// let mut udp = Client::connect_with(udp, Transport::Udp, Duration::from_secs(5)).await?;
+    /// let mut udp = Client::connect_with(udp, Mode::Udp, Duration::from_secs(5)).await?;
     /// assert_eq!(&udp.echo(b"a datagram").await?[..], b"a datagram");
     /// # Ok(())
     /// # }
     /// ```
     pub async fn connect_with(
         addr: impl fmt::Display,
-        transport: Transport,
+        mode: Mode,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let addr = addr.to_string();
-        let link = transport::connect(&addr, transport, timeout).await?;
-        tracing::debug!(%addr, peer = %link.peer, %transport, "connected");
+        let link = transport::connect(&addr, mode, timeout).await?;
+        tracing::debug!(%addr, peer = %link.peer, %mode, "connected");
         Ok(Client {
             addr,
             peer: link.peer,
-            transport,
+            mode,
             timeout,
             sender: link.sender,
             receiver: link.receiver,
@@ -147,9 +147,28 @@ impl Client {
         self.peer
     }
 
-    /// The transport this client speaks.
-    pub fn transport(&self) -> Transport {
-        self.transport
+    /// The mode this client speaks.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The address as the caller gave it, which every error names.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// What an exchange needs at once: the address and timeout its errors
+    /// name, the mode, and both halves. [`pipeline`](Client::pipeline) uses
+    /// them, and so does the [`Pinger`](crate::ping::Pinger), which times one
+    /// message at a time and must tell late echoes from current ones.
+    pub(crate) fn parts(&mut self) -> (&str, Mode, Duration, &mut Sender, &mut Receiver) {
+        (
+            &self.addr,
+            self.mode,
+            self.timeout,
+            &mut self.sender,
+            &mut self.receiver,
+        )
     }
 
     /// Sends `payload` as one message and returns its echo, once the echo has
@@ -232,19 +251,11 @@ impl Client {
         &mut self,
         payloads: &[P],
     ) -> Result<Vec<Bytes>, ClientError> {
-        let Client {
-            addr,
-            transport,
-            timeout,
-            sender,
-            receiver,
-            ..
-        } = self;
-        let (addr, transport, timeout): (&str, Transport, Duration) = (addr, *transport, *timeout);
+        let (addr, mode, timeout, sender, receiver) = self.parts();
         for payload in payloads {
             sender
                 .push(&[payload.as_ref()])
-                .map_err(|source| exchange_error(addr, payload.as_ref().len(), source))?;
+                .map_err(|source| ClientError::exchange(addr, payload.as_ref().len(), source))?;
         }
         // The length named if the connection ends early: the first message's.
         let first_len = payloads.first().map_or(0, |payload| payload.as_ref().len());
@@ -253,7 +264,7 @@ impl Client {
             sender
                 .flush()
                 .await
-                .map_err(|error| exchange_error(addr, first_len, FrameError::Io(error)))
+                .map_err(|error| ClientError::exchange(addr, first_len, FrameError::Io(error)))
         };
         let receive = async {
             let mut echoes: Vec<Option<Bytes>> = vec![None; payloads.len()];
@@ -265,15 +276,12 @@ impl Client {
                 let expected = payloads[next].as_ref();
                 let echo = tokio::time::timeout(timeout, receiver.next_echo(expected.len()))
                     .await
-                    .map_err(|_elapsed| ClientError::Timeout {
-                        addr: addr.to_owned(),
-                        waited: timeout,
-                    })?
-                    .map_err(|error| exchange_error(addr, expected.len(), error))?
-                    .ok_or_else(|| closed(addr, expected.len()))?;
+                    .map_err(|_elapsed| ClientError::timeout(addr, timeout))?
+                    .map_err(|error| ClientError::exchange(addr, expected.len(), error))?
+                    .ok_or_else(|| ClientError::closed(addr, expected.len()))?;
                 // Over UDP, a reply answers whichever unanswered message has
                 // the same content; over TCP, echoes are in order.
-                let answered = if transport == Transport::Udp {
+                let answered = if mode == Mode::Udp {
                     (next..payloads.len())
                         .find(|&i| echoes[i].is_none() && payloads[i].as_ref() == echo)
                 } else {
@@ -281,7 +289,7 @@ impl Client {
                 };
                 match answered {
                     Some(i) => echoes[i] = Some(Bytes::copy_from_slice(echo)),
-                    None => return Err(mismatch(addr, expected, echo)),
+                    None => return Err(ClientError::mismatch(addr, expected, echo)),
                 }
             }
             Ok(echoes.into_iter().flatten().collect())
@@ -292,61 +300,5 @@ impl Client {
         let ((), echoes) = tokio::try_join!(send, receive)?;
         tracing::trace!(%addr, messages = payloads.len(), "echoed");
         Ok(echoes)
-    }
-}
-
-/// The error for an echo that is not the message `sent`.
-fn mismatch(addr: &str, sent: &[u8], echo: &[u8]) -> ClientError {
-    let first_difference = sent
-        .iter()
-        .zip(echo)
-        .position(|(sent, received)| sent != received)
-        .unwrap_or(sent.len().min(echo.len()));
-    ClientError::Mismatch {
-        addr: addr.to_owned(),
-        sent_len: sent.len(),
-        received_len: echo.len(),
-        first_difference,
-    }
-}
-
-/// Turns a failure while a `sent_len`-byte message was being exchanged into
-/// the error that explains it to the user.
-///
-/// Whichever way a connection ended early (a clean end of stream between
-/// echoes, an end inside an echo, a reset because the server closed with our
-/// bytes unread, a broken pipe while writing), what the user needs to know is
-/// the same: the server closed the connection before echoing the message.
-pub(crate) fn exchange_error(addr: &str, sent_len: usize, error: FrameError) -> ClientError {
-    match error {
-        FrameError::Truncated { .. } => closed(addr, sent_len),
-        FrameError::Io(source) => match source.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => closed(addr, sent_len),
-            // Over UDP, the ICMP answer to a datagram sent to a closed port.
-            io::ErrorKind::ConnectionRefused => ClientError::Unreachable {
-                addr: addr.to_owned(),
-                source,
-            },
-            _ => ClientError::Io {
-                addr: addr.to_owned(),
-                source,
-            },
-        },
-        source => ClientError::Frame {
-            addr: addr.to_owned(),
-            source,
-        },
-    }
-}
-
-/// The error for a connection that ended before a `sent_len`-byte message
-/// was echoed.
-pub(crate) fn closed(addr: &str, sent_len: usize) -> ClientError {
-    ClientError::Closed {
-        addr: addr.to_owned(),
-        sent_len,
     }
 }

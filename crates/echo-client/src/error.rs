@@ -149,6 +149,84 @@ pub enum ClientError {
     },
 }
 
+/// The errors that more than one part of the client reports, built here so
+/// that each is worded and classified once.
+impl ClientError {
+    /// The error for a connection that ended before a `sent_len`-byte
+    /// message was echoed.
+    pub(crate) fn closed(addr: &str, sent_len: usize) -> ClientError {
+        ClientError::Closed {
+            addr: addr.to_owned(),
+            sent_len,
+        }
+    }
+
+    /// Turns a failure while a `sent_len`-byte message was being exchanged
+    /// into the error that explains it to the user.
+    ///
+    /// Whichever way a connection ended early (a clean end of stream between
+    /// echoes, an end inside an echo, a reset because the server closed with
+    /// our bytes unread, a broken pipe while writing), what the user needs to
+    /// know is the same: the server closed the connection before echoing the
+    /// message.
+    pub(crate) fn exchange(addr: &str, sent_len: usize, error: FrameError) -> ClientError {
+        match error {
+            FrameError::Truncated { .. } => ClientError::closed(addr, sent_len),
+            FrameError::Io(source) => match source.kind() {
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => ClientError::closed(addr, sent_len),
+                // Over UDP, the ICMP answer to a datagram sent to a closed port.
+                io::ErrorKind::ConnectionRefused => ClientError::Unreachable {
+                    addr: addr.to_owned(),
+                    source,
+                },
+                _ => ClientError::Io {
+                    addr: addr.to_owned(),
+                    source,
+                },
+            },
+            source => ClientError::Frame {
+                addr: addr.to_owned(),
+                source,
+            },
+        }
+    }
+
+    /// The error for an echo that is not the message `sent`.
+    pub(crate) fn mismatch(addr: &str, sent: &[u8], echo: &[u8]) -> ClientError {
+        let first_difference = sent
+            .iter()
+            .zip(echo)
+            .position(|(sent, received)| sent != received)
+            .unwrap_or(sent.len().min(echo.len()));
+        ClientError::Mismatch {
+            addr: addr.to_owned(),
+            sent_len: sent.len(),
+            received_len: echo.len(),
+            first_difference,
+        }
+    }
+
+    /// The error for an echo that did not come within `waited`.
+    pub(crate) fn timeout(addr: &str, waited: Duration) -> ClientError {
+        ClientError::Timeout {
+            addr: addr.to_owned(),
+            waited,
+        }
+    }
+
+    /// The error for resolving and connecting that took longer than
+    /// `waited`.
+    pub(crate) fn connect_timeout(addr: &str, waited: Duration) -> ClientError {
+        ClientError::ConnectTimeout {
+            addr: addr.to_owned(),
+            waited,
+        }
+    }
+}
+
 /// An error and its chain of causes on one line, separated by `: `, as the
 /// binary prints errors.
 pub(crate) fn describe(error: &dyn std::error::Error) -> String {

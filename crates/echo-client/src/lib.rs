@@ -1,7 +1,7 @@
 //! A client for echo servers, and a network tool built on it: send messages
 //! and check their echoes, ping an endpoint, bench it under load.
 //!
-//! It speaks three [`Transport`]s: the echo protocol's framed TCP (each
+//! It speaks in three [`Mode`]s: the echo protocol's framed TCP (each
 //! message a 4-byte big-endian length and then its bytes, echoed whole), raw
 //! TCP as in RFC 862 (bytes echoed as they arrive), and UDP (one datagram
 //! each way), so it tests `echo-server` in each of its modes and any classic
@@ -9,27 +9,39 @@
 //!
 //! # Layout
 //!
-//! | file | what it holds |
-//! |---|---|
-//! | `src/lib.rs` | this overview and the public re-exports |
-//! | `src/transport.rs` | [`Transport`], and the sending and receiving halves every mode shares |
-//! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many |
-//! | `src/payload.rs` | test messages that can be checked byte for byte without being kept |
-//! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles |
-//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time |
-//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] |
-//! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window |
-//! | `src/bench/schedule.rs` | when each message of a paced bench is due |
-//! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison |
-//! | `src/bench/tally.rs` | counting outcomes per connection, and for the run |
-//! | `src/report.rs` | rendering for people, and the JSON units |
-//! | `src/error.rs` | [`ClientError`]: every failure, each naming the address |
-//! | `src/main.rs` | the `echo-client` binary: logging, runtime, exit codes |
-//! | `src/cli.rs`, `src/cli/*.rs` | the binary's command line: `send`, `ping`, `bench` |
-//! | `tests/` | the library and the binary against the real server and misbehaving fakes |
+//! Each module uses only those named in its row, all listed above it: the
+//! modules form no cycle.
+//!
+//! | file | what it holds | uses |
+//! |---|---|---|
+//! | `src/units.rs` | the JSON units of durations: seconds, microseconds | |
+//! | `src/payload.rs` | test messages that can be checked byte for byte without being kept | |
+//! | `src/error.rs` | [`ClientError`]: every failure, each naming the address, and the constructors of those several modules report | |
+//! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry | payload |
+//! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
+//! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode |
+//! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many | error, mode, transport |
+//! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time, over a [`Client`] | client, error, mode, payload, stats, units |
+//! | `src/bench/schedule.rs` | when each message of a paced bench is due | |
+//! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison | payload |
+//! | `src/bench/tally.rs` | counting outcomes per connection, and for the run | stats |
+//! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window | schedule, sent_bytes, tally, error, mode, payload, transport |
+//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] | connection, tally, error, mode, payload, stats, transport, units |
+//! | `src/report.rs` | rendering for people: ping's lines, the bench's banner and results | bench, mode, ping, stats |
+//! | `src/lib.rs` | this overview and the public re-exports | every module |
+//! | `src/main.rs` | the `echo-client` binary: logging, runtime, exit codes | the library, cli |
+//! | `src/cli.rs`, `src/cli/*.rs` | the binary's command line: `send`, `ping`, `bench` | the library |
+//! | `tests/` | the library and the binary against the real server and misbehaving fakes | |
 //!
 //! The binary's modules are not part of this library; it uses the library
 //! like any other caller.
+//!
+//! # Features
+//!
+//! - `cli` (default): the `echo-client` binary, with its command line (clap),
+//!   progress bar (indicatif), error chains (anyhow) and logging
+//!   (tracing-subscriber). A program that embeds the library needs none of
+//!   them: depend on `echo-client` with `default-features = false`.
 //!
 //! # Examples
 //!
@@ -69,7 +81,7 @@
 //! use std::time::Duration;
 //! use echo_client::bench::{self, BenchConfig, Stop};
 //! use echo_client::ping::Pinger;
-//! use echo_client::{Client, Transport};
+//! use echo_client::{Client, Mode};
 //! # use echo_server::{Config, Server};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -83,15 +95,15 @@
 //! # tokio::spawn(server.run(std::future::pending()));
 //! let timeout = Duration::from_secs(5);
 //!
-//! // Connect, echo one message, pipeline many (any transport).
-//! let mut client = Client::connect_with(&addr, Transport::Framed, timeout).await?;
+//! // Connect, echo one message, pipeline many (any mode).
+//! let mut client = Client::connect_with(&addr, Mode::Framed, timeout).await?;
 //! let echo = client.echo(b"Hello Echo!").await?; // checked identical
 //! let echoes = client.pipeline(&["one", "two", "three"]).await?;
 //!
 //! // Ping: one timed echo at a time; the report is what `ping` prints.
-//! let mut pinger = Pinger::connect(&udp_addr, Transport::Udp, 56, timeout).await?;
+//! let mut pinger = Pinger::connect(&udp_addr, Mode::Udp, 56, timeout).await?;
 //! let reply = pinger.ping().await?; // seq, outcome (Echoed, Corrupted or Lost)
-//! println!("{}", pinger.report()); // ping's summary; serializable with serde
+//! println!("{}", pinger.report()); // ping's summary; serializable with serde, and readable back
 //!
 //! // Bench: the engine behind `echo-client bench`.
 //! let report = bench::run(&BenchConfig {
@@ -119,12 +131,14 @@
 pub mod bench;
 mod client;
 mod error;
+mod mode;
 mod payload;
 pub mod ping;
 pub mod report;
 pub mod stats;
 mod transport;
+mod units;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use transport::{MAX_DATAGRAM_LEN, Transport};
+pub use mode::{MAX_DATAGRAM_LEN, Mode, ParseModeError};

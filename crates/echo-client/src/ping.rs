@@ -11,14 +11,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use echo_proto::FrameError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::ClientError;
-use crate::client::{closed, exchange_error};
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::report::units;
 use crate::stats::{LatencyStats, LatencySummary};
-use crate::transport::{self, Receiver, Sender, Transport};
+use crate::units;
 
 /// The stream number ping messages carry (a bench numbers its connections;
 /// ping has one).
@@ -28,7 +28,7 @@ const STREAM: u32 = 0;
 ///
 /// ```
 /// use std::time::Duration;
-/// use echo_client::Transport;
+/// use echo_client::Mode;
 /// use echo_client::ping::{PingOutcome, Pinger};
 /// # use echo_server::{Config, Server};
 ///
@@ -38,7 +38,7 @@ const STREAM: u32 = 0;
 /// # let server = Server::bind(config).await?;
 /// # let addr = server.local_addr();
 /// # tokio::spawn(server.run(std::future::pending()));
-/// let mut pinger = Pinger::connect(addr, Transport::Framed, 56, Duration::from_secs(5)).await?;
+/// let mut pinger = Pinger::connect(addr, Mode::Framed, 56, Duration::from_secs(5)).await?;
 /// for expected_seq in 1..=3 {
 ///     let reply = pinger.ping().await?;
 ///     assert_eq!(reply.seq, expected_seq);
@@ -52,19 +52,19 @@ const STREAM: u32 = 0;
 /// ```
 #[derive(Debug)]
 pub struct Pinger {
-    addr: String,
-    peer: SocketAddr,
-    transport: Transport,
-    timeout: Duration,
-    sender: Sender,
-    receiver: Receiver,
+    /// The connection, whose halves the pinger drives itself, and whose
+    /// timeout bounds each ping.
+    client: Client,
     pattern: Pattern,
     /// The sequence number of the next ping; the first is 1, as in ping.
     next_seq: u64,
     /// Pings whose echo timed out but may still come, oldest first, with the
     /// time each was sent.
     overdue: VecDeque<(u64, Instant)>,
-    counts: PingCounts,
+    /// The report so far: each ping updates its counts, and
+    /// [`report`](Pinger::report) works out the figures that follow from
+    /// them.
+    totals: PingReport,
     rtt: LatencyStats,
     /// When the first ping was sent and the last one ended.
     first_sent: Option<Instant>,
@@ -118,29 +118,19 @@ pub struct LateEcho {
     pub intact: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct PingCounts {
-    sent: u64,
-    received: u64,
-    corrupted: u64,
-    lost: u64,
-    late: u64,
-    unexpected: u64,
-}
-
 /// The statistics of a series of pings, as ping prints them at the end.
 ///
 /// In JSON, the round-trip times are in microseconds (`rtt_us`) and the
-/// total time in seconds (`time_s`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// total time in seconds (`time_s`); serde reads it back as it wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PingReport {
     /// The address as given.
     pub addr: String,
     /// The socket address pinged.
     pub peer: SocketAddr,
-    /// The transport used.
-    pub transport: Transport,
+    /// The mode used.
+    pub mode: Mode,
     /// The length of each message, in bytes.
     pub size: usize,
     /// Pings whose outcome is known (an interrupted one is not counted).
@@ -158,7 +148,7 @@ pub struct PingReport {
     /// `(sent − received) / sent`, as a percentage; 0 when nothing was sent.
     pub loss_percent: f64,
     /// From the first ping's sending to the end of the last one.
-    #[serde(rename = "time_s", serialize_with = "units::seconds")]
+    #[serde(rename = "time_s", with = "units::seconds")]
     pub time: Duration,
     /// The round-trip times of the intact echoes, if any.
     #[serde(rename = "rtt_us")]
@@ -175,36 +165,44 @@ impl PingReport {
 }
 
 impl Pinger {
-    /// Connects to `addr` over `transport`, to send messages of `size` bytes.
+    /// Connects to `addr` in `mode`, to send messages of `size` bytes.
     /// `timeout` bounds connecting, and then the wait for each echo.
     ///
     /// # Errors
     ///
     /// [`ClientError::InvalidSetting`] when `size` does not suit the
-    /// transport (see [`Transport::check_message_len`]), and otherwise as for
+    /// mode (see [`Mode::check_message_len`]), and otherwise as for
     /// [`Client::connect`](crate::Client::connect).
     pub async fn connect(
         addr: impl fmt::Display,
-        transport: Transport,
+        mode: Mode,
         size: usize,
         timeout: Duration,
     ) -> Result<Pinger, ClientError> {
-        transport
-            .check_message_len(size)
+        mode.check_message_len(size)
             .map_err(|reason| ClientError::InvalidSetting { reason })?;
-        let addr = addr.to_string();
-        let link = transport::connect(&addr, transport, timeout).await?;
+        let client = Client::connect_with(addr, mode, timeout).await?;
+        let totals = PingReport {
+            addr: client.addr().to_owned(),
+            peer: client.peer_addr(),
+            mode,
+            size,
+            sent: 0,
+            received: 0,
+            corrupted: 0,
+            lost: 0,
+            late: 0,
+            unexpected: 0,
+            loss_percent: 0.0,
+            time: Duration::ZERO,
+            rtt: None,
+        };
         Ok(Pinger {
-            addr,
-            peer: link.peer,
-            transport,
-            timeout,
-            sender: link.sender,
-            receiver: link.receiver,
+            client,
             pattern: Pattern::new(size),
             next_seq: 1,
             overdue: VecDeque::new(),
-            counts: PingCounts::default(),
+            totals,
             rtt: LatencyStats::new(),
             first_sent: None,
             last_ended: None,
@@ -213,7 +211,12 @@ impl Pinger {
 
     /// The socket address being pinged.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        self.client.peer_addr()
+    }
+
+    /// The mode the pings are sent in.
+    pub fn mode(&self) -> Mode {
+        self.client.mode()
     }
 
     /// Sends the next ping and waits for its echo, up to the timeout.
@@ -233,21 +236,18 @@ impl Pinger {
         self.next_seq += 1;
         let message = self.pattern.message(STREAM, seq);
         let size = self.pattern.len();
+        let (addr, mode, timeout, sender, receiver) = self.client.parts();
         let sent_at = Instant::now();
         self.first_sent.get_or_insert(sent_at);
-        let deadline = sent_at + self.timeout;
+        let deadline = sent_at + timeout;
 
-        let addr = self.addr.as_str();
-        self.sender
+        sender
             .push_with(message.len(), |batch| message.append_to(batch))
-            .map_err(|source| exchange_error(addr, size, source))?;
-        tokio::time::timeout_at(deadline.into(), self.sender.flush())
+            .map_err(|source| ClientError::exchange(addr, size, source))?;
+        tokio::time::timeout_at(deadline.into(), sender.flush())
             .await
-            .map_err(|_elapsed| ClientError::Timeout {
-                addr: addr.to_owned(),
-                waited: self.timeout,
-            })?
-            .map_err(|error| exchange_error(addr, size, FrameError::Io(error)))?;
+            .map_err(|_elapsed| ClientError::timeout(addr, timeout))?
+            .map_err(|error| ClientError::exchange(addr, size, FrameError::Io(error)))?;
 
         let mut reply = PingReply {
             seq,
@@ -256,21 +256,20 @@ impl Pinger {
             unexpected: 0,
         };
         loop {
-            let received =
-                tokio::time::timeout_at(deadline.into(), self.receiver.next_echo(size)).await;
+            let received = tokio::time::timeout_at(deadline.into(), receiver.next_echo(size)).await;
             let now = Instant::now();
             let echo = match received {
                 Err(_elapsed) => {
                     self.overdue.push_back((seq, sent_at));
                     break;
                 }
-                Ok(Err(error)) => return Err(exchange_error(addr, size, error)),
-                Ok(Ok(None)) => return Err(closed(addr, size)),
+                Ok(Err(error)) => return Err(ClientError::exchange(addr, size, error)),
+                Ok(Ok(None)) => return Err(ClientError::closed(addr, size)),
                 Ok(Ok(Some(echo))) => echo,
             };
             // Whose echo is it? Over TCP, echoes come in order, so an overdue
             // ping's comes first. Over UDP, the echo says whose it is.
-            let owner = if self.transport == Transport::Udp {
+            let owner = if mode == Mode::Udp {
                 match Pattern::identify(echo) {
                     Some((STREAM, owner)) if owner == seq => None,
                     Some((STREAM, owner)) => {
@@ -317,7 +316,7 @@ impl Pinger {
     }
 
     fn count(&mut self, reply: &PingReply) {
-        let counts = &mut self.counts;
+        let counts = &mut self.totals;
         counts.sent += 1;
         counts.late += reply.late.len() as u64;
         counts.unexpected += reply.unexpected;
@@ -337,14 +336,7 @@ impl Pinger {
 
     /// The statistics so far.
     pub fn report(&self) -> PingReport {
-        let PingCounts {
-            sent,
-            received,
-            corrupted,
-            lost,
-            late,
-            unexpected,
-        } = self.counts;
+        let (sent, received) = (self.totals.sent, self.totals.received);
         let loss_percent = if sent == 0 {
             0.0
         } else {
@@ -355,19 +347,10 @@ impl Pinger {
             _ => Duration::ZERO,
         };
         PingReport {
-            addr: self.addr.clone(),
-            peer: self.peer,
-            transport: self.transport,
-            size: self.pattern.len(),
-            sent,
-            received,
-            corrupted,
-            lost,
-            late,
-            unexpected,
             loss_percent,
             time,
             rtt: self.rtt.summary(),
+            ..self.totals.clone()
         }
     }
 }

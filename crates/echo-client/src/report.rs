@@ -3,16 +3,17 @@
 //! For people: ping's lines in the style of iputils' `ping`, and the bench's
 //! banner, interval lines and results block, every figure with its unit. For
 //! programs: the reports serialize to JSON (with serde) with the unit in each
-//! field's name: `_s` for seconds, `latency_us` and `rtt_us` for microseconds.
+//! field's name: `_s` for seconds, `latency_us` and `rtt_us` for microseconds;
+//! they read back from it the same way.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::bench::{BenchConfig, BenchReport, IntervalReport, Stop};
+use crate::mode::Mode;
 use crate::ping::{PingOutcome, PingReply, PingReport};
 use crate::stats::LatencySummary;
-use crate::transport::Transport;
 
 /// A duration with three significant figures in a unit that suits it: ns, µs,
 /// ms or s.
@@ -80,8 +81,8 @@ fn count(n: impl Into<u64>, noun: &str) -> String {
 }
 
 /// Ping's first line: `ECHO 127.0.0.1:9999 (framed): 56 bytes of payload`.
-pub fn ping_banner(peer: SocketAddr, transport: Transport, size: usize) -> String {
-    format!("ECHO {peer} ({transport}): {size} bytes of payload")
+pub fn ping_banner(peer: SocketAddr, mode: Mode, size: usize) -> String {
+    format!("ECHO {peer} ({mode}): {size} bytes of payload")
 }
 
 /// The lines ping prints for one reply: late echoes of earlier pings first,
@@ -93,7 +94,7 @@ pub fn ping_banner(peer: SocketAddr, transport: Transport, size: usize) -> Strin
 /// # use echo_client::ping::{PingReply, PingOutcome};
 /// // Replies come from Pinger::ping; printing one looks like this:
 /// fn print(reply: &PingReply) {
-///     let peer = "127.0.0.1:9999".parse().unwrap();
+///     let peer = echo_proto::DEFAULT_ADDR;
 ///     for line in ping_reply_lines(peer, 56, Duration::from_secs(5), reply) {
 ///         println!("{line}"); // 56 bytes from 127.0.0.1:9999: seq=1 time=0.061 ms
 ///     }
@@ -200,7 +201,7 @@ pub fn bench_banner(config: &BenchConfig) -> String {
     format!(
         "BENCH {} ({}): {}, depth {}, {}-byte messages, {stop}{warmup}, {pace}",
         config.addr,
-        config.transport,
+        config.mode,
         count(config.connections as u64, "connection"),
         config.depth,
         config.size
@@ -315,41 +316,6 @@ fn latency_line(latency: &LatencySummary) -> String {
     )
 }
 
-/// Serializers that put durations in JSON as numbers in a stated unit, the
-/// unit being in the field's name.
-pub(crate) mod units {
-    use std::time::Duration;
-
-    use serde::Serializer;
-
-    /// A duration as a number of microseconds, to the nanosecond.
-    pub(crate) fn micros<S: Serializer>(
-        duration: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(duration.as_nanos() as f64 / 1e3)
-    }
-
-    /// A duration as a number of seconds.
-    pub(crate) fn seconds<S: Serializer>(
-        duration: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(duration.as_secs_f64())
-    }
-
-    /// An optional duration as a number of seconds, or null.
-    pub(crate) fn optional_seconds<S: Serializer>(
-        duration: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match duration {
-            Some(duration) => seconds(duration, serializer),
-            None => serializer.serialize_none(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,9 +363,9 @@ mod tests {
 
     fn sample_ping_report() -> PingReport {
         PingReport {
-            addr: "localhost:9999".to_owned(),
-            peer: "127.0.0.1:9999".parse().unwrap(),
-            transport: Transport::Framed,
+            addr: "localhost:7".to_owned(),
+            peer: "127.0.0.1:7".parse().unwrap(),
+            mode: Mode::Framed,
             size: 56,
             sent: 5,
             received: 5,
@@ -417,7 +383,7 @@ mod tests {
     fn the_ping_summary_looks_like_pings() {
         assert_eq!(
             sample_ping_report().to_string(),
-            "--- 127.0.0.1:9999 echo statistics ---\n\
+            "--- 127.0.0.1:7 echo statistics ---\n\
              5 sent, 5 received, 0% loss, time 4004 ms\n\
              rtt min/avg/max/mdev = 0.045/0.061/0.089/0.012 ms, p50 0.060 ms, p99 0.089 ms"
         );
@@ -437,14 +403,14 @@ mod tests {
         };
         assert_eq!(
             report.to_string(),
-            "--- 127.0.0.1:9999 echo statistics ---\n\
+            "--- 127.0.0.1:7 echo statistics ---\n\
              3 sent, 1 received, 66.7% loss, time 4004 ms, 1 corrupted, 1 late"
         );
     }
 
     #[test]
     fn ping_lines_for_each_outcome() {
-        let peer: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:7".parse().unwrap();
         let timeout = Duration::from_secs(5);
         let reply = |outcome, late, unexpected| PingReply {
             seq: 3,
@@ -460,7 +426,7 @@ mod tests {
                 timeout,
                 &reply(PingOutcome::Echoed { rtt }, vec![], 0)
             ),
-            ["56 bytes from 127.0.0.1:9999: seq=3 time=0.061 ms"]
+            ["56 bytes from 127.0.0.1:7: seq=3 time=0.061 ms"]
         );
         assert_eq!(
             ping_reply_lines(
@@ -477,7 +443,7 @@ mod tests {
                 )
             ),
             [
-                "56 bytes from 127.0.0.1:9999: seq=3 time=0.061 ms CORRUPTED: first difference at byte 13"
+                "56 bytes from 127.0.0.1:7: seq=3 time=0.061 ms CORRUPTED: first difference at byte 13"
             ]
         );
         let late = LateEcho {
@@ -488,14 +454,14 @@ mod tests {
         assert_eq!(
             ping_reply_lines(peer, 56, timeout, &reply(PingOutcome::Lost, vec![late], 2)),
             [
-                "late echo from 127.0.0.1:9999: seq=2 time=5100.000 ms",
-                "no echo from 127.0.0.1:9999 for seq=3 within 5.00 s",
-                "2 unexpected datagrams from 127.0.0.1:9999 that answer no ping",
+                "late echo from 127.0.0.1:7: seq=2 time=5100.000 ms",
+                "no echo from 127.0.0.1:7 for seq=3 within 5.00 s",
+                "2 unexpected datagrams from 127.0.0.1:7 that answer no ping",
             ]
         );
         assert_eq!(
-            ping_banner(peer, Transport::Udp, 56),
-            "ECHO 127.0.0.1:9999 (udp): 56 bytes of payload"
+            ping_banner(peer, Mode::Udp, 56),
+            "ECHO 127.0.0.1:7 (udp): 56 bytes of payload"
         );
     }
 
@@ -503,7 +469,10 @@ mod tests {
     fn the_bench_banner_states_the_settings() {
         assert_eq!(
             bench_banner(&BenchConfig::default()),
-            "BENCH 127.0.0.1:9999 (framed): 1 connection, depth 1, 64-byte messages, for 10 s, unpaced"
+            format!(
+                "BENCH {} (framed): 1 connection, depth 1, 64-byte messages, for 10 s, unpaced",
+                echo_proto::DEFAULT_ADDR
+            )
         );
         let config = BenchConfig {
             connections: 10,
@@ -511,13 +480,16 @@ mod tests {
             stop: Stop::Messages(1),
             warmup: Duration::from_millis(500),
             rate: Some(2500.0),
-            transport: Transport::Raw,
+            mode: Mode::Raw,
             ..BenchConfig::default()
         };
         assert_eq!(
             bench_banner(&config),
-            "BENCH 127.0.0.1:9999 (raw): 10 connections, depth 32, 64-byte messages, 1 message \
-             after a 0.5 s warmup, paced at 2500 msgs/s"
+            format!(
+                "BENCH {} (raw): 10 connections, depth 32, 64-byte messages, 1 message \
+                 after a 0.5 s warmup, paced at 2500 msgs/s",
+                echo_proto::DEFAULT_ADDR
+            )
         );
     }
 

@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::report::units;
+use crate::units;
 
 /// Significant figures kept by the histograms.
 const SIGNIFICANT_FIGURES: u8 = 3;
@@ -47,34 +47,34 @@ pub struct LatencyStats {
 /// What a set of latencies comes to.
 ///
 /// In JSON, every duration is a number of microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// How many latencies were recorded.
     pub count: u64,
     /// The smallest, exactly.
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub min: Duration,
     /// The mean, exactly (to the nanosecond).
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub mean: Duration,
     /// The largest, exactly.
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub max: Duration,
     /// The mean deviation as ping defines it: the standard deviation,
     /// `sqrt(mean(x²) − mean(x)²)`.
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub mdev: Duration,
     /// The median.
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub p50: Duration,
     /// The 90th percentile.
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub p90: Duration,
     /// The 99th percentile.
-    #[serde(serialize_with = "units::micros")]
+    #[serde(with = "units::micros")]
     pub p99: Duration,
     /// The 99.9th percentile.
-    #[serde(rename = "p99_9", serialize_with = "units::micros")]
+    #[serde(rename = "p99_9", with = "units::micros")]
     pub p99_9: Duration,
 }
 

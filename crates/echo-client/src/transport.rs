@@ -1,11 +1,10 @@
-//! [`Transport`]: the three ways of talking to an echo server (framed TCP, raw
-//! TCP, UDP) behind one small interface: a [`Sender`] that queues messages and
+//! The three [`Mode`]s of talking to an echo server (framed TCP, raw TCP,
+//! UDP) behind one small interface: a [`Sender`] that queues messages and
 //! sends them in one go, and a [`Receiver`] that hands back one echo at a time.
 //!
 //! Everything above this module (the [`Client`](crate::Client), ping, the
 //! bench) is written once against that interface and works in every mode.
 
-use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -13,120 +12,17 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use echo_proto::FrameError;
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::ClientError;
-
-/// The largest payload of one UDP datagram over IPv4: 65,535 bytes less the
-/// IP and UDP headers.
-pub const MAX_DATAGRAM_LEN: usize = 65_507;
+use crate::error::ClientError;
+use crate::mode::{MAX_DATAGRAM_LEN, Mode};
 
 /// How much a TCP receiver asks the socket for at least, per read: enough for
 /// many small echoes at once, so that pipelined echoes cost one system call
 /// per batch.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// How a client talks to an echo server.
-///
-/// ```
-/// use echo_client::Transport;
-///
-/// assert_eq!(Transport::default(), Transport::Framed);
-/// assert_eq!(Transport::Udp.to_string(), "udp");
-/// assert!(Transport::Udp.check_message_len(8).is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// TCP with the echo protocol's framing: each message is a 4-byte
-    /// big-endian length and that many bytes, echoed whole.
-    #[default]
-    Framed,
-    /// TCP without framing (RFC 862): the bytes of a message are sent as they
-    /// are, and its echo is complete once as many bytes have come back.
-    Raw,
-    /// UDP (RFC 862): each message is one datagram, answered by one datagram.
-    Udp,
-}
-
-impl Transport {
-    /// The shortest message this transport can carry in a test that needs to
-    /// tell its echoes apart, as ping and the bench do.
-    ///
-    /// Over UDP, replies can be lost, duplicated or reordered, so each one
-    /// must carry its message's identity: 12 bytes. Over raw TCP, an empty
-    /// message has no echo to wait for. Framed TCP can carry empty messages.
-    pub fn min_test_message_len(self) -> usize {
-        match self {
-            Transport::Framed => 0,
-            Transport::Raw => 1,
-            Transport::Udp => crate::payload::ID_LEN,
-        }
-    }
-
-    /// The longest message this transport carries: the protocol's default
-    /// maximum frame (8 MiB) over TCP, the largest IPv4 datagram over UDP.
-    ///
-    /// Raw TCP has no limit of its own; the same 8 MiB keeps the client's
-    /// buffers bounded.
-    pub fn max_message_len(self) -> usize {
-        match self {
-            Transport::Framed | Transport::Raw => DEFAULT_MAX_FRAME_LEN,
-            Transport::Udp => MAX_DATAGRAM_LEN,
-        }
-    }
-
-    /// Checks that test messages (ping's, the bench's) of `len` bytes suit
-    /// this transport, and says why not otherwise.
-    ///
-    /// # Errors
-    ///
-    /// A sentence naming the allowed range, when `len` is outside it.
-    pub fn check_message_len(self, len: usize) -> Result<(), String> {
-        let (min, max) = (self.min_test_message_len(), self.max_message_len());
-        if (min..=max).contains(&len) {
-            return Ok(());
-        }
-        let why = match self {
-            Transport::Udp if len < min => ", so that each datagram can carry its sequence number",
-            Transport::Raw if len < min => ", since an empty message has no echo on a raw stream",
-            _ => "",
-        };
-        Err(format!(
-            "{self} messages must be {min} to {max} bytes long{why}; {len} is out of range"
-        ))
-    }
-
-    /// What goes on a TCP stream before a message of `len` bytes: its frame
-    /// header when framed, nothing when raw. `None` over UDP, which has no
-    /// stream, and for a message too long to frame.
-    pub(crate) fn stream_header(self, len: usize) -> Option<Vec<u8>> {
-        match self {
-            Transport::Framed => frame::encode_header(len, DEFAULT_MAX_FRAME_LEN)
-                .ok()
-                .map(Vec::from),
-            Transport::Raw => Some(Vec::new()),
-            Transport::Udp => None,
-        }
-    }
-
-    fn is_tcp(self) -> bool {
-        matches!(self, Transport::Framed | Transport::Raw)
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Framed => "framed",
-            Transport::Raw => "raw",
-            Transport::Udp => "udp",
-        })
-    }
-}
 
 /// An open connection (or, for UDP, a connected socket), split in two so that
 /// sending and receiving can make progress at the same time.
@@ -160,18 +56,15 @@ pub(crate) async fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ClientError> 
 /// accepts, all within `timeout`.
 pub(crate) async fn connect(
     addr: &str,
-    transport: Transport,
+    mode: Mode,
     timeout: std::time::Duration,
 ) -> Result<Link, ClientError> {
     tokio::time::timeout(timeout, async {
         let candidates = resolve(addr).await?;
-        open(addr, &candidates, transport).await
+        open(addr, &candidates, mode).await
     })
     .await
-    .map_err(|_elapsed| ClientError::ConnectTimeout {
-        addr: addr.to_owned(),
-        waited: timeout,
-    })?
+    .map_err(|_elapsed| ClientError::connect_timeout(addr, timeout))?
 }
 
 /// Opens a link to the first of `candidates` that accepts. `addr` is the
@@ -182,13 +75,13 @@ pub(crate) async fn connect(
 pub(crate) async fn open(
     addr: &str,
     candidates: &[SocketAddr],
-    transport: Transport,
+    mode: Mode,
 ) -> Result<Link, ClientError> {
     let mut last_error = None;
     for &candidate in candidates {
-        tracing::debug!(%addr, %candidate, %transport, "connecting");
-        let opened = if transport.is_tcp() {
-            open_tcp(candidate, transport).await
+        tracing::debug!(%addr, %candidate, %mode, "connecting");
+        let opened = if mode.is_tcp() {
+            open_tcp(candidate, mode).await
         } else {
             open_udp(candidate).await
         };
@@ -206,7 +99,7 @@ pub(crate) async fn open(
     })
 }
 
-async fn open_tcp(peer: SocketAddr, transport: Transport) -> io::Result<Link> {
+async fn open_tcp(peer: SocketAddr, mode: Mode) -> io::Result<Link> {
     let stream = TcpStream::connect(peer).await?;
     // Each batch of messages is written in one piece, so Nagle's algorithm
     // could only delay it: it would hold a small write back until the
@@ -214,7 +107,7 @@ async fn open_tcp(peer: SocketAddr, transport: Transport) -> io::Result<Link> {
     // costs tens of milliseconds per exchange.
     stream.set_nodelay(true)?;
     let (read_half, write_half) = stream.into_split();
-    let framed = transport == Transport::Framed;
+    let framed = mode == Mode::Framed;
     Ok(Link {
         sender: Sender {
             kind: SenderKind::Tcp(write_half),
@@ -335,7 +228,7 @@ impl Sender {
     }
 
     /// Sends `head` then `tail`, messages over TCP already in their wire
-    /// form (each after its [`stream_header`](Transport::stream_header)), as
+    /// form (each after its [`stream_header`](Mode::stream_header)), as
     /// far as the socket takes them at once, and queues the rest for
     /// [`flush`](Sender::flush). With nothing queued before them and room in
     /// the socket, as is usual, they go out in one system call without being
@@ -467,7 +360,7 @@ impl Receiver {
 
     /// Waits for the next echo and returns it.
     ///
-    /// What an echo is depends on the transport: the next frame's payload
+    /// What an echo is depends on the mode: the next frame's payload
     /// (framed), the next `raw_len` bytes (raw: the length of the message
     /// whose echo is awaited), or the next datagram (UDP). `Ok(None)` means
     /// that the server closed the connection cleanly between echoes.
@@ -600,7 +493,7 @@ mod tests {
     #[tokio::test]
     async fn what_the_socket_does_not_take_at_once_is_flushed_after_it_in_order() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let link = open_tcp(listener.local_addr().unwrap(), Transport::Raw)
+        let link = open_tcp(listener.local_addr().unwrap(), Mode::Raw)
             .await
             .unwrap();
         let (mut peer, _) = listener.accept().await.unwrap();

@@ -1,27 +1,25 @@
 //! The bench engine against the real server in each mode, and against fakes
 //! that damage, lose, duplicate or withhold echoes.
 
+mod common;
 mod support;
 
 use std::time::Duration;
 
-use echo_client::Transport;
+use common::{bounded, every_mode};
+use echo_client::Mode;
 use echo_client::bench::{self, BenchConfig, BenchEvent, BenchReport, Stop};
-use echo_server::Mode;
-use support::{DEADLINE, Fake, STALL, UdpFake, echo_servers, fake_server, refused_addr, udp_fake};
-use tokio::time::timeout;
+use echo_server::Mode as ServerMode;
+use support::{Fake, STALL, UdpFake, echo_servers, fake_server, refused_addr, udp_fake};
 
 async fn bench(config: BenchConfig) -> BenchReport {
-    timeout(DEADLINE, bench::run(&config))
-        .await
-        .expect("the bench ends within the deadline")
-        .expect("the bench runs")
+    bounded(bench::run(&config)).await.expect("the bench runs")
 }
 
-fn config(addr: std::net::SocketAddr, transport: Transport) -> BenchConfig {
+fn config(addr: std::net::SocketAddr, mode: Mode) -> BenchConfig {
     BenchConfig {
         addr: addr.to_string(),
-        transport,
+        mode,
         ..BenchConfig::default()
     }
 }
@@ -58,25 +56,44 @@ fn assert_clean(report: &BenchReport, messages: u64) {
     assert!((report.megabytes_per_s - megabytes).abs() < 1e-6 * megabytes.max(1e-9));
 }
 
+/// Checks that the report's first error says `expected`, among other things.
+#[track_caller]
+fn assert_first_error(report: &BenchReport, expected: &str) {
+    let first = report.first_error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains(expected),
+        "{first:?} should say {expected:?}"
+    );
+}
+
+/// Checks that the run found `count` errors, all corrupted echoes, the first
+/// of them the echo of message `seq`, differing at `byte`.
+#[track_caller]
+fn assert_corrupted(report: &BenchReport, count: u64, seq: u64, byte: usize) {
+    assert_eq!(
+        (report.errors.total, report.errors.corrupted),
+        (count, count),
+        "{report}"
+    );
+    assert_first_error(
+        report,
+        &format!("the echo of message {seq} differs from it at byte {byte}"),
+    );
+}
+
 #[tokio::test]
 async fn benches_every_mode_with_many_connections_and_pipelining() {
-    let framed = echo_servers(Mode::Framed).await;
-    let raw = echo_servers(Mode::Raw).await;
-    for (addr, transport) in [
-        (framed.tcp, Transport::Framed),
-        (raw.tcp, Transport::Raw),
-        (framed.udp, Transport::Udp),
-    ] {
+    for (addr, mode) in every_mode().await {
         for (connections, depth) in [(1, 1), (5, 16)] {
             let report = bench(BenchConfig {
                 connections,
                 depth,
                 stop: Stop::Messages(2_003),
-                ..config(addr, transport)
+                ..config(addr, mode)
             })
             .await;
             assert_clean(&report, 2_003);
-            assert_eq!(report.connections.connected, connections, "{transport}");
+            assert_eq!(report.connections.connected, connections, "{mode}");
         }
     }
 }
@@ -86,17 +103,16 @@ async fn benches_every_mode_with_many_connections_and_pipelining() {
 /// both TCP modes.
 #[tokio::test]
 async fn wide_windows_of_many_batches_arrive_whole() {
-    for mode in [Mode::Framed, Mode::Raw] {
-        let servers = echo_servers(mode).await;
-        let transport = match mode {
-            Mode::Framed => Transport::Framed,
-            Mode::Raw => Transport::Raw,
-        };
+    for (server_mode, mode) in [
+        (ServerMode::Framed, Mode::Framed),
+        (ServerMode::Raw, Mode::Raw),
+    ] {
+        let servers = echo_servers(server_mode).await;
         let report = bench(BenchConfig {
             connections: 2,
             depth: 2_000,
             stop: Stop::Messages(40_000),
-            ..config(servers.tcp, transport)
+            ..config(servers.tcp, mode)
         })
         .await;
         assert_clean(&report, 40_000);
@@ -105,13 +121,13 @@ async fn wide_windows_of_many_batches_arrive_whole() {
 
 #[tokio::test]
 async fn benches_large_and_empty_messages() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     for size in [0, 1, 11, 200_000] {
         let report = bench(BenchConfig {
             size,
             depth: 4,
             stop: Stop::Messages(40),
-            ..config(servers.tcp, Transport::Framed)
+            ..config(servers.tcp, Mode::Framed)
         })
         .await;
         assert_clean(&report, 40);
@@ -127,22 +143,13 @@ async fn a_corrupted_byte_is_one_error() {
         connections: 2,
         depth: 8,
         stop: Stop::Messages(200),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert!(!report.succeeded());
-    assert_eq!(
-        (report.errors.total, report.errors.corrupted),
-        (2, 2),
-        "{report}"
-    );
+    assert_corrupted(&report, 2, 3, 63);
     assert_eq!((report.sent, report.echoed), (200, 198));
     assert_eq!(report.connections.failed, 0);
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains("the echo of message 3 differs from it at byte 63"),
-        "{first}"
-    );
 }
 
 #[tokio::test]
@@ -151,21 +158,12 @@ async fn a_corrupted_raw_byte_is_one_error() {
     let report = bench(BenchConfig {
         depth: 4,
         stop: Stop::Messages(50),
-        ..config(addr, Transport::Raw)
+        ..config(addr, Mode::Raw)
     })
     .await;
-    assert_eq!(
-        (report.errors.total, report.errors.corrupted),
-        (1, 1),
-        "{report}"
-    );
-    assert_eq!(report.echoed, 49);
     // Byte 100 of the stream is byte 36 of the second 64-byte message.
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains("the echo of message 1 differs from it at byte 36"),
-        "{first}"
-    );
+    assert_corrupted(&report, 1, 1, 36);
+    assert_eq!(report.echoed, 49);
 }
 
 /// The fake echoes each read in one write, so pipelined echoes come back
@@ -177,23 +175,14 @@ async fn a_corrupted_byte_among_echoes_read_together_is_found_where_it_is() {
     let report = bench(BenchConfig {
         depth: 8,
         stop: Stop::Messages(50),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
-    assert_eq!(
-        (report.errors.total, report.errors.corrupted),
-        (1, 1),
-        "{report}"
-    );
-    assert_eq!((report.sent, report.echoed), (50, 49));
-    assert_eq!(report.connections.failed, 0);
     // Frames of 64-byte messages are 68 bytes: byte 100 of the stream is
     // byte 28 of the second message.
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains("the echo of message 1 differs from it at byte 28"),
-        "{first}"
-    );
+    assert_corrupted(&report, 1, 1, 28);
+    assert_eq!((report.sent, report.echoed), (50, 49));
+    assert_eq!(report.connections.failed, 0);
 }
 
 /// An extra frame puts the stream out of step: the connection fails, and
@@ -203,7 +192,7 @@ async fn an_extra_echo_is_an_error_and_fails_the_connection() {
     let addr = fake_server(Fake::ExtraFrame).await;
     let report = bench(BenchConfig {
         stop: Stop::Messages(10),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert!(!report.succeeded());
@@ -233,7 +222,7 @@ async fn lost_datagrams_are_missing_echoes() {
         size: 32,
         stop: Stop::Messages(20),
         timeout: Duration::from_millis(200),
-        ..config(addr, Transport::Udp)
+        ..config(addr, Mode::Udp)
     })
     .await;
     assert_eq!((report.sent, report.echoed), (20, 10), "{report}");
@@ -248,7 +237,7 @@ async fn duplicate_datagrams_are_unexpected_echoes() {
     let report = bench(BenchConfig {
         depth: 1,
         stop: Stop::Messages(20),
-        ..config(addr, Transport::Udp)
+        ..config(addr, Mode::Udp)
     })
     .await;
     assert_eq!(report.echoed, 20, "{report}");
@@ -268,7 +257,7 @@ async fn a_silent_server_fails_every_connection_after_the_timeout() {
         depth: 2,
         stop: Stop::Messages(30),
         timeout: Duration::from_millis(200),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert_eq!(report.connections.failed, 3, "{report}");
@@ -278,11 +267,7 @@ async fn a_silent_server_fails_every_connection_after_the_timeout() {
         "two in flight each"
     );
     assert_eq!(report.latency, None);
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.contains(&format!("no echo from {addr} within 200ms")),
-        "{first}"
-    );
+    assert_first_error(&report, &format!("no echo from {addr} within 200ms"));
 }
 
 #[tokio::test]
@@ -291,7 +276,7 @@ async fn connections_that_cannot_open_are_counted() {
     let report = bench(BenchConfig {
         connections: 4,
         stop: Stop::Messages(10),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert_eq!(
@@ -304,11 +289,7 @@ async fn connections_that_cannot_open_are_counted() {
     );
     assert_eq!((report.sent, report.echoed), (0, 0));
     assert!(!report.succeeded());
-    let first = report.first_error.as_deref().unwrap_or_default();
-    assert!(
-        first.starts_with(&format!("cannot connect to {addr}: ")),
-        "{first}"
-    );
+    assert_first_error(&report, &format!("cannot connect to {addr}: "));
 }
 
 #[tokio::test]
@@ -327,13 +308,13 @@ async fn a_bad_setting_is_an_error_before_anything_is_sent() {
 /// it does not time them).
 #[tokio::test]
 async fn a_paced_run_sends_rate_times_duration_messages() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let report = bench(BenchConfig {
         connections: 4,
         depth: 8,
         rate: Some(400.0),
         stop: Stop::Duration(Duration::from_millis(500)),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     })
     .await;
     assert!((100..=260).contains(&report.sent), "{report}");
@@ -352,7 +333,7 @@ async fn a_stall_shows_in_the_latency_of_every_message_due_during_it() {
     let report = bench(BenchConfig {
         rate: Some(200.0),
         stop: Stop::Duration(Duration::from_millis(800)),
-        ..config(addr, Transport::Framed)
+        ..config(addr, Mode::Framed)
     })
     .await;
     assert!(report.succeeded(), "{report}");
@@ -371,11 +352,11 @@ async fn a_stall_shows_in_the_latency_of_every_message_due_during_it() {
 /// run reports its intervals in order.
 #[tokio::test]
 async fn warmup_and_intervals() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let report = bench(BenchConfig {
         warmup: Duration::from_millis(100),
         stop: Stop::Messages(300),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     })
     .await;
     assert_clean(&report, 300);
@@ -384,14 +365,14 @@ async fn warmup_and_intervals() {
     let config = BenchConfig {
         stop: Stop::Duration(Duration::from_millis(500)),
         report_interval: Some(Duration::from_millis(100)),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     };
-    let report = timeout(
-        DEADLINE,
-        bench::run_with(&config, |event| events.push(event), std::future::pending()),
-    )
+    let report = bounded(bench::run_with(
+        &config,
+        |event| events.push(event),
+        std::future::pending(),
+    ))
     .await
-    .unwrap()
     .unwrap();
     assert!(report.succeeded());
     assert!(matches!(
@@ -427,10 +408,10 @@ async fn warmup_and_intervals() {
 /// reports what it did.
 #[tokio::test]
 async fn an_interrupted_run_still_reports() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let config = BenchConfig {
         stop: Stop::Duration(Duration::from_secs(3600)),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     };
     let (interrupt, interrupted) = tokio::sync::oneshot::channel::<()>();
     let mut interrupt = Some(interrupt);
@@ -444,14 +425,10 @@ async fn an_interrupted_run_still_reports() {
             }
         }
     };
-    let report = timeout(
-        DEADLINE,
-        bench::run_with(&config, observer, async {
-            let _ = interrupted.await;
-        }),
-    )
+    let report = bounded(bench::run_with(&config, observer, async {
+        let _ = interrupted.await;
+    }))
     .await
-    .expect("an interrupted run ends")
     .unwrap();
     assert!(report.interrupted);
     assert!(report.echoed > 0);
@@ -461,15 +438,15 @@ async fn an_interrupted_run_still_reports() {
 
 #[tokio::test]
 async fn the_report_is_one_json_document_with_units_in_names() {
-    let servers = echo_servers(Mode::Framed).await;
+    let servers = echo_servers(ServerMode::Framed).await;
     let report = bench(BenchConfig {
         stop: Stop::Messages(10),
-        ..config(servers.tcp, Transport::Framed)
+        ..config(servers.tcp, Mode::Framed)
     })
     .await;
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["parameters"]["messages"], 10);
-    assert_eq!(json["parameters"]["transport"], "framed");
+    assert_eq!(json["parameters"]["mode"], "framed");
     assert_eq!(json["echoed"], 10);
     assert_eq!(json["errors"]["total"], 0);
     assert_eq!(json["connections"]["failed"], 0);
@@ -487,4 +464,33 @@ async fn the_report_is_one_json_document_with_units_in_names() {
             .as_f64()
             .is_some_and(|rate| rate > 0.0)
     );
+}
+
+/// Other programs take the report typed: it reads back from its JSON to a
+/// report that writes the same JSON, intervals and latencies included.
+#[tokio::test]
+async fn the_json_report_reads_back_to_the_same_report() {
+    let servers = echo_servers(ServerMode::Framed).await;
+    let report = bench(BenchConfig {
+        connections: 2,
+        stop: Stop::Duration(Duration::from_millis(300)),
+        warmup: Duration::from_millis(50),
+        rate: Some(2_000.0),
+        report_interval: Some(Duration::from_millis(100)),
+        ..config(servers.tcp, Mode::Framed)
+    })
+    .await;
+    assert!(
+        !report.intervals.is_empty() && report.latency.is_some(),
+        "{report}"
+    );
+    let json = report.to_json();
+    let back: BenchReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.to_json(), json);
+    assert_eq!(back.parameters, report.parameters);
+    assert_eq!(back.intervals, report.intervals);
+    assert_eq!(back.latency, report.latency);
+    assert_eq!(back.elapsed, report.elapsed);
+    // The histogram is not in the JSON.
+    assert_eq!(back.latency_stats.count(), 0);
 }

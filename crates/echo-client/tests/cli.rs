@@ -22,7 +22,7 @@ const SETTINGS: [&str; 16] = [
     "ECHO_ADDR",
     "ECHO_TIMEOUT",
     "ECHO_VERBOSE",
-    "ECHO_TRANSPORT",
+    "ECHO_MODE",
     "ECHO_COUNT",
     "ECHO_INTERVAL",
     "ECHO_SIZE",
@@ -555,7 +555,7 @@ async fn ping_json_is_one_document() {
     assert_eq!(run.status.code(), Some(0), "{run:?}");
     let json: serde_json::Value =
         serde_json::from_slice(&run.stdout).expect("stdout is one JSON document");
-    assert_eq!(json["transport"], "udp");
+    assert_eq!(json["mode"], "udp");
     assert_eq!(
         (json["sent"].as_u64(), json["received"].as_u64()),
         (Some(3), Some(3))
@@ -627,7 +627,7 @@ async fn bench_json_is_one_document_with_every_setting_and_result() {
         serde_json::from_slice(&run.stdout).expect("stdout is one JSON document");
     let parameters = &json["parameters"];
     assert_eq!(parameters["addr"], addr.to_string());
-    assert_eq!(parameters["transport"], "framed");
+    assert_eq!(parameters["mode"], "framed");
     assert_eq!(
         (
             parameters["connections"].as_u64(),
@@ -714,7 +714,7 @@ async fn bench_speaks_raw_and_udp() {
         .await;
         assert_eq!(run.status.code(), Some(0), "{run:?}");
         let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-        assert_eq!(json["parameters"]["transport"], &flag[2..]);
+        assert_eq!(json["parameters"]["mode"], &flag[2..]);
         assert_eq!(
             (json["sent"].as_u64(), json["echoed"].as_u64()),
             (Some(500), Some(500))
@@ -799,6 +799,7 @@ async fn ping_and_bench_usage_errors_exit_with_code_2() {
         (&["bench", "--rate", "0"], "more than 0 messages per second"),
         (&["bench", "--depth", "lots"], "whole number"),
         (&["--raw", "--udp", "ping"], "cannot be used with"),
+        (&["--mode", "carrier-pigeon", "ping"], "carrier-pigeon"),
         (&["--transport", "carrier-pigeon", "ping"], "carrier-pigeon"),
     ] {
         execute(client(args)).await.assert_usage_error(culprit);
@@ -811,7 +812,7 @@ async fn ping_and_bench_settings_come_from_the_environment() {
     let mut command = client(["bench"]);
     command
         .env("ECHO_ADDR", servers.udp.to_string())
-        .env("ECHO_TRANSPORT", "udp")
+        .env("ECHO_MODE", "udp")
         .env("ECHO_MESSAGES", "50")
         .env("ECHO_CONNECTIONS", "2")
         .env("ECHO_DEPTH", "3")
@@ -821,7 +822,7 @@ async fn ping_and_bench_settings_come_from_the_environment() {
     assert_eq!(run.status.code(), Some(0), "{run:?}");
     let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let parameters = &json["parameters"];
-    assert_eq!(parameters["transport"], "udp");
+    assert_eq!(parameters["mode"], "udp");
     assert_eq!(
         [
             &parameters["messages"],
@@ -860,7 +861,7 @@ async fn ping_and_bench_help_shows_every_default_and_environment_variable() {
                 "[env: ECHO_SIZE=]",
                 "[default: 56]",
                 "[env: ECHO_JSON=]",
-                "[env: ECHO_TRANSPORT=]",
+                "[env: ECHO_MODE=]",
                 "[default: framed]",
                 "--raw",
                 "--udp",

@@ -1,32 +1,23 @@
 //! The library against the real server in-process, and against fake servers
 //! that misbehave.
 
+mod common;
 mod support;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{PATIENT, bounded};
 use echo_client::{Client, ClientError};
 use echo_proto::FrameError;
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
-use support::{DEADLINE, Fake, echo_server, echo_server_with_max_frame, fake_server, refused_addr};
-use tokio::time::timeout;
-
-/// The timeout given to clients that talk to a well-behaved server.
-const PATIENT: Duration = Duration::from_secs(10);
+use support::{Fake, echo_server, echo_server_with_max_frame, fake_server, refused_addr};
 
 async fn connect(addr: SocketAddr) -> Client {
     bounded(Client::connect(addr, PATIENT))
         .await
         .expect("the client connects")
-}
-
-/// Awaits `future`, failing the test if it takes longer than the deadline.
-async fn bounded<F: Future>(future: F) -> F::Output {
-    timeout(DEADLINE, future)
-        .await
-        .expect("the operation ends within the deadline")
 }
 
 /// An error with its chain of causes on one line, as the binary prints it.

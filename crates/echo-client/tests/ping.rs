@@ -1,42 +1,35 @@
 //! The pinger against the real server in each mode, and against fakes that
 //! lose or damage echoes.
 
+mod common;
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use echo_client::Transport;
-use echo_client::ping::{PingOutcome, Pinger};
-use echo_server::Mode;
-use support::{CORRUPTED_FRAME, DEADLINE, Fake, UdpFake, echo_servers, fake_server, udp_fake};
-use tokio::time::timeout;
+use common::{PATIENT, bounded, every_mode};
+use echo_client::Mode;
+use echo_client::ping::{PingOutcome, PingReport, Pinger};
+use echo_server::Mode as ServerMode;
+use support::{CORRUPTED_FRAME, Fake, UdpFake, echo_servers, fake_server, udp_fake};
 
-const PATIENT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: Future>(future: F) -> F::Output {
-    timeout(DEADLINE, future)
+/// A pinger of `size`-byte messages that waits `timeout` for each echo.
+async fn connect(addr: SocketAddr, mode: Mode, size: usize, timeout: Duration) -> Pinger {
+    bounded(Pinger::connect(addr, mode, size, timeout))
         .await
-        .expect("the operation ends within the deadline")
+        .expect("the pinger connects")
 }
 
 #[tokio::test]
 async fn pings_in_every_mode() {
-    let framed = echo_servers(Mode::Framed).await;
-    let raw = echo_servers(Mode::Raw).await;
-    for (addr, transport) in [
-        (framed.tcp, Transport::Framed),
-        (raw.tcp, Transport::Raw),
-        (raw.udp, Transport::Udp),
-    ] {
-        let mut pinger = bounded(Pinger::connect(addr, transport, 56, PATIENT))
-            .await
-            .unwrap();
+    for (addr, mode) in every_mode().await {
+        let mut pinger = connect(addr, mode, 56, PATIENT).await;
         for seq in 1..=5 {
             let reply = bounded(pinger.ping()).await.unwrap();
             assert_eq!(reply.seq, seq);
             assert!(
                 matches!(reply.outcome, PingOutcome::Echoed { .. }),
-                "{transport}: {reply:?}"
+                "{mode}: {reply:?}"
             );
             assert!(reply.late.is_empty());
         }
@@ -44,13 +37,10 @@ async fn pings_in_every_mode() {
         assert_eq!(
             (report.sent, report.received, report.lost),
             (5, 5, 0),
-            "{transport}"
+            "{mode}"
         );
         assert_eq!(report.loss_percent, 0.0);
-        assert_eq!(
-            (report.transport, report.size, report.peer),
-            (transport, 56, addr)
-        );
+        assert_eq!((report.mode, report.size, report.peer), (mode, 56, addr));
         let rtt = report.rtt.expect("five echoes were timed");
         assert_eq!(rtt.count, 5);
         assert!(
@@ -58,23 +48,23 @@ async fn pings_in_every_mode() {
             "{rtt:?}"
         );
         assert!(report.succeeded());
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<PingReport>(&json).unwrap(), report);
     }
 }
 
 #[tokio::test]
 async fn a_framed_ping_can_be_empty() {
-    let servers = echo_servers(Mode::Framed).await;
-    let mut pinger = bounded(Pinger::connect(servers.tcp, Transport::Framed, 0, PATIENT))
-        .await
-        .unwrap();
+    let servers = echo_servers(ServerMode::Framed).await;
+    let mut pinger = connect(servers.tcp, Mode::Framed, 0, PATIENT).await;
     let reply = bounded(pinger.ping()).await.unwrap();
     assert!(matches!(reply.outcome, PingOutcome::Echoed { .. }));
 }
 
 #[tokio::test]
-async fn a_size_that_does_not_suit_the_transport_is_refused() {
-    let servers = echo_servers(Mode::Framed).await;
-    let error = Pinger::connect(servers.udp, Transport::Udp, 11, PATIENT)
+async fn a_size_that_does_not_suit_the_mode_is_refused() {
+    let servers = echo_servers(ServerMode::Framed).await;
+    let error = Pinger::connect(servers.udp, Mode::Udp, 11, PATIENT)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("sequence number"), "{error}");
@@ -86,9 +76,7 @@ async fn a_size_that_does_not_suit_the_transport_is_refused() {
 async fn lost_udp_echoes_are_counted() {
     let addr = udp_fake(UdpFake::DropEveryOther).await;
     let waited = Duration::from_millis(100);
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Udp, 32, waited))
-        .await
-        .unwrap();
+    let mut pinger = connect(addr, Mode::Udp, 32, waited).await;
     for seq in 1..=4 {
         let reply = bounded(pinger.ping()).await.unwrap();
         let lost = matches!(reply.outcome, PingOutcome::Lost);
@@ -107,9 +95,7 @@ async fn lost_udp_echoes_are_counted() {
 #[tokio::test]
 async fn duplicate_udp_echoes_are_unexpected() {
     let addr = udp_fake(UdpFake::Duplicate).await;
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Udp, 32, PATIENT))
-        .await
-        .unwrap();
+    let mut pinger = connect(addr, Mode::Udp, 32, PATIENT).await;
     let first = bounded(pinger.ping()).await.unwrap();
     assert!(matches!(first.outcome, PingOutcome::Echoed { .. }));
     // The duplicate of the first is either read while the second waits, or
@@ -125,9 +111,7 @@ async fn duplicate_udp_echoes_are_unexpected() {
 #[tokio::test]
 async fn a_corrupted_echo_is_reported_where_it_differs() {
     let addr = fake_server(Fake::CorruptOneFrame).await;
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, PATIENT))
-        .await
-        .unwrap();
+    let mut pinger = connect(addr, Mode::Framed, 56, PATIENT).await;
     for index in 0..=CORRUPTED_FRAME {
         let reply = bounded(pinger.ping()).await.unwrap();
         if index == CORRUPTED_FRAME {
@@ -160,9 +144,7 @@ async fn a_corrupted_echo_is_reported_where_it_differs() {
 async fn a_silent_server_loses_every_ping() {
     let addr = fake_server(Fake::Silent).await;
     let waited = Duration::from_millis(100);
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, waited))
-        .await
-        .unwrap();
+    let mut pinger = connect(addr, Mode::Framed, 56, waited).await;
     for _ in 0..2 {
         assert_eq!(
             bounded(pinger.ping()).await.unwrap().outcome,
@@ -181,9 +163,7 @@ async fn a_silent_server_loses_every_ping() {
 #[tokio::test]
 async fn a_server_that_closes_ends_the_pinging_with_an_error() {
     let addr = fake_server(Fake::CloseAfterReading).await;
-    let mut pinger = bounded(Pinger::connect(addr, Transport::Framed, 56, PATIENT))
-        .await
-        .unwrap();
+    let mut pinger = connect(addr, Mode::Framed, 56, PATIENT).await;
     let error = bounded(pinger.ping()).await.unwrap_err();
     assert_eq!(
         error.to_string(),

@@ -30,10 +30,10 @@ use tokio_util::sync::CancellationToken;
 use super::schedule::Schedule;
 use super::sent_bytes::SentBytes;
 use super::tally::{Collector, Tally};
-use crate::ClientError;
-use crate::client::{closed, exchange_error};
+use crate::error::ClientError;
+use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::transport::{Receiver, Sender, Transport};
+use crate::transport::{Receiver, Sender};
 
 /// The most bytes one write gathers, so that a deep window of large messages
 /// does not need a huge buffer.
@@ -43,7 +43,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(super) struct Plan {
     pub(super) addr: String,
-    pub(super) transport: Transport,
+    pub(super) mode: Mode,
     /// The start of the run; every time is counted in nanoseconds from it.
     pub(super) epoch: Instant,
     pub(super) warmup_nanos: u64,
@@ -111,7 +111,7 @@ impl Window {
         let len = depth.next_power_of_two();
         let slots = usize::try_from(len).unwrap_or(usize::MAX);
         let sent_bytes = plan
-            .transport
+            .mode
             .stream_header(plan.pattern.len())
             .filter(|_| depth > 1)
             .and_then(|header| SentBytes::new(&plan.pattern, id, &header, slots));
@@ -331,7 +331,7 @@ impl Writer {
                 // The socket failed, and none of these messages went out
                 // (a message too long to frame cannot happen: the size was
                 // checked before the run). Either ends this connection only.
-                break 'run Some(exchange_error(
+                break 'run Some(ClientError::exchange(
                     &self.plan.addr,
                     self.plan.pattern.len(),
                     error,
@@ -345,7 +345,7 @@ impl Writer {
                 biased;
                 flushed = self.sender.flush() => {
                     if let Err(error) = flushed {
-                        break Some(exchange_error(&self.plan.addr, self.plan.pattern.len(), error.into()));
+                        break Some(ClientError::exchange(&self.plan.addr, self.plan.pattern.len(), error.into()));
                     }
                 }
                 () = self.abort.raised() => break None,
@@ -354,7 +354,7 @@ impl Writer {
         let mut end = WriterEnd { sent: seq, error };
         if end.error.is_none() && !self.abort.is_raised() {
             if let Err(error) = self.sender.finish().await {
-                end.error = Some(exchange_error(
+                end.error = Some(ClientError::exchange(
                     &self.plan.addr,
                     self.plan.pattern.len(),
                     error.into(),
@@ -411,7 +411,7 @@ impl Reader {
     async fn run(mut self) {
         let plan = Arc::clone(&self.plan);
         let mut tally = Tally::new(&plan.collector, plan.warmup_nanos);
-        let read = if plan.transport == Transport::Udp {
+        let read = if plan.mode == Mode::Udp {
             self.read_datagrams(&mut tally).await
         } else {
             self.read_stream(&mut tally).await
@@ -496,9 +496,9 @@ impl Reader {
                             if self.writer_end.as_ref().is_some_and(|end| next >= end.sent) {
                                 break;
                             }
-                            return Err(Failure::new(closed(addr, size)));
+                            return Err(Failure::new(ClientError::closed(addr, size)));
                         }
-                        Err(error) => return Err(Failure::new(exchange_error(addr, size, error))),
+                        Err(error) => return Err(Failure::new(ClientError::exchange(addr, size, error))),
                     };
                     // This echo, then the others that came in the same read,
                     // without a trip through the runtime each: in one
@@ -524,7 +524,7 @@ impl Reader {
                         }
                         echo = match self.receiver.buffered_echo(size) {
                             Some(Ok(echo)) => echo,
-                            Some(Err(error)) => break Some(Failure::new(exchange_error(addr, size, error))),
+                            Some(Err(error)) => break Some(Failure::new(ClientError::exchange(addr, size, error))),
                             None => break None,
                         };
                     };
@@ -541,7 +541,7 @@ impl Reader {
                     let due = if next < self.window.sent.load(Ordering::Acquire) {
                         let due = self.window.slot(next).load(Ordering::Acquire) + plan.timeout_nanos();
                         if now >= due {
-                            return Err(Failure::new(ClientError::Timeout { addr: addr.to_owned(), waited: plan.timeout }));
+                            return Err(Failure::new(ClientError::timeout(addr, plan.timeout)));
                         }
                         due
                     } else {
@@ -639,13 +639,13 @@ impl Reader {
                 received = self.receiver.next_echo(size) => {
                     let echo = match received {
                         Ok(Some(echo)) => echo,
-                        Ok(None) => return Err(Failure::new(closed(addr, size))),
+                        Ok(None) => return Err(Failure::new(ClientError::closed(addr, size))),
                         Err(error) => {
                             // Replies already in for messages after the
                             // oldest unanswered one are not missing.
                             let sent = self.window.sent.load(Ordering::Acquire);
                             let answered_ahead = (oldest..sent).filter(|&seq| resolved[slot(seq)].0 == seq).count() as u64;
-                            return Err(Failure { error: exchange_error(addr, size, error), answered_ahead });
+                            return Err(Failure { error: ClientError::exchange(addr, size, error), answered_ahead });
                         }
                     };
                     let sent = self.window.sent.load(Ordering::Acquire);

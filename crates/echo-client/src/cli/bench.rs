@@ -185,7 +185,7 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
         |what: &str, n: u64| anyhow::anyhow!("{what} {n} is more than this machine can address");
     let config = BenchConfig {
         addr: options.addr.clone(),
-        transport: options.transport(),
+        mode: options.mode(),
         connections: usize::try_from(args.connections)
             .map_err(|_| too_many("--connections", args.connections))?,
         size: args.size,

@@ -66,18 +66,10 @@ pub(super) struct PingArgs {
 /// Pings until the count is reached, the connection fails, stdout closes or
 /// Ctrl-C, then prints the summary.
 pub(super) async fn run(options: &Options, args: PingArgs) -> anyhow::Result<()> {
-    let mut pinger = Pinger::connect(
-        &options.addr,
-        options.transport(),
-        args.size,
-        options.timeout,
-    )
-    .await?;
+    let mut pinger =
+        Pinger::connect(&options.addr, options.mode(), args.size, options.timeout).await?;
     let peer = pinger.peer_addr();
-    options.note(format_args!(
-        "connected to {peer} ({})",
-        options.transport()
-    ));
+    options.note_connected(peer, pinger.mode());
     let mut stdout = io::stdout().lock();
     let mut say = |line: &str| -> anyhow::Result<ControlFlow<()>> {
         if args.json {
@@ -89,7 +81,7 @@ pub(super) async fn run(options: &Options, args: PingArgs) -> anyhow::Result<()>
     let interrupted = interrupt();
     tokio::pin!(interrupted);
     let mut failure = None;
-    let mut stdout_closed = say(&ping_banner(peer, options.transport(), args.size))?.is_break();
+    let mut stdout_closed = say(&ping_banner(peer, pinger.mode(), args.size))?.is_break();
     if !stdout_closed {
         let mut next_send = Instant::now();
         let mut sent = 0;

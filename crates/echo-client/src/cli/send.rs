@@ -14,12 +14,8 @@ use super::{Options, SendArgs, print_line, printed};
 
 /// Connects, then sends every message and prints every echo.
 pub(super) async fn run(options: &Options, args: SendArgs) -> anyhow::Result<()> {
-    let client = Client::connect_with(&options.addr, options.transport(), options.timeout).await?;
-    options.note(format_args!(
-        "connected to {} ({})",
-        client.peer_addr(),
-        client.transport()
-    ));
+    let client = Client::connect_with(&options.addr, options.mode(), options.timeout).await?;
+    options.note_connected(client.peer_addr(), client.mode());
     let mut session = Session {
         client,
         options,

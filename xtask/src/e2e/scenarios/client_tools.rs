@@ -137,7 +137,7 @@ fn bench_raw_udp(ctx: &Ctx<'_>) -> Result<()> {
             let report = json_report(&output).with_context(|| format!("with {flag}"))?;
             expect_clean(&report, 2000).with_context(|| format!("with {flag}"))?;
             ensure!(
-                report["parameters"]["transport"] == flag[2..],
+                report["parameters"]["mode"] == flag[2..],
                 "wrong transport: {report}"
             );
         }
