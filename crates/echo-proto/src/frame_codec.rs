@@ -41,6 +41,7 @@ const MAX_RESERVE_STEP: usize = 64 * 1024;
 /// With a `tokio::net::TcpStream`, wrap the stream in
 /// [`tokio_util::codec::Framed`] to get a `Stream` of frames and a `Sink` for
 /// them.
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_decode_len: usize,
@@ -180,6 +181,7 @@ impl Encoder<&[u8]> for FrameCodec {
 }
 
 /// Configures a [`FrameCodec`]. Made by [`FrameCodec::builder`].
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
 #[derive(Debug, Clone)]
 pub struct FrameCodecBuilder {
     max_decode_len: usize,

@@ -36,6 +36,7 @@ use crate::{FrameCodec, FrameError};
 /// assert_eq!(greeting, Greeting { text: "hi".into() });
 /// # Ok::<(), echo_proto::JsonCodecError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug)]
 pub struct JsonCodec<T> {
     frames: FrameCodec,
@@ -44,6 +45,7 @@ pub struct JsonCodec<T> {
 }
 
 /// Why a [`JsonCodec`] failed.
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JsonCodecError {

@@ -7,32 +7,46 @@
 //!
 //! # Layout
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`frame`] | the format itself: header encoding, length checks, constants |
-//! | [`FrameCodec`] | a tokio-util [`Decoder`]/[`Encoder`] for frames |
-//! | [`JsonCodec`] | typed messages as JSON over the same frames |
-//! | [`FrameScanner`] | frame boundaries in a byte stream, for relays that never hold a whole frame |
-//! | [`read_frame`], [`write_frame`] | blocking helpers for `std::io` |
-//! | [`FrameError`] | the typed error every part returns |
+//! | item | what it holds | feature |
+//! |---|---|---|
+//! | [`frame`] | the format itself: header encoding, length checks, constants | always |
+//! | [`FrameScanner`] | frame boundaries in a byte stream, for relays that never hold a whole frame | always |
+//! | [`read_frame`], [`write_frame`] | blocking helpers for `std::io` | always |
+//! | [`FrameError`] | the typed error every part returns | always |
+//! | [`FrameCodec`], [`FrameCodecBuilder`] | a tokio-util `Decoder`/`Encoder` for frames | `codec` |
+//! | [`JsonCodec`], [`JsonCodecError`] | typed messages as JSON over the same frames | `json` |
 //!
 //! Nothing in the crate performs I/O of its own except the blocking helpers,
 //! and nothing allocates from a length a peer announced: memory follows the
 //! bytes that actually arrive.
 //!
+//! # Features
+//!
+//! Both are on by default. Without them (`default-features = false`) the
+//! crate depends on `thiserror` alone and offers the frame format, the
+//! scanner and the blocking helpers.
+//!
+//! - `codec`: [`FrameCodec`], for tokio-util's `Framed`, `FramedRead` and
+//!   `FramedWrite`; pulls in `tokio-util` and `bytes`.
+//! - `json`: [`JsonCodec`], typed messages as JSON; implies `codec` and
+//!   pulls in `serde` and `serde_json`.
+//!
+//! On docs.rs every feature is on, and each item that needs one says so.
+//!
 //! # Example
 //!
-//! An echo round trip over TCP with tokio:
+//! An echo round trip over TCP with tokio (feature `codec`):
 //!
 //! ```
+//! # #[cfg(feature = "codec")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use bytes::Bytes;
 //! use echo_proto::FrameCodec;
 //! use futures_util::{SinkExt, StreamExt};
 //! use tokio::net::{TcpListener, TcpStream};
 //! use tokio_util::codec::Framed;
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A one-connection echo server, for the example's sake.
 //! let listener = TcpListener::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
@@ -51,26 +65,48 @@
 //! assert_eq!(&echo[..], b"Hello Echo!");
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "codec"))]
+//! # fn main() {}
 //! ```
-//!
-//! [`Decoder`]: tokio_util::codec::Decoder
-//! [`Encoder`]: tokio_util::codec::Encoder
+// The links to items behind a feature lead to the feature's description
+// when it is off, so that the page has no broken link in any feature set.
+#![cfg_attr(
+    feature = "codec",
+    doc = "[`FrameCodec`]: crate::FrameCodec\n[`FrameCodecBuilder`]: crate::FrameCodecBuilder"
+)]
+#![cfg_attr(
+    not(feature = "codec"),
+    doc = "[`FrameCodec`]: #features\n[`FrameCodecBuilder`]: #features"
+)]
+#![cfg_attr(
+    feature = "json",
+    doc = "[`JsonCodec`]: crate::JsonCodec\n[`JsonCodecError`]: crate::JsonCodecError"
+)]
+#![cfg_attr(
+    not(feature = "json"),
+    doc = "[`JsonCodec`]: #features\n[`JsonCodecError`]: #features"
+)]
 #![doc = ""]
 #![doc = include_str!("../PROTOCOL.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod blocking;
 mod error;
 pub mod frame;
+#[cfg(feature = "codec")]
 mod frame_codec;
 mod frame_scanner;
+#[cfg(feature = "json")]
 mod json_codec;
 
 pub use blocking::{read_frame, write_frame};
 pub use error::FrameError;
+#[cfg(feature = "codec")]
 pub use frame_codec::{FrameCodec, FrameCodecBuilder};
 pub use frame_scanner::{FrameScanner, Scan};
+#[cfg(feature = "json")]
 pub use json_codec::{JsonCodec, JsonCodecError};
 
 /// The address an echo service uses unless told otherwise: port 9999 on the
@@ -84,8 +120,3 @@ pub use json_codec::{JsonCodec, JsonCodecError};
 /// ```
 pub const DEFAULT_ADDR: std::net::SocketAddr =
     std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9999);
-
-/// The README's Rust samples, compiled as doctests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -1,9 +1,13 @@
 //! The test vectors of PROTOCOL.md, read from the document itself so that the
 //! specification and the implementation cannot drift apart.
 
+#[cfg(feature = "codec")]
 use bytes::{Bytes, BytesMut};
+#[cfg(feature = "codec")]
+use echo_proto::FrameCodec;
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
-use echo_proto::{FrameCodec, FrameError, FrameScanner, read_frame, write_frame};
+use echo_proto::{FrameError, FrameScanner, read_frame, write_frame};
+#[cfg(feature = "codec")]
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 const PROTOCOL: &str = include_str!("../PROTOCOL.md");
@@ -130,6 +134,7 @@ fn the_vector_table_is_consistent_with_the_frame_definition() {
     }
 }
 
+#[cfg(feature = "codec")]
 #[test]
 fn frame_codec_encodes_every_vector_to_its_wire_bytes() {
     for vector in vectors() {
@@ -142,6 +147,7 @@ fn frame_codec_encodes_every_vector_to_its_wire_bytes() {
     }
 }
 
+#[cfg(feature = "codec")]
 #[test]
 fn frame_codec_decodes_every_vector_to_its_payload() {
     for vector in vectors() {
@@ -209,6 +215,7 @@ fn decode_header_reads_every_vector_and_header_row() {
     }
 }
 
+#[cfg(feature = "codec")]
 #[test]
 fn a_default_frame_codec_gives_every_header_row_its_verdict() {
     let rows = header_rows();
@@ -272,6 +279,7 @@ fn the_other_receivers_give_every_header_row_the_same_verdict() {
     }
 }
 
+#[cfg(feature = "codec")]
 #[test]
 fn tokio_util_defaults_give_every_header_row_the_same_verdict() {
     for row in header_rows() {
@@ -286,6 +294,7 @@ fn tokio_util_defaults_give_every_header_row_the_same_verdict() {
     }
 }
 
+#[cfg(feature = "codec")]
 #[test]
 fn frames_are_byte_compatible_with_tokio_util_length_delimited_codec() {
     for vector in vectors() {
@@ -326,35 +335,44 @@ fn frames_are_byte_compatible_with_tokio_util_length_delimited_codec() {
     }
 }
 
-#[test]
-fn a_stream_is_the_concatenation_of_its_frames() {
-    // The example in PROTOCOL.md, checked against the text so that the two stay in step.
+/// The stream of the concatenation example in PROTOCOL.md, checked against
+/// the text so that the two stay in step.
+fn concatenation_example() -> Vec<u8> {
     assert!(
         PROTOCOL.contains("`0000000161` followed by `00000000`"),
         "the concatenation example in PROTOCOL.md changed"
     );
-    let expected = hex("0000000161")
+    hex("0000000161")
         .into_iter()
         .chain(hex("00000000"))
-        .collect::<Vec<u8>>();
+        .collect::<Vec<u8>>()
+}
 
+#[test]
+fn the_blocking_helpers_write_and_read_a_stream_as_the_concatenation_of_its_frames() {
+    let expected = concatenation_example();
+    let mut written = Vec::new();
+    write_frame(&mut written, b"a").unwrap();
+    write_frame(&mut written, b"").unwrap();
+    assert_eq!(written, expected);
+
+    let mut reader = &expected[..];
+    assert_eq!(read_frame(&mut reader, 16).unwrap(), Some(b"a".to_vec()));
+    assert_eq!(read_frame(&mut reader, 16).unwrap(), Some(Vec::new()));
+    assert_eq!(read_frame(&mut reader, 16).unwrap(), None);
+}
+
+#[cfg(feature = "codec")]
+#[test]
+fn frame_codec_encodes_and_decodes_a_stream_as_the_concatenation_of_its_frames() {
+    let expected = concatenation_example();
     let mut codec = FrameCodec::new();
     let mut wire = BytesMut::new();
     codec.encode(&b"a"[..], &mut wire).unwrap();
     codec.encode(&b""[..], &mut wire).unwrap();
     assert_eq!(wire[..], expected[..]);
 
-    let mut written = Vec::new();
-    write_frame(&mut written, b"a").unwrap();
-    write_frame(&mut written, b"").unwrap();
-    assert_eq!(written, expected);
-
     assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(&b"a"[..]));
     assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(&b""[..]));
     assert!(codec.decode_eof(&mut wire).unwrap().is_none());
-
-    let mut reader = &expected[..];
-    assert_eq!(read_frame(&mut reader, 16).unwrap(), Some(b"a".to_vec()));
-    assert_eq!(read_frame(&mut reader, 16).unwrap(), Some(Vec::new()));
-    assert_eq!(read_frame(&mut reader, 16).unwrap(), None);
 }
