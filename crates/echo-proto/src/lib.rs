@@ -9,7 +9,7 @@
 //!
 //! | item | what it holds | feature |
 //! |---|---|---|
-//! | [`frame`] | the format itself: header encoding, length checks, constants | always |
+//! | [`frame`] | the format itself: header encoding, length checks, constants, and a borrowed, limit-checked parser over `&[u8]` ([`frame::parse`], [`frame::frames`]) | always |
 //! | [`FrameScanner`] | frame boundaries in a byte stream, for relays that never hold a whole frame | always |
 //! | [`read_frame`], [`write_frame`] | blocking helpers for `std::io` | always |
 //! | [`FrameError`] | the typed error every part returns | always |

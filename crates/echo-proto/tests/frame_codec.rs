@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::{assert_truncated, wire};
+use common::{assert_too_large, assert_truncated, wire};
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use echo_proto::{FrameCodec, FrameError};
 use futures_util::{SinkExt, StreamExt};
@@ -28,21 +28,6 @@ fn decode_all(codec: &mut FrameCodec, src: &mut BytesMut) -> Vec<BytesMut> {
         frames.push(frame);
     }
     frames
-}
-
-fn assert_too_large(
-    result: Result<Option<BytesMut>, FrameError>,
-    expected_len: u64,
-    expected_max: u64,
-) {
-    match result {
-        Err(FrameError::FrameTooLarge { len, max }) => {
-            assert_eq!((len, max), (expected_len, expected_max))
-        }
-        other => panic!(
-            "expected FrameTooLarge {{ len: {expected_len}, max: {expected_max} }}, got {other:?}"
-        ),
-    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Properties over generated streams: however a stream of frames is cut into
-//! chunks, the decoder, the scanner and the blocking reader find the same
-//! frames, and on arbitrary bytes the decoder and the scanner agree.
+//! chunks, the decoder, the scanner, the borrowed parser and the blocking
+//! reader find the same frames, and on arbitrary bytes the decoder, the
+//! scanner and the parser agree.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::io::{self, Read};
 
 use bytes::BytesMut;
 use common::wire;
-use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
+use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
 use echo_proto::{FrameCodec, FrameError, FrameScanner, read_frame};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -98,8 +99,8 @@ fn cut<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
     chunks
 }
 
-/// What decoding a chunked stream with a `FrameCodec` produced.
-#[derive(Debug)]
+/// What decoding a chunked stream produced.
+#[derive(Debug, PartialEq)]
 struct Decoded {
     /// Each frame's payload, and the index of the chunk after which it came out.
     frames: Vec<(Vec<u8>, usize)>,
@@ -144,6 +145,91 @@ fn decode_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
         error: None,
         eof: Some(eof),
     }
+}
+
+/// Feeds `chunks` one at a time into a buffer and takes out every whole frame
+/// with `frame::parse` after each, as a receiver reading a socket into its own
+/// buffer would; at the end, what is left is judged as `decode_eof` would.
+fn parse_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
+    let mut buffer = Vec::new();
+    let mut frames = Vec::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        buffer.extend_from_slice(chunk);
+        let mut start = 0;
+        loop {
+            match frame::parse(&buffer[start..], max) {
+                Ok(Parsed::Frame { payload, frame_len }) => {
+                    assert!(payload.len() <= max, "parse passed a frame over the limit");
+                    assert_eq!(frame_len, HEADER_LEN + payload.len());
+                    frames.push((payload.to_vec(), index));
+                    start += frame_len;
+                }
+                Ok(Parsed::Incomplete { needed }) => {
+                    assert!(needed > 0, "an incomplete frame that needs nothing");
+                    break;
+                }
+                Err(error) => {
+                    return Decoded {
+                        frames,
+                        error: Some((key(&error), index)),
+                        eof: None,
+                    };
+                }
+            }
+        }
+        buffer.drain(..start);
+    }
+    let eof = match frame::parse(&buffer, max) {
+        _ if buffer.is_empty() => Ok(()),
+        // What arrived, and what the frame would have been with the bytes it
+        // needs: the numbers of a truncation.
+        Ok(Parsed::Incomplete { needed }) => Err((
+            "truncated",
+            buffer.len() as u64,
+            (buffer.len() + needed) as u64,
+        )),
+        other => panic!("after taking out every frame, parse found {other:?}"),
+    };
+    Decoded {
+        frames,
+        error: None,
+        eof: Some(eof),
+    }
+}
+
+/// Checks `frame::frames` over the whole of `bytes` against what the codec
+/// decoded from it: the same payloads, the same error, and the walk stopping
+/// where the decoded frames end.
+fn check_frames_walk(bytes: &[u8], max: usize, decoded: &Decoded) -> Result<(), TestCaseError> {
+    let mut walk = frame::frames(bytes, max);
+    let mut payloads = Vec::new();
+    let mut error = None;
+    for item in walk.by_ref() {
+        match item {
+            Ok(payload) => {
+                prop_assert!(payload.len() <= max, "frames passed a frame over the limit");
+                payloads.push(payload.to_vec());
+            }
+            Err(rejection) => error = Some(key(&rejection)),
+        }
+    }
+    let expected: Vec<Vec<u8>> = decoded
+        .frames
+        .iter()
+        .map(|(payload, _)| payload.clone())
+        .collect();
+    prop_assert!(
+        payloads == expected,
+        "frames walked other payloads than the codec decoded"
+    );
+    prop_assert_eq!(error, decoded.error.map(|(error, _)| error));
+    let consumed: usize = expected
+        .iter()
+        .map(|payload| HEADER_LEN + payload.len())
+        .sum();
+    prop_assert_eq!(walk.consumed(), consumed);
+    prop_assert_eq!(walk.rest(), &bytes[consumed..]);
+    Ok(())
 }
 
 /// Scans `chunks` and checks every `Scan` against the frames `decoded` found:
@@ -293,6 +379,53 @@ proptest! {
     }
 
     #[test]
+    fn parse_finds_the_decoders_frames_however_the_stream_is_cut(
+        payloads in payloads(),
+        sizes in chunk_sizes(),
+    ) {
+        let stream = wire(&payloads);
+        let chunks = cut(&stream, &sizes);
+        let parsed = parse_chunks(&chunks, DEFAULT_MAX_FRAME_LEN);
+        prop_assert_eq!(&parsed, &decode_chunks(&chunks, DEFAULT_MAX_FRAME_LEN));
+        check_scanner_agrees(&chunks, DEFAULT_MAX_FRAME_LEN, &parsed)?;
+    }
+
+    #[test]
+    fn on_arbitrary_bytes_parse_agrees_with_the_decoder_and_the_scanner(
+        bytes in arbitrary_bytes(),
+        sizes in chunk_sizes(),
+    ) {
+        let chunks = cut(&bytes, &sizes);
+        let parsed = parse_chunks(&chunks, SMALL_MAX);
+        let decoded = decode_chunks(&chunks, SMALL_MAX);
+        prop_assert_eq!(&parsed, &decoded);
+        check_scanner_agrees(&chunks, SMALL_MAX, &parsed)?;
+        check_frames_walk(&bytes, SMALL_MAX, &decode_chunks(&[&bytes], SMALL_MAX))?;
+    }
+
+    #[test]
+    fn a_walk_over_a_prefix_finds_the_frames_that_end_in_it(
+        payloads in payloads(),
+        at in any::<Index>(),
+    ) {
+        let stream = wire(&payloads);
+        let prefix = &stream[..at.index(stream.len() + 1)];
+        let mut walk = frame::frames(prefix, DEFAULT_MAX_FRAME_LEN);
+        let walked: Vec<&[u8]> = walk.by_ref().map(Result::unwrap).collect();
+        prop_assert!(walked.len() <= payloads.len());
+        prop_assert!(
+            walked.iter().zip(&payloads).all(|(walked, sent)| walked == sent),
+            "the walk over a prefix found other frames than were sent"
+        );
+        // It stopped at the first frame that does not end in the prefix.
+        let consumed: usize = walked.iter().map(|payload| HEADER_LEN + payload.len()).sum();
+        prop_assert_eq!(walk.consumed(), consumed);
+        if let Some(next) = payloads.get(walked.len()) {
+            prop_assert!(consumed + HEADER_LEN + next.len() > prefix.len());
+        }
+    }
+
+    #[test]
     fn read_frame_reads_the_payloads_then_none(payloads in payloads(), sizes in chunk_sizes()) {
         let stream = wire(&payloads);
         let mut reader = ChunkedReader { chunks: cut(&stream, &sizes).into_iter(), current: &[] };
@@ -301,5 +434,36 @@ proptest! {
             prop_assert!(read.as_ref() == Some(payload), "a frame read differs from the payload sent");
         }
         prop_assert_eq!(read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN).ok(), Some(None));
+    }
+}
+
+proptest! {
+    // Parsing is cheap: many cases of any bytes, or frame-like ones, under
+    // any limit.
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn parse_never_panics_nor_passes_a_frame_over_the_limit(
+        bytes in prop_oneof![vec(any::<u8>(), 0..64), arbitrary_bytes()],
+        max in prop_oneof![0..=64usize, Just(usize::MAX)],
+    ) {
+        match frame::parse(&bytes, max) {
+            Ok(Parsed::Frame { payload, frame_len }) => {
+                prop_assert!(payload.len() <= max);
+                prop_assert_eq!(payload, &bytes[HEADER_LEN..frame_len]);
+            }
+            Ok(Parsed::Incomplete { needed }) => prop_assert!(needed > 0),
+            Err(FrameError::FrameTooLarge { len, max: limit }) => {
+                prop_assert!(len > max as u64 && limit == max as u64);
+            }
+            Err(other) => prop_assert!(false, "parse gave {:?}", other),
+        }
+        let consumed = frame::frames(&bytes, max)
+            .map(|item| item.map_or(0, |payload| {
+                assert!(payload.len() <= max, "frames passed a frame over the limit");
+                HEADER_LEN + payload.len()
+            }))
+            .sum::<usize>();
+        prop_assert!(consumed <= bytes.len());
     }
 }

@@ -33,3 +33,20 @@ pub(crate) fn assert_truncated<T: std::fmt::Debug>(
         ),
     }
 }
+
+/// Asserts that `result` is `FrameError::FrameTooLarge` with these numbers.
+#[allow(dead_code)] // Not every test file checks the limit.
+pub(crate) fn assert_too_large<T: std::fmt::Debug>(
+    result: Result<T, echo_proto::FrameError>,
+    expected_len: u64,
+    expected_max: u64,
+) {
+    match result {
+        Err(echo_proto::FrameError::FrameTooLarge { len, max }) => {
+            assert_eq!((len, max), (expected_len, expected_max));
+        }
+        other => panic!(
+            "expected FrameTooLarge {{ len: {expected_len}, max: {expected_max} }}, got {other:?}"
+        ),
+    }
+}
