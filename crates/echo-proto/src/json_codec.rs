@@ -91,6 +91,26 @@ impl<T> JsonCodec<T> {
     pub fn frame_codec(&self) -> &FrameCodec {
         &self.frames
     }
+
+    /// The frame codec underneath, to change its limits on a codec in use;
+    /// see [`FrameCodec::set_max_decode_frame_len`] for when a change takes
+    /// effect.
+    ///
+    /// ```
+    /// use echo_proto::JsonCodec;
+    /// use tokio_util::codec::Framed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (stream, _peer) = tokio::io::duplex(64);
+    /// let mut messages = Framed::new(stream, JsonCodec::<serde_json::Value>::new());
+    /// messages.codec_mut().frame_codec_mut().set_max_decode_frame_len(4096);
+    /// assert_eq!(messages.codec().frame_codec().max_decode_frame_len(), 4096);
+    /// # }
+    /// ```
+    pub fn frame_codec_mut(&mut self) -> &mut FrameCodec {
+        &mut self.frames
+    }
 }
 
 impl<T> Default for JsonCodec<T> {
