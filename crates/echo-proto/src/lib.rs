@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`frame`] | the format itself: header encoding, length checks, constants, and a borrowed, limit-checked parser over `&[u8]` ([`frame::parse`], [`frame::frames`]) | always |
 //! | [`FrameScanner`] | frame boundaries in a byte stream, for relays that never hold a whole frame | always |
-//! | [`read_frame`], [`write_frame`] | blocking helpers for `std::io` | always |
+//! | [`read_frame`], [`write_frame`], [`FrameReader`] | blocking helpers for `std::io`; the reader reuses one buffer for many frames | always |
 //! | [`FrameError`] | the typed error every part returns | always |
 //! | [`FrameCodec`], [`FrameCodecBuilder`] | a tokio-util `Decoder`/`Encoder` for frames | `codec` |
 //! | [`JsonCodec`], [`JsonCodecError`] | typed messages as JSON over the same frames | `json` |
@@ -101,7 +101,7 @@ mod frame_scanner;
 #[cfg(feature = "json")]
 mod json_codec;
 
-pub use blocking::{read_frame, write_frame};
+pub use blocking::{FrameReader, read_frame, write_frame};
 pub use error::FrameError;
 #[cfg(feature = "codec")]
 pub use frame_codec::{FrameCodec, FrameCodecBuilder};

@@ -8,9 +8,9 @@ mod common;
 use std::io::{self, Read};
 
 use bytes::BytesMut;
-use common::wire;
+use common::{ErrorKey, error_key, wire};
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
-use echo_proto::{FrameCodec, FrameError, FrameScanner, read_frame};
+use echo_proto::{FrameCodec, FrameError, FrameReader, FrameScanner, read_frame};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -18,17 +18,6 @@ use tokio_util::codec::Decoder;
 
 /// The small limit of the arbitrary-bytes property, so that both verdicts occur.
 const SMALL_MAX: usize = 64;
-
-/// A frame error reduced to what can be compared: (kind, first number, second number).
-type ErrorKey = (&'static str, u64, u64);
-
-fn key(error: &FrameError) -> ErrorKey {
-    match error {
-        FrameError::FrameTooLarge { len, max } => ("too large", *len, *max),
-        FrameError::Truncated { received, expected } => ("truncated", *received, *expected),
-        other => panic!("no I/O happens here, yet got {other:?}"),
-    }
-}
 
 /// Payload lists: up to 20 frames of up to 2000 bytes, with many empty and short
 /// ones, and now and then one of about 100 KiB somewhere among them.
@@ -125,7 +114,7 @@ fn decode_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
                 Err(error) => {
                     return Decoded {
                         frames,
-                        error: Some((key(&error), index)),
+                        error: Some((error_key(&error), index)),
                         eof: None,
                     };
                 }
@@ -138,7 +127,7 @@ fn decode_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
             "decode_eof found a {}-byte frame that decode missed",
             frame.len()
         ),
-        Err(error) => Err(key(&error)),
+        Err(error) => Err(error_key(&error)),
     };
     Decoded {
         frames,
@@ -171,7 +160,7 @@ fn parse_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
                 Err(error) => {
                     return Decoded {
                         frames,
-                        error: Some((key(&error), index)),
+                        error: Some((error_key(&error), index)),
                         eof: None,
                     };
                 }
@@ -210,7 +199,7 @@ fn check_frames_walk(bytes: &[u8], max: usize, decoded: &Decoded) -> Result<(), 
                 prop_assert!(payload.len() <= max, "frames passed a frame over the limit");
                 payloads.push(payload.to_vec());
             }
-            Err(rejection) => error = Some(key(&rejection)),
+            Err(rejection) => error = Some(error_key(&rejection)),
         }
     }
     let expected: Vec<Vec<u8>> = decoded
@@ -304,7 +293,7 @@ fn check_scanner_agrees(
             .filter(|&(_, at)| at <= index)
             .map(|(error, _)| error);
         prop_assert_eq!(
-            scan.error.as_ref().map(key),
+            scan.error.as_ref().map(error_key),
             expected_error,
             "error in chunk {}",
             index
@@ -315,7 +304,7 @@ fn check_scanner_agrees(
     prop_assert_eq!(scanner.frames_total(), decoded.frames.len() as u64);
 
     // The verdict at the end of the stream.
-    let finish = scanner.finish().map_err(|error| key(&error));
+    let finish = scanner.finish().map_err(|error| error_key(&error));
     match (&decoded.error, &decoded.eof) {
         (Some((error, _)), _) => prop_assert_eq!(finish, Err(*error)),
         (None, Some(eof)) => prop_assert_eq!(finish, *eof),
@@ -328,7 +317,7 @@ fn check_scanner_agrees(
 /// A reader that returns the stream in the given chunks, one per call at most.
 #[derive(Debug)]
 struct ChunkedReader<'a> {
-    chunks: std::vec::IntoIter<&'a [u8]>,
+    chunks: std::iter::Copied<std::slice::Iter<'a, &'a [u8]>>,
     current: &'a [u8],
 }
 
@@ -342,6 +331,45 @@ impl Read for ChunkedReader<'_> {
         self.current = &self.current[n..];
         Ok(n)
     }
+}
+
+/// Checks a `FrameReader` reading `chunks`, one per read at most, against
+/// what the codec decoded from them: the same payloads, then the same error
+/// or the same clean end.
+fn check_frame_reader(
+    chunks: &[&[u8]],
+    max: usize,
+    decoded: &Decoded,
+) -> Result<(), TestCaseError> {
+    let reader = ChunkedReader {
+        chunks: chunks.iter().copied(),
+        current: &[],
+    };
+    let mut frames = FrameReader::new(reader, max);
+    let mut payloads = Vec::new();
+    let end = loop {
+        match frames.read_frame() {
+            Ok(Some(payload)) => payloads.push(payload.to_vec()),
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error_key(&error)),
+        }
+    };
+    let expected: Vec<Vec<u8>> = decoded
+        .frames
+        .iter()
+        .map(|(payload, _)| payload.clone())
+        .collect();
+    prop_assert!(
+        payloads == expected,
+        "the frame reader read other payloads than the codec decoded"
+    );
+    let expected_end = match (decoded.error, decoded.eof) {
+        (Some((error, _)), _) => Err(error),
+        (None, Some(eof)) => eof,
+        (None, None) => unreachable!("decode_chunks sets one of error and eof"),
+    };
+    prop_assert_eq!(end, expected_end);
+    Ok(())
 }
 
 proptest! {
@@ -426,9 +454,29 @@ proptest! {
     }
 
     #[test]
+    fn a_frame_reader_finds_the_decoders_frames_however_the_stream_is_cut(
+        payloads in payloads(),
+        sizes in chunk_sizes(),
+    ) {
+        let stream = wire(&payloads);
+        let chunks = cut(&stream, &sizes);
+        check_frame_reader(&chunks, DEFAULT_MAX_FRAME_LEN, &decode_chunks(&chunks, DEFAULT_MAX_FRAME_LEN))?;
+    }
+
+    #[test]
+    fn on_arbitrary_bytes_a_frame_reader_agrees_with_the_decoder(
+        bytes in arbitrary_bytes(),
+        sizes in chunk_sizes(),
+    ) {
+        let chunks = cut(&bytes, &sizes);
+        check_frame_reader(&chunks, SMALL_MAX, &decode_chunks(&chunks, SMALL_MAX))?;
+    }
+
+    #[test]
     fn read_frame_reads_the_payloads_then_none(payloads in payloads(), sizes in chunk_sizes()) {
         let stream = wire(&payloads);
-        let mut reader = ChunkedReader { chunks: cut(&stream, &sizes).into_iter(), current: &[] };
+        let chunks = cut(&stream, &sizes);
+        let mut reader = ChunkedReader { chunks: chunks.iter().copied(), current: &[] };
         for payload in &payloads {
             let read = read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN).map_err(|error| TestCaseError::fail(error.to_string()))?;
             prop_assert!(read.as_ref() == Some(payload), "a frame read differs from the payload sent");

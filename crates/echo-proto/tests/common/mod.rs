@@ -50,3 +50,20 @@ pub(crate) fn assert_too_large<T: std::fmt::Debug>(
         ),
     }
 }
+
+/// A frame error reduced to what can be compared: (kind, first number, second number).
+#[allow(dead_code)] // Not every test file compares errors.
+pub(crate) type ErrorKey = (&'static str, u64, u64);
+
+/// The comparable part of a framing error; there is none in an I/O error,
+/// which the callers never expect.
+#[allow(dead_code)] // Not every test file compares errors.
+pub(crate) fn error_key(error: &echo_proto::FrameError) -> ErrorKey {
+    match error {
+        echo_proto::FrameError::FrameTooLarge { len, max } => ("too large", *len, *max),
+        echo_proto::FrameError::Truncated { received, expected } => {
+            ("truncated", *received, *expected)
+        }
+        other => panic!("no I/O error was expected, yet got {other:?}"),
+    }
+}
