@@ -1,7 +1,7 @@
-//! Properties over generated streams: however a stream of frames is cut into
-//! chunks, the decoder, the scanner, the borrowed parser and the blocking
-//! reader find the same frames, and on arbitrary bytes the decoder, the
-//! scanner and the parser agree.
+//! Properties over generated streams: however a stream of frames, or of
+//! arbitrary bytes, is cut into chunks, the decoder, the scanner, the
+//! borrowed parser and the blocking readers find the same frames and the same
+//! errors; and the parser never panics nor passes a frame over its limit.
 
 mod common;
 
@@ -99,6 +99,26 @@ struct Decoded {
     eof: Option<Result<(), ErrorKey>>,
 }
 
+impl Decoded {
+    /// The frames' payloads, in order.
+    fn payloads(&self) -> Vec<Vec<u8>> {
+        self.frames
+            .iter()
+            .map(|(payload, _)| payload.clone())
+            .collect()
+    }
+
+    /// How the stream ended: at the first error, or with the verdict at its
+    /// end.
+    fn end(&self) -> Result<(), ErrorKey> {
+        match (self.error, self.eof) {
+            (Some((error, _)), _) => Err(error),
+            (None, Some(eof)) => eof,
+            (None, None) => unreachable!("decode_chunks sets one of error and eof"),
+        }
+    }
+}
+
 /// Feeds `chunks` one at a time into a buffer and decodes until `None` after
 /// each, as a `FramedRead` would.
 fn decode_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
@@ -172,11 +192,10 @@ fn parse_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
         _ if buffer.is_empty() => Ok(()),
         // What arrived, and what the frame would have been with the bytes it
         // needs: the numbers of a truncation.
-        Ok(Parsed::Incomplete { needed }) => Err((
-            "truncated",
-            buffer.len() as u64,
-            (buffer.len() + needed) as u64,
-        )),
+        Ok(Parsed::Incomplete { needed }) => Err(error_key(&FrameError::Truncated {
+            received: buffer.len() as u64,
+            expected: (buffer.len() + needed) as u64,
+        })),
         other => panic!("after taking out every frame, parse found {other:?}"),
     };
     Decoded {
@@ -202,11 +221,7 @@ fn check_frames_walk(bytes: &[u8], max: usize, decoded: &Decoded) -> Result<(), 
             Err(rejection) => error = Some(error_key(&rejection)),
         }
     }
-    let expected: Vec<Vec<u8>> = decoded
-        .frames
-        .iter()
-        .map(|(payload, _)| payload.clone())
-        .collect();
+    let expected = decoded.payloads();
     prop_assert!(
         payloads == expected,
         "frames walked other payloads than the codec decoded"
@@ -305,11 +320,7 @@ fn check_scanner_agrees(
 
     // The verdict at the end of the stream.
     let finish = scanner.finish().map_err(|error| error_key(&error));
-    match (&decoded.error, &decoded.eof) {
-        (Some((error, _)), _) => prop_assert_eq!(finish, Err(*error)),
-        (None, Some(eof)) => prop_assert_eq!(finish, *eof),
-        (None, None) => unreachable!("decode_chunks sets one of error and eof"),
-    }
+    prop_assert_eq!(finish, decoded.end());
     prop_assert_eq!(scanner.is_at_boundary(), finish.is_ok());
     Ok(())
 }
@@ -354,22 +365,22 @@ fn check_frame_reader(
             Err(error) => break Err(error_key(&error)),
         }
     };
-    let expected: Vec<Vec<u8>> = decoded
-        .frames
-        .iter()
-        .map(|(payload, _)| payload.clone())
-        .collect();
     prop_assert!(
-        payloads == expected,
+        payloads == decoded.payloads(),
         "the frame reader read other payloads than the codec decoded"
     );
-    let expected_end = match (decoded.error, decoded.eof) {
-        (Some((error, _)), _) => Err(error),
-        (None, Some(eof)) => eof,
-        (None, None) => unreachable!("decode_chunks sets one of error and eof"),
-    };
-    prop_assert_eq!(end, expected_end);
+    prop_assert_eq!(end, decoded.end());
     Ok(())
+}
+
+/// Decodes `chunks` with the codec, and checks every other receiver against
+/// it: the scanner, the borrowed parser and the frame reader.
+fn check_receivers_agree(chunks: &[&[u8]], max: usize) -> Result<Decoded, TestCaseError> {
+    let decoded = decode_chunks(chunks, max);
+    check_scanner_agrees(chunks, max, &decoded)?;
+    prop_assert_eq!(&parse_chunks(chunks, max), &decoded);
+    check_frame_reader(chunks, max, &decoded)?;
+    Ok(decoded)
 }
 
 proptest! {
@@ -378,56 +389,20 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn any_chunking_decodes_to_the_payloads(payloads in payloads(), sizes in chunk_sizes()) {
+    fn any_chunking_gives_every_receiver_the_payloads(payloads in payloads(), sizes in chunk_sizes()) {
         let stream = wire(&payloads);
-        let decoded = decode_chunks(&cut(&stream, &sizes), DEFAULT_MAX_FRAME_LEN);
+        let decoded = check_receivers_agree(&cut(&stream, &sizes), DEFAULT_MAX_FRAME_LEN)?;
         prop_assert!(decoded.error.is_none(), "{:?}", decoded.error);
         prop_assert_eq!(decoded.eof, Some(Ok(())));
-        let frames: Vec<Vec<u8>> = decoded.frames.into_iter().map(|(payload, _)| payload).collect();
-        prop_assert!(frames == payloads, "the decoded frames differ from the payloads sent");
+        prop_assert!(decoded.payloads() == payloads, "the decoded frames differ from the payloads sent");
     }
 
     #[test]
-    fn the_scanner_finds_the_decoders_frames(payloads in payloads(), sizes in chunk_sizes()) {
-        let stream = wire(&payloads);
-        let chunks = cut(&stream, &sizes);
-        let decoded = decode_chunks(&chunks, DEFAULT_MAX_FRAME_LEN);
-        prop_assert_eq!(decoded.frames.len(), payloads.len());
-        check_scanner_agrees(&chunks, DEFAULT_MAX_FRAME_LEN, &decoded)?;
-    }
-
-    #[test]
-    fn on_arbitrary_bytes_the_scanner_and_the_decoder_agree(
+    fn on_arbitrary_bytes_every_receiver_agrees_with_the_decoder(
         bytes in arbitrary_bytes(),
         sizes in chunk_sizes(),
     ) {
-        let chunks = cut(&bytes, &sizes);
-        let decoded = decode_chunks(&chunks, SMALL_MAX);
-        check_scanner_agrees(&chunks, SMALL_MAX, &decoded)?;
-    }
-
-    #[test]
-    fn parse_finds_the_decoders_frames_however_the_stream_is_cut(
-        payloads in payloads(),
-        sizes in chunk_sizes(),
-    ) {
-        let stream = wire(&payloads);
-        let chunks = cut(&stream, &sizes);
-        let parsed = parse_chunks(&chunks, DEFAULT_MAX_FRAME_LEN);
-        prop_assert_eq!(&parsed, &decode_chunks(&chunks, DEFAULT_MAX_FRAME_LEN));
-        check_scanner_agrees(&chunks, DEFAULT_MAX_FRAME_LEN, &parsed)?;
-    }
-
-    #[test]
-    fn on_arbitrary_bytes_parse_agrees_with_the_decoder_and_the_scanner(
-        bytes in arbitrary_bytes(),
-        sizes in chunk_sizes(),
-    ) {
-        let chunks = cut(&bytes, &sizes);
-        let parsed = parse_chunks(&chunks, SMALL_MAX);
-        let decoded = decode_chunks(&chunks, SMALL_MAX);
-        prop_assert_eq!(&parsed, &decoded);
-        check_scanner_agrees(&chunks, SMALL_MAX, &parsed)?;
+        check_receivers_agree(&cut(&bytes, &sizes), SMALL_MAX)?;
         check_frames_walk(&bytes, SMALL_MAX, &decode_chunks(&[&bytes], SMALL_MAX))?;
     }
 
@@ -451,25 +426,6 @@ proptest! {
         if let Some(next) = payloads.get(walked.len()) {
             prop_assert!(consumed + HEADER_LEN + next.len() > prefix.len());
         }
-    }
-
-    #[test]
-    fn a_frame_reader_finds_the_decoders_frames_however_the_stream_is_cut(
-        payloads in payloads(),
-        sizes in chunk_sizes(),
-    ) {
-        let stream = wire(&payloads);
-        let chunks = cut(&stream, &sizes);
-        check_frame_reader(&chunks, DEFAULT_MAX_FRAME_LEN, &decode_chunks(&chunks, DEFAULT_MAX_FRAME_LEN))?;
-    }
-
-    #[test]
-    fn on_arbitrary_bytes_a_frame_reader_agrees_with_the_decoder(
-        bytes in arbitrary_bytes(),
-        sizes in chunk_sizes(),
-    ) {
-        let chunks = cut(&bytes, &sizes);
-        check_frame_reader(&chunks, SMALL_MAX, &decode_chunks(&chunks, SMALL_MAX))?;
     }
 
     #[test]
