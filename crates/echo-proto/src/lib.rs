@@ -24,8 +24,8 @@
 //! # Features
 //!
 //! Both are on by default. Without them (`default-features = false`) the
-//! crate depends on `thiserror` alone and offers the frame format, the
-//! scanner and the blocking helpers.
+//! crate depends on `thiserror` alone and offers the frame format and its
+//! parser, the scanner, the blocking helpers and the test vectors.
 //!
 //! - `codec`: [`FrameCodec`], for tokio-util's `Framed`, `FramedRead` and
 //!   `FramedWrite`; pulls in `tokio-util` and `bytes`.
@@ -34,7 +34,7 @@
 //!
 //! On docs.rs every feature is on, and each item that needs one says so.
 //!
-//! # Example
+//! # Examples
 //!
 //! An echo round trip over TCP with tokio (feature `codec`):
 //!
@@ -69,6 +69,66 @@
 //! # #[cfg(not(feature = "codec"))]
 //! # fn main() {}
 //! ```
+//!
+//! The same without an async runtime: [`write_frame`] sends, and a
+//! [`FrameReader`] receives through one buffer that it reuses, however many
+//! frames come.
+//!
+//! ```
+//! use std::net::{TcpListener, TcpStream};
+//!
+//! use echo_proto::{FrameReader, frame::DEFAULT_MAX_FRAME_LEN, write_frame};
+//!
+//! // A one-connection echo server on a thread, for the example's sake.
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! std::thread::spawn(move || {
+//!     let (socket, _) = listener.accept()?;
+//!     let mut writer = socket.try_clone()?;
+//!     let mut frames = FrameReader::new(socket, DEFAULT_MAX_FRAME_LEN);
+//!     while let Some(payload) = frames.read_frame()? {
+//!         write_frame(&mut writer, payload)?;
+//!     }
+//!     Ok::<_, echo_proto::FrameError>(())
+//! });
+//!
+//! let mut client = TcpStream::connect(addr)?;
+//! let mut echoes = FrameReader::new(client.try_clone()?, DEFAULT_MAX_FRAME_LEN);
+//! for text in ["Hello", "Echo!"] {
+//!     write_frame(&mut client, text.as_bytes())?;
+//!     assert_eq!(echoes.read_frame()?, Some(text.as_bytes()));
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A program with its own receive buffer takes the whole frames out of it
+//! with [`frame::frames`], which checks each header against the limit and
+//! says where it stopped, so that the rest waits for more bytes:
+//!
+//! ```
+//! use echo_proto::frame;
+//!
+//! let mut buffer = Vec::new();
+//! let mut received = Vec::new();
+//! // The bytes arrive in pieces that cut frames anywhere.
+//! for piece in [&[0, 0, 0][..], &[2, b'h', b'i', 0, 0], &[0, 0]] {
+//!     buffer.extend_from_slice(piece);
+//!     let mut frames = frame::frames(&buffer, 1024);
+//!     for payload in frames.by_ref() {
+//!         received.push(payload?.to_vec());
+//!     }
+//!     let consumed = frames.consumed();
+//!     buffer.drain(..consumed);
+//! }
+//! assert_eq!(received, [b"hi".to_vec(), Vec::new()]);
+//! assert!(buffer.is_empty());
+//! # Ok::<(), echo_proto::FrameError>(())
+//! ```
+//!
+//! A connection that settles its limits after a handshake changes them on
+//! the live codec: see [`FrameCodec::set_max_decode_frame_len`]. An
+//! implementation of the protocol, in Rust or not, can be checked against the
+//! cases of the specification in [`test_vectors`].
 // Without its feature, an item linked from this page is not there to link
 // to. The default build has every item, and checks every link.
 #![cfg_attr(not(feature = "json"), allow(rustdoc::broken_intra_doc_links))]
