@@ -13,11 +13,13 @@
 use std::io::{self, Read};
 
 use bytes::BytesMut;
-use echo_proto::{FrameCodec, FrameError, FrameScanner, read_frame};
+use echo_proto::{FrameCodec, FrameScanner, read_frame};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::expect;
+use crate::feed::{Outcome, feed};
 use crate::input::Input;
-use crate::reference::{End, HEADER_LEN, Position, Reference};
+use crate::reference::{Position, Reference};
 
 /// The most the codec may ask its buffer to grow by in one step, as
 /// echo-proto documents it.
@@ -48,14 +50,11 @@ fn capacity_bound(received: usize) -> usize {
 
 fn check_codec(input: &Input<'_>, reference: &Reference<'_>) {
     let mut codec = FrameCodec::builder().max_frame_len(input.limit()).build();
-    let mut buffer = BytesMut::new();
-    let mut received = 0;
-    let mut decoded = 0;
-    for chunk in input.chunks() {
-        buffer.extend_from_slice(chunk);
-        received += chunk.len();
-        loop {
-            let result = codec.decode(&mut buffer);
+    let buffer = feed(
+        input,
+        reference,
+        &mut codec,
+        |result, buffer, received, index| {
             assert!(
                 buffer.capacity() <= capacity_bound(received),
                 "the codec's buffer has {} bytes of capacity after {received} bytes received",
@@ -63,42 +62,24 @@ fn check_codec(input: &Input<'_>, reference: &Reference<'_>) {
             );
             match result {
                 Ok(Some(frame)) => {
-                    let expected = reference.frames.get(decoded).unwrap_or_else(|| {
+                    let expected = reference.frames.get(index).unwrap_or_else(|| {
                         panic!("the codec decoded a frame the stream does not hold: {frame:?}")
                     });
-                    assert_eq!(&frame[..], expected.payload, "frame {decoded} differs");
-                    decoded += 1;
+                    assert_eq!(&frame[..], expected.payload, "frame {index} differs");
+                    Outcome::Frame
                 }
-                Ok(None) => break,
+                Ok(None) => Outcome::Wait,
                 Err(error) => {
-                    expect_too_large(reference, received, &error);
-                    assert_eq!(decoded, reference.frames.len(), "frames were skipped");
-                    return;
+                    expect::too_large(reference, received, &error);
+                    Outcome::Rejected
                 }
             }
-        }
-        // Every frame is decoded as soon as its last byte is in, and a bad
-        // header as soon as it is whole.
-        assert_eq!(
-            decoded,
-            reference.frames_by(received),
-            "after {received} bytes"
-        );
-        assert!(
-            !matches!(reference.position(received), Position::Rejected { .. }),
-            "a header over the limit was not rejected after {received} bytes"
-        );
-    }
-
-    let end = codec.decode_eof(&mut buffer);
-    match reference.end {
-        End::Clean => assert!(matches!(end, Ok(None)), "at a clean end: {end:?}"),
-        End::InHeader { start } => expect_truncated(end, reference.total - start, HEADER_LEN),
-        End::InPayload { start, len } => {
-            expect_truncated(end, reference.total - start, HEADER_LEN + len);
-        }
-        End::TooLarge { .. } => unreachable!("the loop above returns on the rejection"),
-    }
+        },
+    );
+    let Some(mut buffer) = buffer else {
+        return;
+    };
+    expect::end(reference, codec.decode_eof(&mut buffer), Option::is_none);
     // The codec is left clean, whatever the end was.
     assert!(matches!(codec.decode_eof(&mut buffer), Ok(None)));
 
@@ -145,7 +126,7 @@ fn check_scanner(input: &Input<'_>, reference: &Reference<'_>) {
             (None, Position::Rejected { .. }) => {
                 panic!("no error after a header over the limit, chunk {start}..{end}")
             }
-            (Some(error), _) => expect_too_large(reference, end, error),
+            (Some(error), _) => expect::too_large(reference, end, error),
             (None, _) => {}
         }
         assert_eq!(scanner.frames_total(), frames_by_end as u64);
@@ -158,18 +139,7 @@ fn check_scanner(input: &Input<'_>, reference: &Reference<'_>) {
         start = end;
     }
 
-    let finish = scanner.finish();
-    match reference.end {
-        End::Clean => assert!(finish.is_ok(), "at a clean end: {finish:?}"),
-        End::InHeader { start } => expect_truncated(finish, reference.total - start, HEADER_LEN),
-        End::InPayload { start, len } => {
-            expect_truncated(finish, reference.total - start, HEADER_LEN + len);
-        }
-        End::TooLarge { .. } => {
-            let error = finish.expect_err("a rejected stream cannot finish cleanly");
-            expect_too_large(reference, reference.total, &error);
-        }
-    }
+    expect::end(reference, scanner.finish(), |()| true);
 }
 
 /// A reader that returns the input's chunks, one per read (or less, if the
@@ -211,56 +181,9 @@ fn check_blocking(input: &Input<'_>, reference: &Reference<'_>) {
             ),
         }
     }
-    let end = read_frame(&mut reader, input.limit());
-    match reference.end {
-        End::Clean => assert!(matches!(end, Ok(None)), "at a clean end: {end:?}"),
-        End::InHeader { start } => expect_truncated(end, reference.total - start, HEADER_LEN),
-        End::InPayload { start, len } => {
-            expect_truncated(end, reference.total - start, HEADER_LEN + len);
-        }
-        End::TooLarge { .. } => match end {
-            Err(error) => expect_too_large(reference, reference.total, &error),
-            Ok(frame) => panic!("read_frame accepted a header over the limit: {frame:?}"),
-        },
-    }
-}
-
-/// Asserts that `error` is the rejection of the reference's bad header, and
-/// that the first `received` bytes hold all of that header.
-fn expect_too_large(reference: &Reference<'_>, received: usize, error: &FrameError) {
-    let Position::Rejected { len, .. } = reference.position(received) else {
-        panic!(
-            "{error} after {received} bytes, where the reference is at {:?}",
-            reference.position(received)
-        );
-    };
-    match error {
-        FrameError::FrameTooLarge { len: got, max } => {
-            assert_eq!(
-                (*got, *max),
-                (len as u64, reference.limit as u64),
-                "the announced length and the limit"
-            );
-        }
-        other => panic!("expected a frame over the limit, got {other:?}"),
-    }
-}
-
-/// Asserts that `result` is a truncation with these numbers.
-fn expect_truncated<T: std::fmt::Debug>(
-    result: Result<T, FrameError>,
-    received: usize,
-    expected: usize,
-) {
-    match result {
-        Err(FrameError::Truncated {
-            received: got_received,
-            expected: got_expected,
-        }) => assert_eq!(
-            (got_received, got_expected),
-            (received as u64, expected as u64),
-            "the truncation's numbers"
-        ),
-        other => panic!("expected a truncation ({received} of {expected} bytes), got {other:?}"),
-    }
+    expect::end(
+        reference,
+        read_frame(&mut reader, input.limit()),
+        Option::is_none,
+    );
 }

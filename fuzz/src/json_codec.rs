@@ -11,12 +11,14 @@
 //!   JSON text.
 
 use bytes::BytesMut;
-use echo_proto::{FrameCodec, FrameError, JsonCodec, JsonCodecError};
+use echo_proto::{FrameCodec, JsonCodec, JsonCodecError};
 use serde_json::{Map, Number, Value};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::expect;
+use crate::feed::{Outcome, feed};
 use crate::input::Input;
-use crate::reference::{End, HEADER_LEN, Position, Reference};
+use crate::reference::{HEADER_LEN, Reference};
 
 /// How deep the values built for the round trip nest. serde_json refuses to
 /// parse more than 128 levels, a limit on purpose that is not under test.
@@ -35,29 +37,19 @@ fn check_decoding(input: &Input<'_>) {
     let reference = Reference::parse(input.stream, input.limit());
     let frames = FrameCodec::builder().max_frame_len(input.limit()).build();
     let mut codec = JsonCodec::<Value>::with_frame_codec(frames);
-    let mut buffer = BytesMut::new();
-    let mut received = 0;
-    let mut decoded = 0;
-    for chunk in input.chunks() {
-        buffer.extend_from_slice(chunk);
-        received += chunk.len();
-        loop {
-            let result = codec.decode(&mut buffer);
+    let buffer = feed(
+        input,
+        &reference,
+        &mut codec,
+        |result, _, received, index| {
             if let Ok(None) = result {
-                break;
+                return Outcome::Wait;
             }
             if let Err(JsonCodecError::Frame(error)) = &result {
-                assert!(
-                    matches!(reference.position(received), Position::Rejected { .. }),
-                    "a framing error where the stream has none, after {received} bytes: {error:?}"
-                );
-                assert!(
-                    matches!(error, FrameError::FrameTooLarge { .. }),
-                    "{error:?}"
-                );
-                return;
+                expect::too_large(&reference, received, error);
+                return Outcome::Rejected;
             }
-            let frame = reference.frames.get(decoded).unwrap_or_else(|| {
+            let frame = reference.frames.get(index).unwrap_or_else(|| {
                 panic!("the codec gave {result:?} for a frame the stream does not hold")
             });
             let parsed = serde_json::from_slice::<Value>(frame.payload);
@@ -65,38 +57,22 @@ fn check_decoding(input: &Input<'_>) {
                 (Ok(Some(value)), Ok(expected)) => assert_eq!(value, expected),
                 (Err(JsonCodecError::Json(_)), Err(_)) => {}
                 (result, parsed) => {
-                    panic!("frame {decoded}: the codec gave {result:?}, serde_json {parsed:?}")
+                    panic!("frame {index}: the codec gave {result:?}, serde_json {parsed:?}")
                 }
             }
-            decoded += 1;
-        }
-        assert_eq!(
-            decoded,
-            reference.frames_by(received),
-            "after {received} bytes"
-        );
-        assert!(
-            !matches!(reference.position(received), Position::Rejected { .. }),
-            "a header over the limit was not rejected after {received} bytes"
-        );
-    }
-    let end = codec.decode_eof(&mut buffer);
-    let expected_truncation = match reference.end {
-        End::Clean => {
-            assert!(matches!(end, Ok(None)), "at a clean end: {end:?}");
-            return;
-        }
-        End::InHeader { start } => (reference.total - start, HEADER_LEN),
-        End::InPayload { start, len } => (reference.total - start, HEADER_LEN + len),
-        End::TooLarge { .. } => unreachable!("the loop above returns on the rejection"),
+            // A frame that is not JSON still counts: the codec stays in step.
+            Outcome::Frame
+        },
+    );
+    let Some(mut buffer) = buffer else {
+        return;
     };
-    match end {
-        Err(JsonCodecError::Frame(FrameError::Truncated { received, expected })) => assert_eq!(
-            (received, expected),
-            (expected_truncation.0 as u64, expected_truncation.1 as u64)
-        ),
-        other => panic!("expected a truncation {expected_truncation:?}, got {other:?}"),
-    }
+    // The end is clean or a truncation, a framing error either way.
+    let end = codec.decode_eof(&mut buffer).map_err(|error| match error {
+        JsonCodecError::Frame(error) => error,
+        other => panic!("at the end of the stream, not a framing error: {other:?}"),
+    });
+    expect::end(&reference, end, Option::is_none);
 }
 
 fn check_round_trip(bytes: &[u8]) {

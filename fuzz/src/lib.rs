@@ -7,10 +7,15 @@
 //! | `server_relay` | [`server_relay`]: the server's connection loop over an in-memory stream against the same reference |
 //! | `json_codec` | [`json_codec`]: `JsonCodec` on arbitrary bytes, and round trips of arbitrary JSON values |
 //!
-//! Every target reads its input in the layout of [`input`], and the checked-in
-//! seeds ([`seeds`]) are built from the test vectors of PROTOCOL.md.
+//! Every target reads its input in the layout of [`input`] and holds what it
+//! checks to the [`reference`] decoder, with the assertions of [`expect`]
+//! (and, for the tokio-util decoders, the driver of [`feed`]). The
+//! checked-in seeds ([`seeds`]) are built from the test vectors of
+//! PROTOCOL.md.
 #![forbid(unsafe_code)]
 
+pub mod expect;
+pub mod feed;
 pub mod frame_decoder;
 pub mod input;
 pub mod json_codec;

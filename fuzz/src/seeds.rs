@@ -1,23 +1,24 @@
-//! The seed corpus: inputs built from the test vectors of PROTOCOL.md, so
-//! that fuzzing starts from every case the specification names.
+//! The seed corpus: inputs built from the test vectors of PROTOCOL.md (as
+//! [`echo_proto::test_vectors`] reads them), so that fuzzing starts from
+//! every case the specification names.
 //!
 //! The files under `fuzz/seeds/TARGET/` are written by
 //! `cargo run --manifest-path fuzz/Cargo.toml --example write_seeds`, and a
 //! test checks that they are what [`seeds`] builds from the current
 //! PROTOCOL.md.
 
+use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
+use echo_proto::test_vectors::{self, Vector};
+
 use crate::input::Input;
 use crate::server_relay::RELAY_BUFFER_LEN;
-
-/// The specification, whose test vectors the seeds are made of.
-const PROTOCOL: &str = include_str!("../../crates/echo-proto/PROTOCOL.md");
 
 /// The fuzz targets, by name.
 pub const TARGETS: [&str; 3] = ["frame_decoder", "server_relay", "json_codec"];
 
 /// The default maximum frame length (8 MiB), which the header vectors are
 /// judged against.
-const DEFAULT_LIMIT: u32 = 8 * 1024 * 1024;
+const DEFAULT_LIMIT: u32 = DEFAULT_MAX_FRAME_LEN as u32;
 
 /// Knobs of `server_relay`: framed mode, the plain in-memory stream, a
 /// capacity of 65 bytes.
@@ -73,8 +74,7 @@ impl Case {
 ///
 /// # Panics
 ///
-/// If `target` is not one of them, or if PROTOCOL.md's tables cannot be
-/// read.
+/// If `target` is not one of them.
 pub fn seeds(target: &str) -> Vec<Seed> {
     let cases = cases();
     match target {
@@ -111,12 +111,11 @@ pub fn seeds(target: &str) -> Vec<Seed> {
 
 /// The streams every target starts from.
 fn cases() -> Vec<Case> {
-    let vectors = table("vector", 3);
     let mut cases = Vec::new();
     let mut all_wires = Vec::new();
     let mut all_payloads = Vec::new();
-    for row in &vectors {
-        let (name, payload, wire) = (row[0], hex(row[1]), hex(row[2]));
+    for vector in test_vectors::vectors() {
+        let (name, wire) = (vector.name, &vector.wire);
         cases.push(Case::new(name, DEFAULT_LIMIT, &[], wire.clone()));
         cases.push(Case::new(
             format!("{name}-byte-by-byte"),
@@ -126,8 +125,8 @@ fn cases() -> Vec<Case> {
         ));
         let cut = wire[..wire.len() - 1].to_vec();
         cases.push(Case::new(format!("{name}-cut"), DEFAULT_LIMIT, &[], cut));
-        all_wires.extend_from_slice(&wire);
-        all_payloads.extend_from_slice(&payload);
+        all_wires.extend_from_slice(wire);
+        all_payloads.extend_from_slice(&vector.payload);
     }
     cases.push(Case::new(
         "all-vectors",
@@ -141,17 +140,18 @@ fn cases() -> Vec<Case> {
         "spec-stream",
         DEFAULT_LIMIT,
         &[],
-        hex("000000016100000000"),
+        test_vectors::stream_example().concat(),
     ));
 
     // Each header of the header table, with a few payload bytes after it:
     // the accepted ones then end inside their payload, the others are
     // rejected.
-    for row in table("header", 3) {
-        let mut stream = hex(row[0]);
+    for header in test_vectors::headers() {
+        let mut stream = header.header.to_vec();
         stream.extend_from_slice(b"rest");
+        let verdict = if header.accepted { "accept" } else { "reject" };
         cases.push(Case::new(
-            format!("header-{}-{}", row[0], row[2]),
+            format!("header-{:08x}-{verdict}", u32::from_be_bytes(header.header)),
             DEFAULT_LIMIT,
             &[2],
             stream,
@@ -159,17 +159,17 @@ fn cases() -> Vec<Case> {
     }
 
     // A frame one byte over a lower limit, after a frame under it.
-    let hello = row_wire(&vectors, "hello");
+    let hello = &vector("hello").wire;
     let hello_len = u32::try_from(hello.len() - 4).expect("a vector fits a frame");
-    let mut over = row_wire(&vectors, "one-byte");
-    over.extend_from_slice(&hello);
+    let mut over = vector("one-byte").wire.clone();
+    over.extend_from_slice(hello);
     cases.push(Case::new("hello-over-limit", hello_len - 1, &[3], over));
 
     // A frame larger than the server's relay buffer, whole and cut short.
     let large_payload = all_payloads.repeat(RELAY_BUFFER_LEN / all_payloads.len() + 2);
     let mut large = (large_payload.len() as u32).to_be_bytes().to_vec();
     large.extend_from_slice(&large_payload);
-    large.extend_from_slice(&row_wire(&vectors, "empty"));
+    large.extend_from_slice(&vector("empty").wire);
     let cut = large[..RELAY_BUFFER_LEN + 8].to_vec();
     cases.push(Case::new(
         "larger-than-relay-buffer",
@@ -203,59 +203,12 @@ fn json_documents() -> Case {
     Case::new("json-documents", DEFAULT_LIMIT, &[5], stream)
 }
 
-/// The wire bytes of the vector called `name`.
-fn row_wire(vectors: &[Vec<&str>], name: &str) -> Vec<u8> {
-    let row = vectors
+/// The vector called `name`.
+fn vector(name: &str) -> &'static Vector {
+    test_vectors::vectors()
         .iter()
-        .find(|row| row[0] == name)
-        .unwrap_or_else(|| panic!("PROTOCOL.md has no vector called {name}"));
-    hex(row[2])
-}
-
-/// The rows, split into trimmed cells, of the ```text table of PROTOCOL.md
-/// whose header row starts with `first_column`; the header row is left out.
-fn table(first_column: &str, columns: usize) -> Vec<Vec<&'static str>> {
-    let block = PROTOCOL
-        .split("```text\n")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block))
-        .find(|block| {
-            block
-                .lines()
-                .next()
-                .and_then(|line| line.split('|').next())
-                .is_some_and(|cell| cell.trim() == first_column)
-        })
-        .unwrap_or_else(|| panic!("PROTOCOL.md has no table starting with `{first_column}`"));
-    let rows: Vec<Vec<&str>> = block
-        .lines()
-        .skip(1)
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| line.split('|').map(str::trim).collect())
-        .collect();
-    assert!(
-        !rows.is_empty() && rows.iter().all(|row| row.len() == columns),
-        "the `{first_column}` table of PROTOCOL.md is malformed: {rows:?}"
-    );
-    rows
-}
-
-/// Decodes the tables' hex notation: pairs of hex digits, or `-` for none.
-fn hex(text: &str) -> Vec<u8> {
-    if text == "-" {
-        return Vec::new();
-    }
-    assert!(
-        text.is_ascii() && text.len() % 2 == 0,
-        "`{text}` is not hex"
-    );
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&text[i..i + 2], 16)
-                .unwrap_or_else(|error| panic!("`{text}` is not hex: {error}"))
-        })
-        .collect()
+        .find(|vector| vector.name == name)
+        .unwrap_or_else(|| panic!("PROTOCOL.md has no vector called {name}"))
 }
 
 #[cfg(test)]

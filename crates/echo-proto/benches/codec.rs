@@ -1,11 +1,20 @@
 //! Encode and decode throughput of `FrameCodec`, side by side with tokio-util's
 //! `LengthDelimitedCodec` on the same inputs: `cargo bench -p echo-proto`.
 
-use bytes::{Bytes, BytesMut};
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use echo_proto::FrameCodec;
+use std::fmt::Debug;
 use std::hint::black_box;
+
+use bytes::{Bytes, BytesMut};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
+use echo_proto::FrameCodec;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// The names the two codecs are measured under.
+const OURS: &str = "echo_proto::FrameCodec";
+const THEIRS: &str = "tokio_util::LengthDelimitedCodec";
 
 /// The payload sizes compared: empty, small, a page, a socket buffer.
 const SIZES: [usize; 4] = [0, 64, 4096, 65_536];
@@ -28,6 +37,50 @@ fn wire(size: usize) -> BytesMut {
     wire
 }
 
+/// Measures encoding `count` copies of `payload` into `output` with a fresh
+/// `codec()`, under `name`.
+fn bench_encode<C: Encoder<Bytes, Error: Debug>>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    codec: impl Fn() -> C,
+    payload: &Bytes,
+    count: usize,
+    output: &mut BytesMut,
+) {
+    group.bench_function(BenchmarkId::new(name, payload.len()), |bench| {
+        let mut codec = codec();
+        bench.iter(|| {
+            output.clear();
+            for _ in 0..count {
+                codec.encode(black_box(payload.clone()), output).unwrap();
+            }
+        });
+    });
+}
+
+/// Measures decoding every frame of `input` with a fresh `codec()`, under
+/// `name`.
+fn bench_decode<C: Decoder<Error: Debug>>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    codec: impl Fn() -> C,
+    size: usize,
+    input: &BytesMut,
+) {
+    group.bench_function(BenchmarkId::new(name, size), |bench| {
+        let mut codec = codec();
+        bench.iter_batched_ref(
+            || input.clone(),
+            |buffer| {
+                while let Some(frame) = codec.decode(buffer).unwrap() {
+                    black_box(frame);
+                }
+            },
+            BatchSize::LargeInput,
+        );
+    });
+}
+
 fn encode(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("encode");
     for size in SIZES {
@@ -35,30 +88,21 @@ fn encode(criterion: &mut Criterion) {
         let count = frames_per_batch(size);
         group.throughput(Throughput::Bytes(((size + 4) * count) as u64));
         let mut output = BytesMut::with_capacity((size + 4) * count);
-        group.bench_function(BenchmarkId::new("echo_proto::FrameCodec", size), |bench| {
-            let mut codec = FrameCodec::new();
-            bench.iter(|| {
-                output.clear();
-                for _ in 0..count {
-                    codec
-                        .encode(black_box(payload.clone()), &mut output)
-                        .unwrap();
-                }
-            });
-        });
-        group.bench_function(
-            BenchmarkId::new("tokio_util::LengthDelimitedCodec", size),
-            |bench| {
-                let mut codec = LengthDelimitedCodec::new();
-                bench.iter(|| {
-                    output.clear();
-                    for _ in 0..count {
-                        codec
-                            .encode(black_box(payload.clone()), &mut output)
-                            .unwrap();
-                    }
-                });
-            },
+        bench_encode(
+            &mut group,
+            OURS,
+            FrameCodec::new,
+            &payload,
+            count,
+            &mut output,
+        );
+        bench_encode(
+            &mut group,
+            THEIRS,
+            LengthDelimitedCodec::new,
+            &payload,
+            count,
+            &mut output,
         );
     }
     group.finish();
@@ -69,33 +113,8 @@ fn decode(criterion: &mut Criterion) {
     for size in SIZES {
         let input = wire(size);
         group.throughput(Throughput::Bytes(input.len() as u64));
-        group.bench_function(BenchmarkId::new("echo_proto::FrameCodec", size), |bench| {
-            let mut codec = FrameCodec::new();
-            bench.iter_batched_ref(
-                || input.clone(),
-                |buffer| {
-                    while let Some(frame) = codec.decode(buffer).unwrap() {
-                        black_box(frame);
-                    }
-                },
-                BatchSize::LargeInput,
-            );
-        });
-        group.bench_function(
-            BenchmarkId::new("tokio_util::LengthDelimitedCodec", size),
-            |bench| {
-                let mut codec = LengthDelimitedCodec::new();
-                bench.iter_batched_ref(
-                    || input.clone(),
-                    |buffer| {
-                        while let Some(frame) = codec.decode(buffer).unwrap() {
-                            black_box(frame);
-                        }
-                    },
-                    BatchSize::LargeInput,
-                );
-            },
-        );
+        bench_decode(&mut group, OURS, FrameCodec::new, size, &input);
+        bench_decode(&mut group, THEIRS, LengthDelimitedCodec::new, size, &input);
     }
     group.finish();
 }

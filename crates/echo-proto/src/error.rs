@@ -9,14 +9,11 @@ use std::io;
 /// is its own variant and carries the numbers that explain it.
 ///
 /// ```
-/// use echo_proto::{FrameCodec, FrameError};
-/// use bytes::BytesMut;
-/// use tokio_util::codec::Decoder;
+/// use echo_proto::FrameError;
 ///
-/// let mut codec = FrameCodec::builder().max_decode_frame_len(16).build();
-/// // A header announcing a 1000-byte payload.
-/// let mut input = BytesMut::from(&[0x00, 0x00, 0x03, 0xe8][..]);
-/// match codec.decode(&mut input) {
+/// // A header announcing a 1000-byte payload, to a reader whose limit is 16.
+/// let mut input = &[0x00, 0x00, 0x03, 0xe8][..];
+/// match echo_proto::read_frame(&mut input, 16) {
 ///     Err(FrameError::FrameTooLarge { len, max }) => assert_eq!((len, max), (1000, 16)),
 ///     other => panic!("unexpected: {other:?}"),
 /// }

@@ -41,6 +41,7 @@ const MAX_RESERVE_STEP: usize = 64 * 1024;
 /// With a `tokio::net::TcpStream`, wrap the stream in
 /// [`tokio_util::codec::Framed`] to get a `Stream` of frames and a `Sink` for
 /// them.
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_decode_len: usize,
@@ -61,7 +62,11 @@ impl FrameCodec {
     /// assert_eq!(codec.max_decode_frame_len(), 8 * 1024 * 1024);
     /// ```
     pub fn new() -> Self {
-        Self::builder().build()
+        Self {
+            max_decode_len: DEFAULT_MAX_FRAME_LEN,
+            max_encode_len: DEFAULT_MAX_FRAME_LEN,
+            pending_payload_len: None,
+        }
     }
 
     /// A builder for a codec with other limits.
@@ -84,6 +89,80 @@ impl FrameCodec {
     /// The longest payload the encoder accepts.
     pub fn max_encode_frame_len(&self) -> usize {
         self.max_encode_len
+    }
+
+    /// Changes the longest payload the decoder accepts, on a codec in use:
+    /// through [`Framed::codec_mut`], for example, once a handshake has
+    /// settled what the peer may send. Values above `u32::MAX` are clamped to
+    /// it.
+    ///
+    /// The new limit applies from the next header the decoder reads, even if
+    /// its bytes are already buffered. A frame whose header was accepted
+    /// before the change is finished under the limit that accepted it: the
+    /// decoder has already taken that header out of the buffer, and cutting
+    /// the frame short would leave the stream out of step.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use echo_proto::{FrameCodec, FrameError};
+    /// use futures_util::{SinkExt, StreamExt};
+    /// use tokio_util::codec::Framed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), FrameError> {
+    /// let (client, server) = tokio::io::duplex(4096);
+    /// let mut client = Framed::new(client, FrameCodec::new());
+    /// let mut server = Framed::new(server, FrameCodec::builder().max_frame_len(16).build());
+    ///
+    /// // A short greeting under the first limit...
+    /// client.send(Bytes::from_static(b"hello")).await?;
+    /// assert_eq!(&server.next().await.expect("a frame")?[..], b"hello");
+    ///
+    /// // ...after which the server accepts larger frames.
+    /// server.codec_mut().set_max_decode_frame_len(1024);
+    /// client.send(Bytes::from(vec![0; 1000])).await?;
+    /// assert_eq!(server.next().await.expect("a frame")?.len(), 1000);
+    ///
+    /// // Lowered again, the limit judges the next header.
+    /// server.codec_mut().set_max_decode_frame_len(8);
+    /// client.send(Bytes::from_static(b"too long now")).await?;
+    /// assert!(matches!(
+    ///     server.next().await,
+    ///     Some(Err(FrameError::FrameTooLarge { len: 12, max: 8 }))
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`Framed::codec_mut`]: tokio_util::codec::Framed::codec_mut
+    pub fn set_max_decode_frame_len(&mut self, len: usize) {
+        self.max_decode_len = len.min(MAX_ANNOUNCEABLE_LEN);
+    }
+
+    /// Changes the longest payload the encoder accepts, on a codec in use.
+    /// Values above `u32::MAX` are clamped to it.
+    ///
+    /// It applies from the next payload encoded; frames already encoded into
+    /// the output are left as they are.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use echo_proto::{FrameCodec, FrameError};
+    /// use tokio_util::codec::Encoder;
+    ///
+    /// let mut codec = FrameCodec::new();
+    /// let mut wire = BytesMut::new();
+    /// codec.encode(&b"four"[..], &mut wire)?;
+    /// codec.set_max_encode_frame_len(3);
+    /// assert!(matches!(
+    ///     codec.encode(&b"four"[..], &mut wire),
+    ///     Err(FrameError::FrameTooLarge { len: 4, max: 3 })
+    /// ));
+    /// assert_eq!(&wire[..], b"\x00\x00\x00\x04four");
+    /// # Ok::<(), FrameError>(())
+    /// ```
+    pub fn set_max_encode_frame_len(&mut self, len: usize) {
+        self.max_encode_len = len.min(MAX_ANNOUNCEABLE_LEN);
     }
 
     fn encode_slice(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
@@ -180,19 +259,12 @@ impl Encoder<&[u8]> for FrameCodec {
 }
 
 /// Configures a [`FrameCodec`]. Made by [`FrameCodec::builder`].
-#[derive(Debug, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
+#[derive(Debug, Clone, Default)]
 pub struct FrameCodecBuilder {
-    max_decode_len: usize,
-    max_encode_len: usize,
-}
-
-impl Default for FrameCodecBuilder {
-    fn default() -> Self {
-        Self {
-            max_decode_len: DEFAULT_MAX_FRAME_LEN,
-            max_encode_len: DEFAULT_MAX_FRAME_LEN,
-        }
-    }
+    /// The codec being configured: the builder sets its limits through the
+    /// same setters as a codec in use, so that both clamp alike.
+    codec: FrameCodec,
 }
 
 impl FrameCodecBuilder {
@@ -222,7 +294,7 @@ impl FrameCodecBuilder {
     /// assert_eq!(codec.max_encode_frame_len(), 8 * 1024 * 1024);
     /// ```
     pub fn max_decode_frame_len(mut self, len: usize) -> Self {
-        self.max_decode_len = len.min(MAX_ANNOUNCEABLE_LEN);
+        self.codec.set_max_decode_frame_len(len);
         self
     }
 
@@ -241,16 +313,12 @@ impl FrameCodecBuilder {
     /// assert!(wire.is_empty());
     /// ```
     pub fn max_encode_frame_len(mut self, len: usize) -> Self {
-        self.max_encode_len = len.min(MAX_ANNOUNCEABLE_LEN);
+        self.codec.set_max_encode_frame_len(len);
         self
     }
 
     /// Builds the codec.
     pub fn build(self) -> FrameCodec {
-        FrameCodec {
-            max_decode_len: self.max_decode_len,
-            max_encode_len: self.max_encode_len,
-            pending_payload_len: None,
-        }
+        self.codec
     }
 }

@@ -36,6 +36,7 @@ use crate::{FrameCodec, FrameError};
 /// assert_eq!(greeting, Greeting { text: "hi".into() });
 /// # Ok::<(), echo_proto::JsonCodecError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug)]
 pub struct JsonCodec<T> {
     frames: FrameCodec,
@@ -44,6 +45,7 @@ pub struct JsonCodec<T> {
 }
 
 /// Why a [`JsonCodec`] failed.
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JsonCodecError {
@@ -88,6 +90,26 @@ impl<T> JsonCodec<T> {
     /// The frame codec underneath.
     pub fn frame_codec(&self) -> &FrameCodec {
         &self.frames
+    }
+
+    /// The frame codec underneath, to change its limits on a codec in use;
+    /// see [`FrameCodec::set_max_decode_frame_len`] for when a change takes
+    /// effect.
+    ///
+    /// ```
+    /// use echo_proto::JsonCodec;
+    /// use tokio_util::codec::Framed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (stream, _peer) = tokio::io::duplex(64);
+    /// let mut messages = Framed::new(stream, JsonCodec::<serde_json::Value>::new());
+    /// messages.codec_mut().frame_codec_mut().set_max_decode_frame_len(4096);
+    /// assert_eq!(messages.codec().frame_codec().max_decode_frame_len(), 4096);
+    /// # }
+    /// ```
+    pub fn frame_codec_mut(&mut self) -> &mut FrameCodec {
+        &mut self.frames
     }
 }
 

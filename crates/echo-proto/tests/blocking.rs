@@ -1,5 +1,6 @@
-//! The blocking helpers `write_frame` and `read_frame`, over a real socket and
-//! over readers and writers that misbehave in the ways `std::io` allows.
+//! The blocking helpers `write_frame`, `read_frame` and `FrameReader`, over a
+//! real socket and over readers and writers that misbehave in the ways
+//! `std::io` allows.
 
 mod common;
 
@@ -8,8 +9,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::{assert_truncated, wire};
-use echo_proto::{FrameError, read_frame, write_frame};
+use common::{assert_truncated, error_key, wire};
+use echo_proto::{FrameError, FrameReader, read_frame, write_frame};
 
 /// The longest any socket read or write in these tests may block.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,15 +112,47 @@ impl Write for TrickleWriter {
 }
 
 /// Echoes frames on `socket` until the peer stops sending; returns how many.
-fn echo(mut socket: TcpStream) -> Result<usize, FrameError> {
+fn echo(socket: TcpStream) -> Result<usize, FrameError> {
+    let mut writer = socket.try_clone()?;
+    let mut frames = FrameReader::new(socket, MAX);
     let mut count = 0;
-    while let Some(payload) = read_frame(&mut socket, MAX)? {
-        write_frame(&mut socket, &payload)?;
+    while let Some(payload) = frames.read_frame()? {
+        write_frame(&mut writer, payload)?;
         count += 1;
     }
     Ok(count)
 }
 
+/// Reads every frame of `reader` with a `FrameReader`, then the verdict at the
+/// end: the payloads, and the error if the stream did not end cleanly.
+fn read_all<R: Read>(reader: R, max: usize) -> (Vec<Vec<u8>>, Option<FrameError>) {
+    let mut frames = FrameReader::new(reader, max);
+    let mut payloads = Vec::new();
+    loop {
+        match frames.read_frame() {
+            Ok(Some(payload)) => payloads.push(payload.to_vec()),
+            Ok(None) => return (payloads, None),
+            Err(error) => return (payloads, Some(error)),
+        }
+    }
+}
+
+/// A reader that counts its calls and hands out as much as asked.
+#[derive(Debug)]
+struct CountingReader<'a> {
+    data: &'a [u8],
+    calls: usize,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.calls += 1;
+        self.data.read(buf)
+    }
+}
+
+/// The frames read through a FrameReader over the socket: the server side
+/// echoes with one, the client side reads with `read_frame`.
 #[test]
 fn frames_round_trip_over_a_tcp_socket() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -317,10 +350,14 @@ fn a_huge_announced_length_with_few_bytes_behind_it_is_a_truncation() {
     // The header claims 4 GiB; 10 bytes follow.
     let mut stream = vec![0xff; 4];
     stream.extend_from_slice(b"only ten b");
-    let mut reader = StingyReader::new(stream, 4);
     let peak_before = peak_virtual_memory_kib();
     assert_truncated(
-        read_frame(&mut reader, usize::MAX),
+        read_frame(&mut StingyReader::new(stream.clone(), 4), usize::MAX),
+        14,
+        4 + u64::from(u32::MAX),
+    );
+    assert_truncated(
+        FrameReader::new(StingyReader::new(stream, 4), usize::MAX).read_frame(),
         14,
         4 + u64::from(u32::MAX),
     );
@@ -346,4 +383,160 @@ fn peak_virtual_memory_kib() -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmPeak:"))?;
     line.trim().strip_suffix("kB")?.trim().parse().ok()
+}
+
+#[test]
+fn a_frame_reader_reads_the_frames_then_none() {
+    let payloads: [&[u8]; 4] = [b"one", b"", &[7; 20_000], b"four"];
+    let (read, error) = read_all(&wire(&payloads)[..], MAX);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(read, payloads);
+}
+
+#[test]
+fn a_frame_reader_retries_interrupted_and_short_reads() {
+    let payloads: [&[u8]; 3] = [b"short reads", b"", &[9; 300]];
+    let (read, error) = read_all(StingyReader::interrupting(wire(&payloads), 3), MAX);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(read, payloads);
+}
+
+#[test]
+fn a_frame_reader_reports_the_errors_of_read_frame() {
+    let mut cut = wire(&[b"0123456789"]);
+    cut.truncate(7);
+    let streams: [(&[u8], usize); 4] = [
+        (&[0], MAX),
+        (&[0, 0, 1], MAX),
+        (&cut, MAX),
+        (&[0, 0, 0, 17, 1, 2], 16),
+    ];
+    for (stream, max) in streams {
+        let (read, error) = read_all(StingyReader::new(stream.to_vec(), 2), max);
+        assert!(read.is_empty());
+        let expected = read_frame(&mut &stream[..], max).expect_err("a bad stream");
+        assert_eq!(
+            error.as_ref().map(error_key),
+            Some(error_key(&expected)),
+            "{stream:?}"
+        );
+    }
+    assert_truncated(FrameReader::new(&cut[..], MAX).read_frame(), 7, 14);
+}
+
+#[test]
+fn a_frame_reader_keeps_failing_after_a_rejection_and_keeps_the_bad_header() {
+    let stream = [0, 0, 0, 17, 1, 2];
+    let mut frames = FrameReader::new(&stream[..], 16);
+    for _ in 0..2 {
+        match frames.read_frame() {
+            Err(FrameError::FrameTooLarge { len, max }) => assert_eq!((len, max), (17, 16)),
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+    }
+    assert_eq!(frames.buffered(), stream);
+}
+
+#[test]
+fn a_frame_reader_reads_many_small_frames_in_one_read() {
+    let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 10]).collect();
+    let stream = wire(&payloads);
+    let mut reader = CountingReader {
+        data: &stream,
+        calls: 0,
+    };
+    let (read, error) = read_all(&mut reader, MAX);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(read, payloads);
+    // 1,400 bytes: one read brings them all, one more finds the end.
+    assert_eq!(reader.calls, 2);
+}
+
+#[test]
+fn read_frame_never_reads_past_the_frame() {
+    let stream = wire(&[&b"first"[..], b"second"]);
+    let mut reader = CountingReader {
+        data: &stream,
+        calls: 0,
+    };
+    assert_eq!(
+        read_frame(&mut reader, MAX).unwrap(),
+        Some(b"first".to_vec())
+    );
+    assert_eq!(reader.data, &wire(&[b"second"])[..]);
+}
+
+#[test]
+fn bytes_read_ahead_are_buffered_for_a_caller_who_reads_on_directly() {
+    // A frame, then raw bytes: after the frame, the caller reads the socket
+    // itself, taking first what the frame reader read ahead.
+    let mut stream = wire(&[b"switch"]);
+    stream.extend_from_slice(b"unframed from here");
+    let mut frames = FrameReader::new(StingyReader::new(stream, 12), MAX);
+    assert_eq!(frames.read_frame().unwrap(), Some(&b"switch"[..]));
+    let mut rest = frames.buffered().to_vec();
+    assert_eq!(rest, b"un", "12 bytes read: a 10-byte frame and 2 more");
+    frames.get_mut().read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"unframed from here");
+}
+
+/// A reader that fails once with `error` after handing out `before` bytes,
+/// then hands out the rest.
+#[derive(Debug)]
+struct FailingOnce {
+    data: Vec<u8>,
+    position: usize,
+    before: usize,
+    error: Option<io::ErrorKind>,
+}
+
+impl Read for FailingOnce {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.position == self.before {
+            if let Some(kind) = self.error.take() {
+                return Err(kind.into());
+            }
+        }
+        let end = if self.error.is_some() {
+            self.before
+        } else {
+            self.data.len()
+        };
+        let n = (end - self.position).min(buf.len());
+        buf[..n].copy_from_slice(&self.data[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_frame_reader_carries_on_after_an_io_error_in_the_middle_of_a_frame() {
+    let payloads: [&[u8]; 2] = [b"interrupted by a timeout", b"next"];
+    let mut frames = FrameReader::new(
+        FailingOnce {
+            data: wire(&payloads),
+            position: 0,
+            before: 9,
+            error: Some(io::ErrorKind::WouldBlock),
+        },
+        MAX,
+    );
+    match frames.read_frame() {
+        Err(FrameError::Io(error)) => assert_eq!(error.kind(), io::ErrorKind::WouldBlock),
+        other => panic!("expected WouldBlock, got {other:?}"),
+    }
+    assert_eq!(frames.read_frame().unwrap(), Some(payloads[0]));
+    assert_eq!(frames.read_frame().unwrap(), Some(payloads[1]));
+    assert_eq!(frames.read_frame().unwrap(), None);
+}
+
+#[test]
+fn a_frame_reader_gives_its_reader_back() {
+    let mut frames = FrameReader::new(io::Cursor::new(wire(&[b"a"])), 16);
+    assert_eq!(frames.max_frame_len(), 16);
+    assert_eq!(frames.read_frame().unwrap(), Some(&b"a"[..]));
+    assert_eq!(frames.get_ref().position(), 5);
+    frames.get_mut().set_position(0);
+    assert_eq!(frames.read_frame().unwrap(), Some(&b"a"[..]));
+    assert_eq!(frames.into_inner().position(), 5);
 }

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::{assert_truncated, wire};
+use common::{assert_too_large, assert_truncated, wire};
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use echo_proto::{FrameCodec, FrameError};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead, FramedWrite};
@@ -28,21 +28,6 @@ fn decode_all(codec: &mut FrameCodec, src: &mut BytesMut) -> Vec<BytesMut> {
         frames.push(frame);
     }
     frames
-}
-
-fn assert_too_large(
-    result: Result<Option<BytesMut>, FrameError>,
-    expected_len: u64,
-    expected_max: u64,
-) {
-    match result {
-        Err(FrameError::FrameTooLarge { len, max }) => {
-            assert_eq!((len, max), (expected_len, expected_max))
-        }
-        other => panic!(
-            "expected FrameTooLarge {{ len: {expected_len}, max: {expected_max} }}, got {other:?}"
-        ),
-    }
 }
 
 #[test]
@@ -373,6 +358,95 @@ fn limits_above_what_a_header_can_say_are_clamped() {
     assert!(codec.decode(&mut buffer).unwrap().is_none());
     assert!(buffer.capacity() < SMALL_CAPACITY);
     assert_truncated(codec.decode_eof(&mut buffer), 4, 4 + u64::from(u32::MAX));
+}
+
+#[test]
+fn a_changed_decode_limit_judges_the_next_header_even_if_already_buffered() {
+    let mut codec = FrameCodec::new();
+    let mut buffer = BytesMut::from(&wire(&[&b"first"[..], b"second"])[..]);
+    assert_eq!(
+        codec.decode(&mut buffer).unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    codec.set_max_decode_frame_len(5);
+    assert_eq!(codec.max_decode_frame_len(), 5);
+    assert_too_large(codec.decode(&mut buffer), 6, 5);
+    codec.set_max_decode_frame_len(6);
+    assert_eq!(
+        codec.decode(&mut buffer).unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+}
+
+#[test]
+fn a_frame_whose_header_was_accepted_is_finished_under_the_old_limit() {
+    let mut codec = FrameCodec::new();
+    let stream = wire(&[&b"accepted before"[..], b"rejected after"]);
+    let mut buffer = BytesMut::from(&stream[..6]);
+    assert!(
+        codec.decode(&mut buffer).unwrap().is_none(),
+        "the header is taken"
+    );
+    codec.set_max_decode_frame_len(4);
+    buffer.extend_from_slice(&stream[6..]);
+    assert_eq!(
+        codec.decode(&mut buffer).unwrap().as_deref(),
+        Some(&b"accepted before"[..])
+    );
+    assert_too_large(codec.decode(&mut buffer), 14, 4);
+}
+
+#[test]
+fn a_changed_encode_limit_applies_to_the_next_payload() {
+    let mut codec = FrameCodec::builder().max_encode_frame_len(2).build();
+    let mut buffer = BytesMut::new();
+    assert!(codec.encode(&b"abc"[..], &mut buffer).is_err());
+    codec.set_max_encode_frame_len(3);
+    assert_eq!(codec.max_encode_frame_len(), 3);
+    codec.encode(&b"abc"[..], &mut buffer).unwrap();
+    assert_eq!(buffer[..], wire(&[b"abc"])[..]);
+}
+
+#[test]
+fn changed_limits_above_what_a_header_can_say_are_clamped() {
+    let mut codec = FrameCodec::new();
+    codec.set_max_decode_frame_len(usize::MAX);
+    codec.set_max_encode_frame_len(usize::MAX);
+    assert_eq!(codec.max_decode_frame_len(), u32::MAX as usize);
+    assert_eq!(codec.max_encode_frame_len(), u32::MAX as usize);
+}
+
+#[tokio::test]
+async fn the_decode_limit_of_a_live_framed_stream_changes_through_codec_mut() {
+    let (mut peer, stream) = tokio::io::duplex(1024);
+    let mut frames = Framed::new(stream, FrameCodec::builder().max_frame_len(8).build());
+
+    // Raised between frames: the next, larger frame passes.
+    peer.write_all(&wire(&[&b"short"[..], b"somewhat longer"]))
+        .await
+        .unwrap();
+    let first = within("a frame", frames.next()).await.unwrap().unwrap();
+    assert_eq!(&first[..], b"short");
+    frames.codec_mut().set_max_decode_frame_len(64);
+    let second = within("a frame", frames.next()).await.unwrap().unwrap();
+    assert_eq!(&second[..], b"somewhat longer");
+
+    // Lowered while a frame's header is accepted and its payload on the way:
+    // that frame still comes whole, and the limit judges the next one.
+    let stream = wire(&[&b"accepted at 64"[..], b"over 8 bytes"]);
+    peer.write_all(&stream[..6]).await.unwrap();
+    assert!(
+        frames.next().now_or_never().is_none(),
+        "a frame came out of 6 of its bytes"
+    );
+    frames.codec_mut().set_max_decode_frame_len(8);
+    peer.write_all(&stream[6..]).await.unwrap();
+    let third = within("a frame", frames.next()).await.unwrap().unwrap();
+    assert_eq!(&third[..], b"accepted at 64");
+    match within("the rejection", frames.next()).await {
+        Some(Err(FrameError::FrameTooLarge { len, max })) => assert_eq!((len, max), (12, 8)),
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_truncated, wire};
+use common::{assert_too_large, assert_truncated, wire};
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN};
 use echo_proto::{FrameError, FrameScanner, Scan};
 
@@ -24,15 +24,9 @@ fn scan_ok(scanner: &mut FrameScanner, chunk: &[u8]) -> (usize, usize, usize) {
     counts(&scan)
 }
 
-fn assert_too_large(error: Option<FrameError>, expected_len: u64, expected_max: u64) {
-    match error {
-        Some(FrameError::FrameTooLarge { len, max }) => {
-            assert_eq!((len, max), (expected_len, expected_max))
-        }
-        other => panic!(
-            "expected FrameTooLarge {{ len: {expected_len}, max: {expected_max} }}, got {other:?}"
-        ),
-    }
+/// Asserts that a scan's error is `FrameError::FrameTooLarge` with these numbers.
+fn assert_rejected(error: Option<FrameError>, expected_len: u64, expected_max: u64) {
+    assert_too_large(error.map_or(Ok(()), Err), expected_len, expected_max);
 }
 
 #[test]
@@ -131,7 +125,7 @@ fn an_oversize_header_mid_chunk_stops_the_scan_at_its_start() {
 
     let scan = scanner.scan(&chunk);
     assert_eq!(counts(&scan), (3, bad_header_at, bad_header_at));
-    assert_too_large(scan.error, 9, 8);
+    assert_rejected(scan.error, 9, 8);
     assert_eq!(scanner.frames_total(), 3);
     assert!(!scanner.is_at_boundary());
     assert_eq!(scanner.payload_remaining(), None);
@@ -140,7 +134,7 @@ fn an_oversize_header_mid_chunk_stops_the_scan_at_its_start() {
     for later in [&wire(&[b"ok"])[..], &[], &[0; 100]] {
         let scan = scanner.scan(later);
         assert_eq!(counts(&scan), (0, 0, 0));
-        assert_too_large(scan.error, 9, 8);
+        assert_rejected(scan.error, 9, 8);
     }
     assert_eq!(scanner.frames_total(), 3);
     match scanner.finish() {
@@ -160,7 +154,7 @@ fn an_oversize_header_split_across_chunks() {
     let scan = scanner.scan(&[0x00, 0x00, b'x']);
     // The bad header began before this chunk, so nothing of the chunk is accepted.
     assert_eq!(counts(&scan), (0, 0, 0));
-    assert_too_large(scan.error, 0x0001_0000, 8);
+    assert_rejected(scan.error, 0x0001_0000, 8);
 }
 
 #[test]
@@ -169,7 +163,7 @@ fn the_largest_header_is_rejected_at_the_default_limit() {
     assert_eq!(scanner.max_frame_len(), DEFAULT_MAX_FRAME_LEN);
     let scan = scanner.scan(&[0xff; 4]);
     assert_eq!(counts(&scan), (0, 0, 0));
-    assert_too_large(scan.error, u64::from(u32::MAX), 8_388_608);
+    assert_rejected(scan.error, u64::from(u32::MAX), 8_388_608);
 }
 
 #[test]

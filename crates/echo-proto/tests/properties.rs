@@ -1,15 +1,16 @@
-//! Properties over generated streams: however a stream of frames is cut into
-//! chunks, the decoder, the scanner and the blocking reader find the same
-//! frames, and on arbitrary bytes the decoder and the scanner agree.
+//! Properties over generated streams: however a stream of frames, or of
+//! arbitrary bytes, is cut into chunks, the decoder, the scanner, the
+//! borrowed parser and the blocking readers find the same frames and the same
+//! errors; and the parser never panics nor passes a frame over its limit.
 
 mod common;
 
 use std::io::{self, Read};
 
 use bytes::BytesMut;
-use common::wire;
-use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
-use echo_proto::{FrameCodec, FrameError, FrameScanner, read_frame};
+use common::{ErrorKey, error_key, wire};
+use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
+use echo_proto::{FrameCodec, FrameError, FrameReader, FrameScanner, read_frame};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -17,17 +18,6 @@ use tokio_util::codec::Decoder;
 
 /// The small limit of the arbitrary-bytes property, so that both verdicts occur.
 const SMALL_MAX: usize = 64;
-
-/// A frame error reduced to what can be compared: (kind, first number, second number).
-type ErrorKey = (&'static str, u64, u64);
-
-fn key(error: &FrameError) -> ErrorKey {
-    match error {
-        FrameError::FrameTooLarge { len, max } => ("too large", *len, *max),
-        FrameError::Truncated { received, expected } => ("truncated", *received, *expected),
-        other => panic!("no I/O happens here, yet got {other:?}"),
-    }
-}
 
 /// Payload lists: up to 20 frames of up to 2000 bytes, with many empty and short
 /// ones, and now and then one of about 100 KiB somewhere among them.
@@ -98,8 +88,8 @@ fn cut<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
     chunks
 }
 
-/// What decoding a chunked stream with a `FrameCodec` produced.
-#[derive(Debug)]
+/// What decoding a chunked stream produced.
+#[derive(Debug, PartialEq)]
 struct Decoded {
     /// Each frame's payload, and the index of the chunk after which it came out.
     frames: Vec<(Vec<u8>, usize)>,
@@ -107,6 +97,26 @@ struct Decoded {
     error: Option<(ErrorKey, usize)>,
     /// The verdict of `decode_eof` at the end, when no error came first.
     eof: Option<Result<(), ErrorKey>>,
+}
+
+impl Decoded {
+    /// The frames' payloads, in order.
+    fn payloads(&self) -> Vec<Vec<u8>> {
+        self.frames
+            .iter()
+            .map(|(payload, _)| payload.clone())
+            .collect()
+    }
+
+    /// How the stream ended: at the first error, or with the verdict at its
+    /// end.
+    fn end(&self) -> Result<(), ErrorKey> {
+        match (self.error, self.eof) {
+            (Some((error, _)), _) => Err(error),
+            (None, Some(eof)) => eof,
+            (None, None) => unreachable!("decode_chunks sets one of error and eof"),
+        }
+    }
 }
 
 /// Feeds `chunks` one at a time into a buffer and decodes until `None` after
@@ -124,7 +134,7 @@ fn decode_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
                 Err(error) => {
                     return Decoded {
                         frames,
-                        error: Some((key(&error), index)),
+                        error: Some((error_key(&error), index)),
                         eof: None,
                     };
                 }
@@ -137,13 +147,93 @@ fn decode_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
             "decode_eof found a {}-byte frame that decode missed",
             frame.len()
         ),
-        Err(error) => Err(key(&error)),
+        Err(error) => Err(error_key(&error)),
     };
     Decoded {
         frames,
         error: None,
         eof: Some(eof),
     }
+}
+
+/// Feeds `chunks` one at a time into a buffer and takes out every whole frame
+/// with `frame::parse` after each, as a receiver reading a socket into its own
+/// buffer would; at the end, what is left is judged as `decode_eof` would.
+fn parse_chunks(chunks: &[&[u8]], max: usize) -> Decoded {
+    let mut buffer = Vec::new();
+    let mut frames = Vec::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        buffer.extend_from_slice(chunk);
+        let mut start = 0;
+        loop {
+            match frame::parse(&buffer[start..], max) {
+                Ok(Parsed::Frame { payload, frame_len }) => {
+                    assert!(payload.len() <= max, "parse passed a frame over the limit");
+                    assert_eq!(frame_len, HEADER_LEN + payload.len());
+                    frames.push((payload.to_vec(), index));
+                    start += frame_len;
+                }
+                Ok(Parsed::Incomplete { needed }) => {
+                    assert!(needed > 0, "an incomplete frame that needs nothing");
+                    break;
+                }
+                Err(error) => {
+                    return Decoded {
+                        frames,
+                        error: Some((error_key(&error), index)),
+                        eof: None,
+                    };
+                }
+            }
+        }
+        buffer.drain(..start);
+    }
+    let eof = match frame::parse(&buffer, max) {
+        _ if buffer.is_empty() => Ok(()),
+        // What arrived, and what the frame would have been with the bytes it
+        // needs: the numbers of a truncation.
+        Ok(Parsed::Incomplete { needed }) => Err(error_key(&FrameError::Truncated {
+            received: buffer.len() as u64,
+            expected: (buffer.len() + needed) as u64,
+        })),
+        other => panic!("after taking out every frame, parse found {other:?}"),
+    };
+    Decoded {
+        frames,
+        error: None,
+        eof: Some(eof),
+    }
+}
+
+/// Checks `frame::frames` over the whole of `bytes` against what the codec
+/// decoded from it: the same payloads, the same error, and the walk stopping
+/// where the decoded frames end.
+fn check_frames_walk(bytes: &[u8], max: usize, decoded: &Decoded) -> Result<(), TestCaseError> {
+    let mut walk = frame::frames(bytes, max);
+    let mut payloads = Vec::new();
+    let mut error = None;
+    for item in walk.by_ref() {
+        match item {
+            Ok(payload) => {
+                prop_assert!(payload.len() <= max, "frames passed a frame over the limit");
+                payloads.push(payload.to_vec());
+            }
+            Err(rejection) => error = Some(error_key(&rejection)),
+        }
+    }
+    let expected = decoded.payloads();
+    prop_assert!(
+        payloads == expected,
+        "frames walked other payloads than the codec decoded"
+    );
+    prop_assert_eq!(error, decoded.error.map(|(error, _)| error));
+    let consumed: usize = expected
+        .iter()
+        .map(|payload| HEADER_LEN + payload.len())
+        .sum();
+    prop_assert_eq!(walk.consumed(), consumed);
+    prop_assert_eq!(walk.rest(), &bytes[consumed..]);
+    Ok(())
 }
 
 /// Scans `chunks` and checks every `Scan` against the frames `decoded` found:
@@ -218,7 +308,7 @@ fn check_scanner_agrees(
             .filter(|&(_, at)| at <= index)
             .map(|(error, _)| error);
         prop_assert_eq!(
-            scan.error.as_ref().map(key),
+            scan.error.as_ref().map(error_key),
             expected_error,
             "error in chunk {}",
             index
@@ -229,12 +319,8 @@ fn check_scanner_agrees(
     prop_assert_eq!(scanner.frames_total(), decoded.frames.len() as u64);
 
     // The verdict at the end of the stream.
-    let finish = scanner.finish().map_err(|error| key(&error));
-    match (&decoded.error, &decoded.eof) {
-        (Some((error, _)), _) => prop_assert_eq!(finish, Err(*error)),
-        (None, Some(eof)) => prop_assert_eq!(finish, *eof),
-        (None, None) => unreachable!("decode_chunks sets one of error and eof"),
-    }
+    let finish = scanner.finish().map_err(|error| error_key(&error));
+    prop_assert_eq!(finish, decoded.end());
     prop_assert_eq!(scanner.is_at_boundary(), finish.is_ok());
     Ok(())
 }
@@ -242,7 +328,7 @@ fn check_scanner_agrees(
 /// A reader that returns the stream in the given chunks, one per call at most.
 #[derive(Debug)]
 struct ChunkedReader<'a> {
-    chunks: std::vec::IntoIter<&'a [u8]>,
+    chunks: std::iter::Copied<std::slice::Iter<'a, &'a [u8]>>,
     current: &'a [u8],
 }
 
@@ -258,48 +344,130 @@ impl Read for ChunkedReader<'_> {
     }
 }
 
+/// Checks a `FrameReader` reading `chunks`, one per read at most, against
+/// what the codec decoded from them: the same payloads, then the same error
+/// or the same clean end.
+fn check_frame_reader(
+    chunks: &[&[u8]],
+    max: usize,
+    decoded: &Decoded,
+) -> Result<(), TestCaseError> {
+    let reader = ChunkedReader {
+        chunks: chunks.iter().copied(),
+        current: &[],
+    };
+    let mut frames = FrameReader::new(reader, max);
+    let mut payloads = Vec::new();
+    let end = loop {
+        match frames.read_frame() {
+            Ok(Some(payload)) => payloads.push(payload.to_vec()),
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error_key(&error)),
+        }
+    };
+    prop_assert!(
+        payloads == decoded.payloads(),
+        "the frame reader read other payloads than the codec decoded"
+    );
+    prop_assert_eq!(end, decoded.end());
+    Ok(())
+}
+
+/// Decodes `chunks` with the codec, and checks every other receiver against
+/// it: the scanner, the borrowed parser and the frame reader.
+fn check_receivers_agree(chunks: &[&[u8]], max: usize) -> Result<Decoded, TestCaseError> {
+    let decoded = decode_chunks(chunks, max);
+    check_scanner_agrees(chunks, max, &decoded)?;
+    prop_assert_eq!(&parse_chunks(chunks, max), &decoded);
+    check_frame_reader(chunks, max, &decoded)?;
+    Ok(decoded)
+}
+
 proptest! {
     // Few cases, because some streams are over 100 KiB cut into bytes: the
     // whole file should take seconds in a debug build.
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn any_chunking_decodes_to_the_payloads(payloads in payloads(), sizes in chunk_sizes()) {
+    fn any_chunking_gives_every_receiver_the_payloads(payloads in payloads(), sizes in chunk_sizes()) {
         let stream = wire(&payloads);
-        let decoded = decode_chunks(&cut(&stream, &sizes), DEFAULT_MAX_FRAME_LEN);
+        let decoded = check_receivers_agree(&cut(&stream, &sizes), DEFAULT_MAX_FRAME_LEN)?;
         prop_assert!(decoded.error.is_none(), "{:?}", decoded.error);
         prop_assert_eq!(decoded.eof, Some(Ok(())));
-        let frames: Vec<Vec<u8>> = decoded.frames.into_iter().map(|(payload, _)| payload).collect();
-        prop_assert!(frames == payloads, "the decoded frames differ from the payloads sent");
+        prop_assert!(decoded.payloads() == payloads, "the decoded frames differ from the payloads sent");
     }
 
     #[test]
-    fn the_scanner_finds_the_decoders_frames(payloads in payloads(), sizes in chunk_sizes()) {
-        let stream = wire(&payloads);
-        let chunks = cut(&stream, &sizes);
-        let decoded = decode_chunks(&chunks, DEFAULT_MAX_FRAME_LEN);
-        prop_assert_eq!(decoded.frames.len(), payloads.len());
-        check_scanner_agrees(&chunks, DEFAULT_MAX_FRAME_LEN, &decoded)?;
-    }
-
-    #[test]
-    fn on_arbitrary_bytes_the_scanner_and_the_decoder_agree(
+    fn on_arbitrary_bytes_every_receiver_agrees_with_the_decoder(
         bytes in arbitrary_bytes(),
         sizes in chunk_sizes(),
     ) {
-        let chunks = cut(&bytes, &sizes);
-        let decoded = decode_chunks(&chunks, SMALL_MAX);
-        check_scanner_agrees(&chunks, SMALL_MAX, &decoded)?;
+        check_receivers_agree(&cut(&bytes, &sizes), SMALL_MAX)?;
+        check_frames_walk(&bytes, SMALL_MAX, &decode_chunks(&[&bytes], SMALL_MAX))?;
+    }
+
+    #[test]
+    fn a_walk_over_a_prefix_finds_the_frames_that_end_in_it(
+        payloads in payloads(),
+        at in any::<Index>(),
+    ) {
+        let stream = wire(&payloads);
+        let prefix = &stream[..at.index(stream.len() + 1)];
+        let mut walk = frame::frames(prefix, DEFAULT_MAX_FRAME_LEN);
+        let walked: Vec<&[u8]> = walk.by_ref().map(Result::unwrap).collect();
+        prop_assert!(walked.len() <= payloads.len());
+        prop_assert!(
+            walked.iter().zip(&payloads).all(|(walked, sent)| walked == sent),
+            "the walk over a prefix found other frames than were sent"
+        );
+        // It stopped at the first frame that does not end in the prefix.
+        let consumed: usize = walked.iter().map(|payload| HEADER_LEN + payload.len()).sum();
+        prop_assert_eq!(walk.consumed(), consumed);
+        if let Some(next) = payloads.get(walked.len()) {
+            prop_assert!(consumed + HEADER_LEN + next.len() > prefix.len());
+        }
     }
 
     #[test]
     fn read_frame_reads_the_payloads_then_none(payloads in payloads(), sizes in chunk_sizes()) {
         let stream = wire(&payloads);
-        let mut reader = ChunkedReader { chunks: cut(&stream, &sizes).into_iter(), current: &[] };
+        let chunks = cut(&stream, &sizes);
+        let mut reader = ChunkedReader { chunks: chunks.iter().copied(), current: &[] };
         for payload in &payloads {
             let read = read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN).map_err(|error| TestCaseError::fail(error.to_string()))?;
             prop_assert!(read.as_ref() == Some(payload), "a frame read differs from the payload sent");
         }
         prop_assert_eq!(read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN).ok(), Some(None));
+    }
+}
+
+proptest! {
+    // Parsing is cheap: many cases of any bytes, or frame-like ones, under
+    // any limit.
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn parse_never_panics_nor_passes_a_frame_over_the_limit(
+        bytes in prop_oneof![vec(any::<u8>(), 0..64), arbitrary_bytes()],
+        max in prop_oneof![0..=64usize, Just(usize::MAX)],
+    ) {
+        match frame::parse(&bytes, max) {
+            Ok(Parsed::Frame { payload, frame_len }) => {
+                prop_assert!(payload.len() <= max);
+                prop_assert_eq!(payload, &bytes[HEADER_LEN..frame_len]);
+            }
+            Ok(Parsed::Incomplete { needed }) => prop_assert!(needed > 0),
+            Err(FrameError::FrameTooLarge { len, max: limit }) => {
+                prop_assert!(len > max as u64 && limit == max as u64);
+            }
+            Err(other) => prop_assert!(false, "parse gave {:?}", other),
+        }
+        let consumed = frame::frames(&bytes, max)
+            .map(|item| item.map_or(0, |payload| {
+                assert!(payload.len() <= max, "frames passed a frame over the limit");
+                HEADER_LEN + payload.len()
+            }))
+            .sum::<usize>();
+        prop_assert!(consumed <= bytes.len());
     }
 }

@@ -1,123 +1,48 @@
-//! The test vectors of PROTOCOL.md, read from the document itself so that the
+//! Every part of the crate against the test vectors of PROTOCOL.md, which
+//! `echo_proto::test_vectors` reads from the document itself, so that the
 //! specification and the implementation cannot drift apart.
 
+mod common;
+
+#[cfg(feature = "codec")]
 use bytes::{Bytes, BytesMut};
-use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
-use echo_proto::{FrameCodec, FrameError, FrameScanner, read_frame, write_frame};
+use common::{assert_too_large, assert_truncated, wire};
+#[cfg(feature = "codec")]
+use echo_proto::FrameCodec;
+use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
+use echo_proto::test_vectors::{self, HeaderVector};
+use echo_proto::{FrameReader, FrameScanner, read_frame, write_frame};
+#[cfg(feature = "codec")]
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
-const PROTOCOL: &str = include_str!("../PROTOCOL.md");
+/// The limit that the header table's verdicts are given at, as the errors
+/// report it.
+const DEFAULT_MAX: u64 = DEFAULT_MAX_FRAME_LEN as u64;
 
-/// One row of the "vector | payload hex | wire hex" table.
-#[derive(Debug)]
-struct Vector {
-    name: &'static str,
-    payload: Vec<u8>,
-    wire: Vec<u8>,
-}
+/// The payloads of the stream example, as the document's prose names them.
+const STREAM_PAYLOADS: [&[u8]; 2] = [b"a", b""];
 
-/// One row of the "header | length | default limit" table.
-#[derive(Debug)]
-struct HeaderRow {
-    header: [u8; HEADER_LEN],
-    length: usize,
-    accept: bool,
-}
-
-/// The rows, split into trimmed cells, of the ```text table whose header row
-/// starts with `first_column`; the header row itself is left out.
-fn table(first_column: &str, columns: usize) -> Vec<Vec<&'static str>> {
-    let block = PROTOCOL
-        .split("```text\n")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block))
-        .find(|block| {
-            block
-                .lines()
-                .next()
-                .and_then(|line| line.split('|').next())
-                .is_some_and(|cell| cell.trim() == first_column)
-        })
-        .unwrap_or_else(|| {
-            panic!("PROTOCOL.md has no ```text table starting with `{first_column}`")
-        });
-    let rows: Vec<Vec<&str>> = block
-        .lines()
-        .skip(1)
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| line.split('|').map(str::trim).collect())
-        .collect();
-    for row in &rows {
-        assert_eq!(
-            row.len(),
-            columns,
-            "malformed row in the `{first_column}` table: {row:?}"
-        );
+/// Checks a receiver's verdict on a header alone: an accepted header with no
+/// payload behind it leaves the frame incomplete (`accepted`), a rejected one
+/// is `FrameTooLarge` with the header's numbers.
+fn check_verdict<T: std::fmt::Debug>(
+    header: &HeaderVector,
+    result: Result<T, echo_proto::FrameError>,
+    accepted: impl FnOnce(T),
+) {
+    if header.accepted {
+        match result {
+            Ok(value) => accepted(value),
+            Err(error) => panic!("{:02x?}: rejected with {error:?}", header.header),
+        }
+    } else {
+        assert_too_large(result, header.len as u64, DEFAULT_MAX);
     }
-    // A parser that silently finds nothing would make every check below vacuous.
-    assert!(
-        !rows.is_empty(),
-        "the `{first_column}` table in PROTOCOL.md has no rows"
-    );
-    rows
-}
-
-/// Decodes the hex notation of the tables: pairs of hex digits, or `-` for no bytes.
-fn hex(text: &str) -> Vec<u8> {
-    if text == "-" {
-        return Vec::new();
-    }
-    assert!(
-        text.is_ascii() && text.len() % 2 == 0,
-        "`{text}` is not an even number of hex digits"
-    );
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&text[i..i + 2], 16)
-                .unwrap_or_else(|error| panic!("`{text}` is not hex: {error}"))
-        })
-        .collect()
-}
-
-fn vectors() -> Vec<Vector> {
-    table("vector", 3)
-        .into_iter()
-        .map(|row| Vector {
-            name: row[0],
-            payload: hex(row[1]),
-            wire: hex(row[2]),
-        })
-        .collect()
-}
-
-fn header_rows() -> Vec<HeaderRow> {
-    table("header", 3)
-        .into_iter()
-        .map(|row| HeaderRow {
-            header: hex(row[0])
-                .try_into()
-                .unwrap_or_else(|bytes| panic!("header `{}` is not 4 bytes: {bytes:?}", row[0])),
-            length: row[1]
-                .parse()
-                .unwrap_or_else(|error| panic!("length `{}` is not a number: {error}", row[1])),
-            accept: match row[2] {
-                "accept" => true,
-                "reject" => false,
-                verdict => panic!("unknown verdict `{verdict}` for header `{}`", row[0]),
-            },
-        })
-        .collect()
 }
 
 #[test]
 fn the_vector_table_is_consistent_with_the_frame_definition() {
-    let vectors = vectors();
-    assert!(
-        vectors.len() >= 6,
-        "expected the 6 documented vectors, found {vectors:?}"
-    );
-    for vector in &vectors {
+    for vector in test_vectors::vectors() {
         let (header, payload) = vector.wire.split_at(HEADER_LEN);
         let announced = u32::from_be_bytes(header.try_into().expect("a 4-byte header"));
         assert_eq!(
@@ -127,48 +52,20 @@ fn the_vector_table_is_consistent_with_the_frame_definition() {
             vector.name
         );
         assert_eq!(payload, vector.payload, "{}: payload", vector.name);
-    }
-}
-
-#[test]
-fn frame_codec_encodes_every_vector_to_its_wire_bytes() {
-    for vector in vectors() {
-        let mut codec = FrameCodec::new();
-        let mut wire = BytesMut::new();
-        codec
-            .encode(Bytes::from(vector.payload.clone()), &mut wire)
-            .unwrap_or_else(|error| panic!("{}: {error}", vector.name));
-        assert_eq!(wire[..], vector.wire[..], "{}", vector.name);
-    }
-}
-
-#[test]
-fn frame_codec_decodes_every_vector_to_its_payload() {
-    for vector in vectors() {
-        let mut codec = FrameCodec::new();
-        let mut wire = BytesMut::from(&vector.wire[..]);
-        let payload = codec
-            .decode(&mut wire)
-            .unwrap_or_else(|error| panic!("{}: {error}", vector.name))
-            .unwrap_or_else(|| panic!("{}: no frame decoded", vector.name));
-        assert_eq!(payload[..], vector.payload[..], "{}", vector.name);
-        assert!(
-            wire.is_empty(),
-            "{}: {} bytes left over",
-            vector.name,
-            wire.len()
-        );
-        assert!(
-            codec.decode_eof(&mut wire).unwrap().is_none(),
-            "{}",
+        // The tests' own encoder, which the other test files build their
+        // streams with, agrees with the table too.
+        assert_eq!(
+            wire(&[&vector.payload]),
+            vector.wire,
+            "{}: wire",
             vector.name
         );
     }
 }
 
 #[test]
-fn blocking_helpers_agree_with_every_vector() {
-    for vector in vectors() {
+fn the_blocking_helpers_agree_with_every_vector() {
+    for vector in test_vectors::vectors() {
         let mut written = Vec::new();
         write_frame(&mut written, &vector.payload).unwrap();
         assert_eq!(written, vector.wire, "{}: write_frame", vector.name);
@@ -185,12 +82,46 @@ fn blocking_helpers_agree_with_every_vector() {
             read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN).unwrap(),
             None
         );
+
+        let mut frames = FrameReader::new(&vector.wire[..], DEFAULT_MAX_FRAME_LEN);
+        assert_eq!(
+            frames.read_frame().unwrap(),
+            Some(&vector.payload[..]),
+            "{}: FrameReader",
+            vector.name
+        );
+        assert_eq!(frames.read_frame().unwrap(), None);
     }
 }
 
 #[test]
-fn decode_header_reads_every_vector_and_header_row() {
-    for vector in vectors() {
+fn parse_finds_every_vector_whole_and_every_prefix_incomplete() {
+    for vector in test_vectors::vectors() {
+        assert_eq!(
+            frame::parse(&vector.wire, DEFAULT_MAX_FRAME_LEN).unwrap(),
+            Parsed::Frame {
+                payload: &vector.payload,
+                frame_len: vector.wire.len()
+            },
+            "{}",
+            vector.name
+        );
+        for cut in 0..vector.wire.len() {
+            assert!(
+                matches!(
+                    frame::parse(&vector.wire[..cut], DEFAULT_MAX_FRAME_LEN),
+                    Ok(Parsed::Incomplete { .. })
+                ),
+                "{}: {cut} bytes",
+                vector.name
+            );
+        }
+    }
+}
+
+#[test]
+fn decode_header_reads_every_vector_and_header() {
+    for vector in test_vectors::vectors() {
         let header = vector.wire[..HEADER_LEN].try_into().unwrap();
         assert_eq!(
             frame::decode_header(header),
@@ -199,162 +130,151 @@ fn decode_header_reads_every_vector_and_header_row() {
             vector.name
         );
     }
-    for row in header_rows() {
+    for header in test_vectors::headers() {
         assert_eq!(
-            frame::decode_header(row.header),
-            row.length,
+            frame::decode_header(header.header),
+            header.len,
             "{:02x?}",
-            row.header
+            header.header
         );
     }
 }
 
 #[test]
-fn a_default_frame_codec_gives_every_header_row_its_verdict() {
-    let rows = header_rows();
-    assert!(rows.iter().any(|row| row.accept) && rows.iter().any(|row| !row.accept));
-    for row in rows {
-        let mut codec = FrameCodec::new();
-        let mut input = BytesMut::from(&row.header[..]);
-        let result = codec.decode(&mut input);
-        if row.accept {
-            // Accepted: the codec now waits for the payload.
-            assert!(
-                matches!(result, Ok(None)),
-                "{:02x?}: expected to wait for the payload, got {result:?}",
-                row.header
-            );
-        } else {
-            match result {
-                Err(FrameError::FrameTooLarge { len, max }) => {
-                    assert_eq!(
-                        (len, max),
-                        (row.length as u64, 8_388_608),
-                        "{:02x?}",
-                        row.header
-                    );
-                }
-                other => panic!("{:02x?}: expected FrameTooLarge, got {other:?}", row.header),
-            }
-        }
-    }
-}
+fn every_receiver_gives_every_header_its_verdict() {
+    let headers = test_vectors::headers();
+    assert!(headers.iter().any(|header| header.accepted));
+    assert!(headers.iter().any(|header| !header.accepted));
+    for header in headers {
+        let bytes = &header.header[..];
+        let expected = HEADER_LEN as u64 + header.len as u64;
 
-#[test]
-fn the_other_receivers_give_every_header_row_the_same_verdict() {
-    for row in header_rows() {
-        // The blocking reader: an accepted header with no payload is a truncation.
-        let result = read_frame(&mut &row.header[..], DEFAULT_MAX_FRAME_LEN);
-        match (row.accept, result) {
-            (true, Err(FrameError::Truncated { received, expected })) => {
-                assert_eq!((received, expected), (4, 4 + row.length as u64));
-            }
-            (false, Err(FrameError::FrameTooLarge { len, max })) => {
-                assert_eq!((len, max), (row.length as u64, 8_388_608));
-            }
-            (_, other) => panic!("{:02x?}: read_frame gave {other:?}", row.header),
+        // The blocking readers: an accepted header with no payload is a truncation.
+        match read_frame(&mut &bytes[..], DEFAULT_MAX_FRAME_LEN) {
+            result if header.accepted => assert_truncated(result, 4, expected),
+            result => assert_too_large(result, header.len as u64, DEFAULT_MAX),
+        }
+        match FrameReader::new(bytes, DEFAULT_MAX_FRAME_LEN).read_frame() {
+            result if header.accepted => assert_truncated(result, 4, expected),
+            result => assert_too_large(result, header.len as u64, DEFAULT_MAX),
         }
 
-        let scan = FrameScanner::default().scan(&row.header);
-        assert_eq!(
-            scan.error.is_none(),
-            row.accept,
-            "{:02x?}: scanner",
-            row.header
+        check_verdict(
+            header,
+            frame::parse(bytes, DEFAULT_MAX_FRAME_LEN),
+            |parsed| assert_eq!(parsed, Parsed::Incomplete { needed: header.len }),
         );
-
-        assert_eq!(
-            frame::check_len(row.length, DEFAULT_MAX_FRAME_LEN).is_ok(),
-            row.accept,
-            "{:02x?}: check_len",
-            row.header
+        let scan = FrameScanner::default().scan(bytes);
+        check_verdict(header, scan.error.map_or(Ok(()), Err), |()| {});
+        check_verdict(
+            header,
+            frame::check_len(header.len, DEFAULT_MAX_FRAME_LEN),
+            |()| {},
         );
     }
 }
 
 #[test]
-fn tokio_util_defaults_give_every_header_row_the_same_verdict() {
-    for row in header_rows() {
-        let mut input = BytesMut::from(&row.header[..]);
-        let result = LengthDelimitedCodec::new().decode(&mut input);
-        assert_eq!(
-            result.is_ok(),
-            row.accept,
-            "{:02x?}: LengthDelimitedCodec gave {result:?}",
-            row.header
-        );
-    }
-}
-
-#[test]
-fn frames_are_byte_compatible_with_tokio_util_length_delimited_codec() {
-    for vector in vectors() {
-        // Theirs to ours.
-        let mut theirs = LengthDelimitedCodec::new();
-        let mut wire = BytesMut::new();
-        theirs
-            .encode(Bytes::from(vector.payload.clone()), &mut wire)
-            .unwrap();
-        assert_eq!(
-            wire[..],
-            vector.wire[..],
-            "{}: LengthDelimitedCodec encoding",
-            vector.name
-        );
-        let payload = FrameCodec::new().decode(&mut wire).unwrap();
-        assert_eq!(
-            payload.as_deref(),
-            Some(&vector.payload[..]),
-            "{}: ours decoding theirs",
-            vector.name
-        );
-        assert!(wire.is_empty());
-
-        // Ours to theirs.
-        let mut wire = BytesMut::new();
-        FrameCodec::new()
-            .encode(&vector.payload[..], &mut wire)
-            .unwrap();
-        let payload = theirs.decode(&mut wire).unwrap();
-        assert_eq!(
-            payload.as_deref(),
-            Some(&vector.payload[..]),
-            "{}: theirs decoding ours",
-            vector.name
-        );
-        assert!(wire.is_empty());
-    }
-}
-
-#[test]
-fn a_stream_is_the_concatenation_of_its_frames() {
-    // The example in PROTOCOL.md, checked against the text so that the two stay in step.
-    assert!(
-        PROTOCOL.contains("`0000000161` followed by `00000000`"),
-        "the concatenation example in PROTOCOL.md changed"
-    );
-    let expected = hex("0000000161")
-        .into_iter()
-        .chain(hex("00000000"))
-        .collect::<Vec<u8>>();
-
-    let mut codec = FrameCodec::new();
-    let mut wire = BytesMut::new();
-    codec.encode(&b"a"[..], &mut wire).unwrap();
-    codec.encode(&b""[..], &mut wire).unwrap();
-    assert_eq!(wire[..], expected[..]);
-
+fn the_blocking_helpers_write_and_read_the_stream_example() {
+    let expected = test_vectors::stream_example().concat();
     let mut written = Vec::new();
-    write_frame(&mut written, b"a").unwrap();
-    write_frame(&mut written, b"").unwrap();
+    for payload in STREAM_PAYLOADS {
+        write_frame(&mut written, payload).unwrap();
+    }
     assert_eq!(written, expected);
 
-    assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(&b"a"[..]));
-    assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(&b""[..]));
-    assert!(codec.decode_eof(&mut wire).unwrap().is_none());
-
     let mut reader = &expected[..];
-    assert_eq!(read_frame(&mut reader, 16).unwrap(), Some(b"a".to_vec()));
-    assert_eq!(read_frame(&mut reader, 16).unwrap(), Some(Vec::new()));
+    for payload in STREAM_PAYLOADS {
+        assert_eq!(
+            read_frame(&mut reader, 16).unwrap().as_deref(),
+            Some(payload)
+        );
+    }
     assert_eq!(read_frame(&mut reader, 16).unwrap(), None);
+
+    let walked: Vec<&[u8]> = frame::frames(&expected, 16).map(Result::unwrap).collect();
+    assert_eq!(walked, STREAM_PAYLOADS);
+}
+
+#[cfg(feature = "codec")]
+#[test]
+fn frame_codec_and_tokio_util_defaults_give_every_header_its_verdict() {
+    for header in test_vectors::headers() {
+        // Accepted: the codec now waits for the payload.
+        let result = FrameCodec::new().decode(&mut BytesMut::from(&header.header[..]));
+        check_verdict(header, result, |frame| assert!(frame.is_none()));
+
+        let result = LengthDelimitedCodec::new().decode(&mut BytesMut::from(&header.header[..]));
+        assert_eq!(
+            result.is_ok(),
+            header.accepted,
+            "{:02x?}: LengthDelimitedCodec gave {result:?}",
+            header.header
+        );
+    }
+}
+
+/// Encodes every vector's payload with a fresh `encoder()` and checks the
+/// wire bytes, then decodes them with a fresh `decoder()` and checks that the
+/// payload comes out whole and nothing is left.
+#[cfg(feature = "codec")]
+fn check_codecs<E, D>(encoder: impl Fn() -> E, decoder: impl Fn() -> D)
+where
+    E: Encoder<Bytes, Error: std::fmt::Debug>,
+    D: Decoder<Item = BytesMut, Error: std::fmt::Debug>,
+{
+    for vector in test_vectors::vectors() {
+        let mut wire = BytesMut::new();
+        encoder()
+            .encode(Bytes::from(vector.payload.clone()), &mut wire)
+            .unwrap_or_else(|error| panic!("{}: {error:?}", vector.name));
+        assert_eq!(wire[..], vector.wire[..], "{}: encoding", vector.name);
+
+        let mut decoder = decoder();
+        let payload = decoder
+            .decode(&mut wire)
+            .unwrap_or_else(|error| panic!("{}: {error:?}", vector.name));
+        assert_eq!(
+            payload.as_deref(),
+            Some(&vector.payload[..]),
+            "{}: decoding",
+            vector.name
+        );
+        assert!(wire.is_empty(), "{}: bytes left over", vector.name);
+        assert!(
+            matches!(decoder.decode_eof(&mut wire), Ok(None)),
+            "{}: not at a clean end",
+            vector.name
+        );
+    }
+}
+
+#[cfg(feature = "codec")]
+#[test]
+fn frame_codec_encodes_and_decodes_every_vector() {
+    check_codecs(FrameCodec::new, FrameCodec::new);
+}
+
+#[cfg(feature = "codec")]
+#[test]
+fn frames_are_byte_compatible_with_tokio_util_length_delimited_codec() {
+    check_codecs(LengthDelimitedCodec::new, FrameCodec::new);
+    check_codecs(FrameCodec::new, LengthDelimitedCodec::new);
+}
+
+#[cfg(feature = "codec")]
+#[test]
+fn frame_codec_encodes_and_decodes_the_stream_example() {
+    let expected = test_vectors::stream_example().concat();
+    let mut codec = FrameCodec::new();
+    let mut wire = BytesMut::new();
+    for payload in STREAM_PAYLOADS {
+        codec.encode(payload, &mut wire).unwrap();
+    }
+    assert_eq!(wire[..], expected[..]);
+
+    for payload in STREAM_PAYLOADS {
+        assert_eq!(codec.decode(&mut wire).unwrap().as_deref(), Some(payload));
+    }
+    assert!(codec.decode_eof(&mut wire).unwrap().is_none());
 }
