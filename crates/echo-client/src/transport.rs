@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use echo_proto::FrameError;
-use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
+use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -454,14 +454,9 @@ fn buffered(
 ) -> Result<Buffered, FrameError> {
     let pending = &buffer[*consumed..];
     let (start, wanted) = if framed {
-        match pending.first_chunk::<HEADER_LEN>() {
-            Some(header) => {
-                let len = frame::decode_header(*header);
-                frame::check_len(len, DEFAULT_MAX_FRAME_LEN)?;
-                (HEADER_LEN, HEADER_LEN + len)
-            }
-            // A buffer shorter than a header wants a header.
-            None => return Ok(Buffered::Wanted(HEADER_LEN)),
+        match frame::parse(pending, DEFAULT_MAX_FRAME_LEN)? {
+            Parsed::Frame { frame_len, .. } => (HEADER_LEN, frame_len),
+            Parsed::Incomplete { needed } => return Ok(Buffered::Wanted(pending.len() + needed)),
         }
     } else {
         (0, raw_len)
