@@ -1,5 +1,6 @@
 //! [`Error`]: everything the kit can fail at, each with what it was doing.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use nix::sys::signal::Signal;
 ///
 /// The variants about a process carry its output so far in `output` (empty
 /// when there is none to show), so that the message alone says why.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The binary is not where it should be.
@@ -146,6 +147,14 @@ pub enum Error {
     /// A thread of the kit's panicked.
     #[error("the {0} thread panicked")]
     Panicked(&'static str),
+}
+
+impl fmt::Debug for Error {
+    /// The message, as `Display` writes it: a test that unwraps an error
+    /// then shows the process's output as lines, not as one escaped string.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// Why the workspace's binaries could not be built.

@@ -19,8 +19,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use echo_server::listening::Kind;
-//! use echo_testkit::{Spawn, deadline, wire};
+//! use echo_testkit::{Kind, Spawn, deadline, wire};
 //!
 //! let mut server = Spawn::bin("echo-server")?
 //!     .args(["--listen", "127.0.0.1:0"])
@@ -46,9 +45,10 @@ pub mod wire;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use echo_server::listening::Kind;
 pub use error::{BuildError, Error};
 pub use nix::sys::signal::Signal;
-pub use process::{Output, Process, Spawn};
+pub use process::{Output, Pipe, Process, Spawn};
 
 /// How long a test waits for any one thing by default: long enough for a
 /// loaded CI machine, short enough that a hang fails the test rather than

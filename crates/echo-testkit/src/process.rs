@@ -202,8 +202,7 @@ impl Process {
     /// carries its output.
     ///
     /// ```
-    /// use echo_server::listening::Kind;
-    /// use echo_testkit::{Spawn, deadline};
+    /// use echo_testkit::{Kind, Spawn, deadline};
     ///
     /// let server = Spawn::new("sh")
     ///     .args(["-c", "echo 'echo-server listening on 127.0.0.1:7 (udp)'
@@ -239,45 +238,31 @@ impl Process {
         })
     }
 
-    /// Waits until it has printed a line on stdout for which `matches`
-    /// holds, and returns that line (without its line ending).
-    pub fn wait_for_stdout(
-        &self,
-        deadline: Instant,
-        matches: impl FnMut(&str) -> bool,
-    ) -> Result<String, Error> {
-        self.wait_for_line(&self.stdout, "stdout", deadline, matches)
-    }
-
-    /// Waits until it has printed a line on stderr for which `matches`
-    /// holds, and returns that line (without its line ending).
+    /// Waits until it has printed a line on `pipe` for which `matches`
+    /// holds, and returns that line (without its line ending). A line
+    /// printed before the call counts.
     ///
     /// ```
-    /// use echo_testkit::{Spawn, deadline};
+    /// use echo_testkit::{Pipe, Spawn, deadline};
     ///
     /// let process = Spawn::new("sh")
     ///     .args(["-c", "echo starting >&2; echo 'ready on 5' >&2; exec sleep 30"])
     ///     .start()?;
-    /// let line = process.wait_for_stderr(deadline(), |line| line.starts_with("ready"))?;
+    /// let line = process.wait_for_line(Pipe::Stderr, deadline(), |line| line.starts_with("ready"))?;
     /// assert_eq!(line, "ready on 5");
     /// # Ok::<(), echo_testkit::Error>(())
     /// ```
-    pub fn wait_for_stderr(
+    pub fn wait_for_line(
         &self,
-        deadline: Instant,
-        matches: impl FnMut(&str) -> bool,
-    ) -> Result<String, Error> {
-        self.wait_for_line(&self.stderr, "stderr", deadline, matches)
-    }
-
-    fn wait_for_line(
-        &self,
-        capture: &Capture,
-        stream: &str,
+        pipe: Pipe,
         deadline: Instant,
         mut matches: impl FnMut(&str) -> bool,
     ) -> Result<String, Error> {
-        let what = || format!("a certain line on {}'s {stream}", self.name);
+        let capture = match pipe {
+            Pipe::Stdout => &self.stdout,
+            Pipe::Stderr => &self.stderr,
+        };
+        let what = || format!("a certain line on {}'s {pipe}", self.name);
         self.wait_output(capture, deadline, what, |bytes| {
             lines(bytes).find(|line| matches(line))
         })
@@ -350,12 +335,12 @@ impl Process {
     /// does.
     ///
     /// ```
-    /// use echo_testkit::{Spawn, deadline};
+    /// use echo_testkit::{Pipe, Spawn, deadline};
     ///
     /// let mut process = Spawn::new("sh")
     ///     .args(["-c", "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.01; done"])
     ///     .start()?;
-    /// process.wait_for_stdout(deadline(), |line| line == "up")?;
+    /// process.wait_for_line(Pipe::Stdout, deadline(), |line| line == "up")?;
     /// let output = process.stop(deadline())?;
     /// assert!(output.status.success());
     /// assert_eq!(output.stdout_text(), "up\nbye\n");
@@ -465,6 +450,24 @@ impl Drop for Process {
         if thread::panicking() {
             eprintln!("{}", self.report(Instant::now() + OUTPUT_GRACE));
         }
+    }
+}
+
+/// One of a process's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    /// Standard output, where the binaries write data and listening lines.
+    Stdout,
+    /// Standard error, where they write logs and errors.
+    Stderr,
+}
+
+impl fmt::Display for Pipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pipe::Stdout => "stdout",
+            Pipe::Stderr => "stderr",
+        })
     }
 }
 
@@ -682,7 +685,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             process
-                .wait_for_stdout(deadline(), |line| line == "two")
+                .wait_for_line(Pipe::Stdout, deadline(), |line| line == "two")
                 .unwrap(),
             "two"
         );
@@ -690,7 +693,7 @@ mod tests {
         // A line printed earlier is found at once.
         assert_eq!(
             process
-                .wait_for_stdout(soon(), |line| line.starts_with('o'))
+                .wait_for_line(Pipe::Stdout, soon(), |line| line.starts_with('o'))
                 .unwrap(),
             "one"
         );
@@ -702,10 +705,10 @@ mod tests {
             .start()
             .unwrap();
         process
-            .wait_for_stderr(deadline(), |line| line == "still starting")
+            .wait_for_line(Pipe::Stderr, deadline(), |line| line == "still starting")
             .unwrap();
         let error = process
-            .wait_for_stderr(soon(), |line| line == "ready")
+            .wait_for_line(Pipe::Stderr, soon(), |line| line == "ready")
             .unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, Error::Deadline { .. }), "{message}");
@@ -759,7 +762,7 @@ mod tests {
         .start()
         .unwrap();
         process
-            .wait_for_stdout(deadline(), |line| line == "up")
+            .wait_for_line(Pipe::Stdout, deadline(), |line| line == "up")
             .unwrap();
         let output = process.stop(deadline()).unwrap();
         assert!(output.status.success(), "{output}");
@@ -778,7 +781,7 @@ mod tests {
             .start()
             .unwrap();
         process
-            .wait_for_stdout(deadline(), |line| line == "up")
+            .wait_for_line(Pipe::Stdout, deadline(), |line| line == "up")
             .unwrap();
         process.terminate().unwrap();
         let error = process.wait(soon()).unwrap_err();
