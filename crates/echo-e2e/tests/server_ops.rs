@@ -208,6 +208,13 @@ fn the_metrics_endpoint_counts_what_happened_over_the_wire() {
     assert_eq!(http_get(metrics, "/nothing-here", deadline).status, "404");
     let output = server.stop(deadline).unwrap();
     assert!(output.status.success(), "{output}");
+    // Each connection turned away at the limit is logged too.
+    assert!(
+        output
+            .stderr_text()
+            .contains("the connection limit is reached"),
+        "{output}"
+    );
 }
 
 /// The first `program` in the directories of `PATH`.
