@@ -182,13 +182,7 @@ fn parse_seconds(text: &str, flag: &str) -> Result<Duration, String> {
 
 /// Builds what it needs, measures, and prints the report.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
-    let bins = crate::e2e::build(
-        root,
-        &crate::e2e::Options {
-            release: !options.dev,
-            filters: Vec::new(),
-        },
-    )?;
+    let bins = crate::e2e::build(root, !options.dev)?;
     let reference = if options.reference {
         let out_dir = bins
             .server

@@ -62,9 +62,10 @@ const STEPS: &[Step] = &[
         env: &[],
     },
     Step {
-        // Doctests are part of `cargo test` for library crates.
+        // Doctests are part of `cargo test` for library crates. The e2e
+        // step runs the end-to-end tests, once.
         name: "test",
-        args: &["test", "--workspace"],
+        args: &["test", "--workspace", "--exclude", "echo-e2e"],
         env: &[],
     },
     Step {
@@ -109,13 +110,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     }
 
     header(total - 2, total, "e2e", "cargo xtask e2e");
-    let summary = e2e::run(root, &e2e::Options::default()).context("CI step `e2e` failed")?;
-    if summary.failed > 0 {
-        bail!(
-            "CI step `e2e` failed: {} scenario(s) failed",
-            summary.failed
-        );
-    }
+    e2e::run(root, false, &[]).context("CI step `e2e` failed")?;
 
     header(
         total - 1,

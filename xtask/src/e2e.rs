@@ -1,37 +1,21 @@
-//! `cargo xtask e2e`: builds `echo-server` and `echo-client` and runs the
-//! end-to-end scenarios against the real binaries.
+//! `cargo xtask e2e`: builds `echo-server` and `echo-client`, then runs the
+//! end-to-end tests of `crates/echo-e2e` against those binaries, with
+//! `cargo test`, which reports each test and fails if one does.
 //!
-//! Each scenario prints `PASS name (SECS s)` or `FAIL name (SECS s): reason`
-//! as it finishes, and the last line printed is `N passed, M failed`. Every wait has a deadline:
-//! each scenario's, and the suite's, so a hung server or client turns into a
-//! failure instead of a hung CI job. Every process a scenario starts is killed
-//! when the scenario ends, whether it passed, failed or panicked.
-
-pub(crate) mod harness;
-mod scenarios;
+//! The tests find the binaries through `ECHO_BIN_DIR` (see
+//! `echo_testkit::binary`), so `--release` tests the release build.
 
 use std::ffi::OsStr;
-use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
-
-use harness::{Bins, Ctx};
-
-/// The most the whole suite may take, the build excluded.
-const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The most one scenario may take.
-const SCENARIO_TIMEOUT: Duration = Duration::from_secs(30);
+use anyhow::{Result, anyhow};
 
 /// The options of `cargo xtask e2e`.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Options {
     /// Build and test the release profile instead of the debug one.
     pub(crate) release: bool,
-    /// Run only the scenarios whose name contains one of these; all if empty.
+    /// Run only the tests whose name contains one of these; all if empty.
     pub(crate) filters: Vec<String>,
 }
 
@@ -50,122 +34,42 @@ impl Options {
         }
         Ok(options)
     }
-
-    fn profile(&self) -> &'static str {
-        if self.release { "release" } else { "debug" }
-    }
-
-    fn selects(&self, name: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|filter| name.contains(filter))
-    }
 }
 
-/// How many scenarios passed and failed.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Summary {
-    pub(crate) passed: usize,
-    pub(crate) failed: usize,
+/// The binaries under test.
+#[derive(Debug)]
+pub(crate) struct Bins {
+    pub(crate) server: PathBuf,
+    pub(crate) client: PathBuf,
 }
 
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} passed, {} failed", self.passed, self.failed)
+/// Builds the binaries and runs the end-to-end tests whose name contains one
+/// of `filters` (all of them if there is none) against them.
+pub(crate) fn run(root: &Path, release: bool, filters: &[String]) -> Result<()> {
+    let bins = build(root, release)?;
+    let mut command = crate::cargo(root);
+    command.args(["test", "-p", "echo-e2e"]);
+    if release {
+        command.arg("--release");
     }
-}
-
-/// Builds the binaries and runs the selected scenarios.
-///
-/// A build failure is an error; a failed scenario is counted in the summary.
-pub(crate) fn run(root: &Path, options: &Options) -> Result<Summary> {
-    let selected: Vec<_> = scenarios::all()
-        .filter(|scenario| options.selects(scenario.name))
-        .collect();
-    if selected.is_empty() {
-        bail!(
-            "no scenario name contains any of {:?}; the scenarios are: {}",
-            options.filters,
-            scenarios::all()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    if !filters.is_empty() {
+        command.arg("--").args(filters);
     }
-
-    let bins = build(root, options)?;
-    let suite_deadline = Instant::now() + SUITE_TIMEOUT;
-    let mut summary = Summary::default();
-    for scenario in selected {
-        let started = Instant::now();
-        let outcome = if started >= suite_deadline {
-            Err(anyhow!(
-                "not run: the suite's deadline of {} s has passed",
-                SUITE_TIMEOUT.as_secs()
-            ))
-        } else {
-            let ctx = Ctx {
-                bins: &bins,
-                deadline: (started + SCENARIO_TIMEOUT).min(suite_deadline),
-            };
-            run_one(scenario.run, &ctx)
-        };
-        let took = Took(started.elapsed());
-        match outcome {
-            Ok(()) => {
-                summary.passed += 1;
-                println!("PASS {} {took}", scenario.name);
-            }
-            Err(error) => {
-                summary.failed += 1;
-                println!(
-                    "FAIL {} {took}: {}",
-                    scenario.name,
-                    one_line(&format!("{error:#}"))
-                );
-            }
-        }
-    }
-    println!("{summary}");
-    Ok(summary)
+    let dir = bins
+        .server
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no directory", bins.server.display()))?;
+    command.env(echo_testkit::binary::BIN_DIR_VAR, dir);
+    eprintln!("==> {}", crate::show_command(&command));
+    crate::run_checked(&mut command)
 }
 
-/// Runs one scenario, turning a panic into a failure.
-///
-/// Unwinding drops the scenario's process guards, which kill its processes,
-/// so a panicking scenario leaves nothing running either.
-fn run_one(scenario: fn(&Ctx<'_>) -> Result<()>, ctx: &Ctx<'_>) -> Result<()> {
-    match panic::catch_unwind(AssertUnwindSafe(|| scenario(ctx))) {
-        Ok(outcome) => outcome,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|message| (*message).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string payload".to_owned());
-            Err(anyhow!("the scenario panicked: {message}"))
-        }
-    }
-}
-
-/// How long a scenario took, as its result line shows it: `(1.23 s)`.
-struct Took(Duration);
-
-impl fmt::Display for Took {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({:.2} s)", self.0.as_secs_f64())
-    }
-}
-
-/// Keeps a failure reason on the `FAIL` line, so that each result stays one
-/// line a person or a script can read.
-fn one_line(reason: &str) -> String {
-    reason.trim_end().replace('\r', "\\r").replace('\n', "\\n")
-}
-
-/// Builds the two binaries and finds them.
-pub(crate) fn build(root: &Path, options: &Options) -> Result<Bins> {
+/// Builds the two binaries, of the release profile or the debug one, and
+/// finds them.
+pub(crate) fn build(root: &Path, release: bool) -> Result<Bins> {
     let mut command = crate::cargo(root);
     command.args(["build", "-p", "echo-server", "-p", "echo-client"]);
-    if options.release {
+    if release {
         command.arg("--release");
     }
     eprintln!("==> {}", crate::show_command(&command));
@@ -174,7 +78,7 @@ pub(crate) fn build(root: &Path, options: &Options) -> Result<Bins> {
     let dir = binaries_dir(
         root,
         std::env::var_os("CARGO_TARGET_DIR").as_deref(),
-        options.profile(),
+        if release { "release" } else { "debug" },
     );
     let find = |name: &str| {
         let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
@@ -219,8 +123,6 @@ mod tests {
         let options = Options::parse(strings(&["drain", "--release", "frame"])).unwrap();
         assert!(options.release);
         assert_eq!(options.filters, strings(&["drain", "frame"]));
-        assert_eq!(options.profile(), "release");
-        assert_eq!(Options::default().profile(), "debug");
     }
 
     #[test]
@@ -228,30 +130,6 @@ mod tests {
         assert_eq!(
             Options::parse(strings(&["--relase"])),
             Err("unknown option `--relase` for `e2e`".to_owned())
-        );
-    }
-
-    #[test]
-    fn filters_select_by_substring() {
-        let all = Options::default();
-        assert!(all.selects("sigterm-drain"));
-        let some = Options::parse(strings(&["drain", "half"])).unwrap();
-        assert!(some.selects("sigterm-drain"));
-        assert!(some.selects("half-close"));
-        assert!(!some.selects("one-message"));
-    }
-
-    #[test]
-    fn every_scenario_name_is_unique_and_filterable() {
-        let mut names: Vec<_> = scenarios::all().map(|s| s.name).collect();
-        let count = names.len();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), count, "duplicate scenario names");
-        assert!(
-            names
-                .iter()
-                .all(|name| !name.is_empty() && !name.contains(char::is_whitespace))
         );
     }
 
@@ -274,43 +152,5 @@ mod tests {
             binaries_dir(root, Some(OsStr::new("out")), "debug"),
             Path::new("/repo/out/debug")
         );
-    }
-
-    #[test]
-    fn summary_line_has_the_documented_form() {
-        let summary = Summary {
-            passed: 16,
-            failed: 1,
-        };
-        assert_eq!(summary.to_string(), "16 passed, 1 failed");
-    }
-
-    #[test]
-    fn result_lines_show_how_long_a_scenario_took() {
-        assert_eq!(Took(Duration::from_millis(1234)).to_string(), "(1.23 s)");
-        assert_eq!(Took(Duration::ZERO).to_string(), "(0.00 s)");
-    }
-
-    #[test]
-    fn failure_reasons_stay_on_one_line() {
-        assert_eq!(one_line("a\nb\r\n"), "a\\nb");
-        assert_eq!(one_line("plain"), "plain");
-    }
-
-    #[test]
-    fn a_panicking_scenario_is_a_failure() {
-        fn panics(_: &Ctx<'_>) -> Result<()> {
-            panic!("boom");
-        }
-        let bins = Bins {
-            server: PathBuf::new(),
-            client: PathBuf::new(),
-        };
-        let ctx = Ctx {
-            bins: &bins,
-            deadline: Instant::now(),
-        };
-        let error = run_one(panics, &ctx).unwrap_err();
-        assert_eq!(error.to_string(), "the scenario panicked: boom");
     }
 }

@@ -20,12 +20,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::unistd::Pid;
+use echo_testkit::procfs::{memory_kib, open_fds};
+use echo_testkit::wire::{connect, echo_all, expect_eof, pattern, reset};
+use echo_testkit::{Kind, Spawn};
 use serde_json::{Value, json};
 
-use crate::e2e::harness::{
-    Bins, Ctx, connect, echo_all, expect_eof, memory_kib, open_fds, pattern, reset,
-};
+use crate::e2e::Bins;
 
 /// The largest frame the soaked server accepts: small enough that frames
 /// "near the limit" are cheap to send many times.
@@ -161,13 +161,7 @@ impl HostileTally {
 /// Builds the release binaries, soaks the server and reports. Returns
 /// whether the soak passed.
 pub(crate) fn run(root: &std::path::Path, options: &Options) -> Result<bool> {
-    let bins = crate::e2e::build(
-        root,
-        &crate::e2e::Options {
-            release: true,
-            filters: Vec::new(),
-        },
-    )?;
+    let bins = crate::e2e::build(root, true)?;
     let report = soak(&bins, options.duration)?;
     if options.json {
         println!("{:#}", report.to_json(options.duration));
@@ -193,15 +187,14 @@ struct Report {
 /// Runs the load against a fresh server for `duration` and checks it.
 fn soak(bins: &Bins, duration: Duration) -> Result<Report> {
     let started = Instant::now();
-    let ctx = Ctx {
-        bins,
-        deadline: started + duration + MARGIN,
-    };
     let max_frame = MAX_FRAME.to_string();
     let idle = IDLE_TIMEOUT.as_secs().to_string();
-    let server = ctx.server(&["--max-frame", &max_frame, "--idle-timeout", &idle])?;
-    let pid = server.pid()?;
-    let addr = server.addr();
+    let mut server = Spawn::new(&bins.server)
+        .args(["--listen", "127.0.0.1:0", "--max-frame", &max_frame])
+        .args(["--idle-timeout", &idle])
+        .start()?;
+    let [addr] = server.listening([Kind::Framed], started + duration + MARGIN)?;
+    let pid = server.pid();
     let idle_fds = open_fds(pid)?;
 
     let load_end = Instant::now() + duration;
@@ -306,7 +299,7 @@ fn grows(samples: &[f64], allowed: impl Fn(f64) -> f64) -> Option<(f64, f64)> {
 /// Samples the server every second until `load_end`, or until it cannot be
 /// sampled any more, which means it died. Returns the samples and, if it
 /// died, why.
-fn sample_until(pid: Pid, load_end: Instant, stop: &AtomicBool) -> (Vec<Sample>, Vec<String>) {
+fn sample_until(pid: u32, load_end: Instant, stop: &AtomicBool) -> (Vec<Sample>, Vec<String>) {
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut next = started;
@@ -333,7 +326,7 @@ fn sample_until(pid: Pid, load_end: Instant, stop: &AtomicBool) -> (Vec<Sample>,
 
 /// Waits up to [`SETTLE`] for the server's descriptors to fall back to
 /// `idle_fds` (plus a little) and returns the last count.
-fn settle_fds(pid: Pid, idle_fds: usize) -> Result<usize> {
+fn settle_fds(pid: u32, idle_fds: usize) -> Result<usize> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let fds = open_fds(pid)?;
@@ -352,10 +345,7 @@ fn bench_rounds(bins: &Bins, addr: SocketAddr, load_end: Instant, stop: &AtomicB
     while !stop.load(Ordering::Relaxed) && Instant::now() + ROUND / 2 <= load_end {
         let size = SIZES[round % SIZES.len()];
         let (connections, depth) = shape(round, size);
-        let ctx = Ctx {
-            bins,
-            deadline: Instant::now() + ROUND + Duration::from_secs(2 * CLIENT_TIMEOUT_SECS),
-        };
+        let deadline = Instant::now() + ROUND + Duration::from_secs(2 * CLIENT_TIMEOUT_SECS);
         let args = [
             "--timeout".to_owned(),
             CLIENT_TIMEOUT_SECS.to_string(),
@@ -370,8 +360,11 @@ fn bench_rounds(bins: &Bins, addr: SocketAddr, load_end: Instant, stop: &AtomicB
             "round {} (-s {size} -c {connections} -d {depth})",
             round + 1
         );
-        match ctx
-            .client(addr, &args, b"")
+        match Spawn::new(&bins.client)
+            .args(["--addr".to_owned(), addr.to_string()])
+            .args(&args)
+            .run(deadline)
+            .map_err(anyhow::Error::from)
             .and_then(|output| judge_round(&output.stdout, output.status.success()))
         {
             Ok(echoed) => tally.echoed += echoed,
@@ -445,9 +438,9 @@ fn hostile_client(addr: SocketAddr, load_end: Instant, stop: &AtomicBool) -> Hos
             Hostile::ResetMidFrame => reset_mid_frame(addr, seed, deadline),
             Hostile::Oversize => oversize(addr, deadline),
             Hostile::Garbage => garbage(addr, seed, deadline),
-            Hostile::Silent if silent.len() < MAX_SILENT => {
-                connect(addr, deadline).map(|stream| silent.push((stream, Instant::now())))
-            }
+            Hostile::Silent if silent.len() < MAX_SILENT => connect(addr, deadline)
+                .map(|stream| silent.push((stream, Instant::now())))
+                .map_err(anyhow::Error::from),
             Hostile::Silent => Ok(()),
         };
         match (outcome, kind) {
@@ -485,7 +478,7 @@ fn reset_mid_frame(addr: SocketAddr, seed: u32, deadline: Instant) -> Result<()>
     let mut wire = 1000u32.to_be_bytes().to_vec();
     wire.extend(pattern(seed, 500));
     stream.write_all(&wire)?;
-    reset(stream)
+    Ok(reset(stream)?)
 }
 
 /// Announces a frame one byte over the limit and checks that the server
@@ -543,7 +536,7 @@ fn final_echo(addr: SocketAddr, deadline: Instant) -> Result<()> {
     echo_all(&stream, &frames, deadline, |stream| {
         Ok(stream.shutdown(Shutdown::Write)?)
     })?;
-    expect_eof(&stream, deadline)
+    Ok(expect_eof(&stream, deadline)?)
 }
 
 impl Report {

@@ -17,6 +17,7 @@
 //! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
 //! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
+//! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
 //!
 //! # How a connection is served
 //!
@@ -68,6 +69,7 @@ mod accept;
 mod buffer_pool;
 mod config;
 mod connection;
+pub mod listening;
 mod metrics;
 mod relay;
 mod server;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::builder::TypedValueParser;
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
+use echo_server::listening::{Kind, Listening};
 use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Mode, Server, ShutdownSignal};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -204,19 +205,20 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Prints the lines that say the server is up, one per listener, in the form
-/// scripts wait for: `echo-server listening on IP:PORT (KIND)`.
+/// scripts wait for (see [`echo_server::listening`]).
 fn announce(server: &Server, mode: Mode) -> std::io::Result<()> {
+    let lines = [
+        Some(Listening::new(server.local_addr(), mode.into())),
+        server
+            .udp_addr()
+            .map(|addr| Listening::new(addr, Kind::Udp)),
+        server
+            .metrics_addr()
+            .map(|addr| Listening::new(addr, Kind::Metrics)),
+    ];
     let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "echo-server listening on {} ({mode})",
-        server.local_addr()
-    )?;
-    if let Some(addr) = server.udp_addr() {
-        writeln!(stdout, "echo-server listening on {addr} (udp)")?;
-    }
-    if let Some(addr) = server.metrics_addr() {
-        writeln!(stdout, "echo-server listening on {addr} (metrics)")?;
+    for line in lines.into_iter().flatten() {
+        writeln!(stdout, "{line}")?;
     }
     stdout.flush()
 }

@@ -4,49 +4,78 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
-use support::process::{DEADLINE, ServerProcess, run};
+use echo_server::listening::Listening;
+use echo_testkit::wire::{self, Deadlined};
+use echo_testkit::{Kind, Output, deadline};
+use support::{binary, server_process};
 
 fn echo(addr: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    echo_proto::write_frame(&mut stream, payload).unwrap();
-    echo_proto::read_frame(&mut stream, usize::MAX).unwrap()
+    let stream = wire::connect(addr, deadline()).unwrap();
+    let mut conn = Deadlined::new(&stream, deadline());
+    echo_proto::write_frame(&mut conn, payload).unwrap();
+    echo_proto::read_frame(&mut conn, usize::MAX).unwrap()
+}
+
+/// Runs the binary with `args` to its end.
+fn run(args: &[&str]) -> Output {
+    binary().args(args).run(deadline()).unwrap()
+}
+
+/// Starts the server with `args` and `envs`, has it echo `payload` on the
+/// port it announced, stops it with SIGTERM, checks that it exits 0, and
+/// returns what it logged.
+fn log_of_one_echo(args: &[&str], envs: &[(&str, &str)], payload: &[u8]) -> String {
+    let (mut server, addr) = server_process(args, envs);
+    assert_ne!(addr.port(), 0, "the real port is announced");
+    assert_eq!(echo(addr, payload).as_deref(), Some(payload));
+    let output = server.stop(deadline()).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output}");
+    output.stderr_text()
 }
 
 #[test]
 fn announces_its_address_and_exits_0_on_sigterm() {
-    let server = ServerProcess::start(&[], &[]);
-    assert_ne!(server.addr.port(), 0, "the real port is announced");
-    assert_eq!(
-        echo(server.addr, b"Hello Echo!").as_deref(),
-        Some(&b"Hello Echo!"[..])
-    );
-    let (status, stderr) = server.terminate();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let stderr = log_of_one_echo(&[], &[], b"Hello Echo!");
     assert!(stderr.contains("shutdown requested"), "{stderr}");
 }
 
 #[test]
 fn announces_each_listener_with_its_kind() {
-    let server = ServerProcess::start(&["--mode", "raw", "--udp", "127.0.0.1:0"], &[]);
-    let kinds: Vec<&str> = server
-        .listeners
-        .iter()
-        .map(|(_, kind)| kind.as_str())
+    let mut server = binary()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--mode",
+            "raw",
+            "--udp",
+            "127.0.0.1:0",
+        ])
+        .start()
+        .unwrap();
+    let addrs = server
+        .listening([Kind::Raw, Kind::Udp], deadline())
+        .unwrap();
+    assert!(addrs.iter().all(|addr| addr.port() != 0), "{addrs:?}");
+    let lines: Vec<Listening> = server
+        .stdout_text()
+        .lines()
+        .map(|line| line.parse().unwrap())
         .collect();
-    assert_eq!(kinds, ["raw", "udp"]);
-    assert!(server.listeners.iter().all(|(addr, _)| addr.port() != 0));
-    let (status, _) = server.terminate();
-    assert_eq!(status.code(), Some(0));
+    let kinds: Vec<Kind> = lines.iter().map(|listening| listening.kind).collect();
+    assert_eq!(
+        kinds,
+        [Kind::Raw, Kind::Udp],
+        "in this order, and nothing else"
+    );
+    let output = server.stop(deadline()).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output}");
 }
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let server = ServerProcess::start(&["--log-format", "json"], &[("RUST_LOG", "info")]);
-    echo(server.addr, b"hi");
-    let (_, stderr) = server.terminate();
+    let stderr = log_of_one_echo(&["--log-format", "json"], &[("RUST_LOG", "info")], b"hi");
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(lines.len() >= 3, "{stderr}");
     for line in lines {
@@ -63,9 +92,7 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn logs_connections_but_never_payloads_at_the_default_level() {
-    let server = ServerProcess::start(&[], &[("RUST_LOG", "info")]);
-    echo(server.addr, b"secret-payload");
-    let (_, stderr) = server.terminate();
+    let stderr = log_of_one_echo(&[], &[("RUST_LOG", "info")], b"secret-payload");
     assert!(stderr.contains("connection opened"), "{stderr}");
     assert!(stderr.contains("frames=1 bytes=18"), "{stderr}");
     assert!(!stderr.contains("secret-payload"), "{stderr}");
@@ -77,9 +104,7 @@ fn logs_connections_but_never_payloads_at_the_default_level() {
 
 #[test]
 fn logs_each_frame_with_an_escaped_preview_at_debug_level() {
-    let server = ServerProcess::start(&[], &[("RUST_LOG", "debug")]);
-    echo(server.addr, b"peek\x00\xff");
-    let (_, stderr) = server.terminate();
+    let stderr = log_of_one_echo(&[], &[("RUST_LOG", "debug")], b"peek\x00\xff");
     assert!(
         stderr.contains(r#"len=6 payload="peek\x00\xff""#),
         "{stderr}"
@@ -92,10 +117,10 @@ fn the_max_frame_flag_and_its_env_var_are_enforced() {
         (&["--max-frame", "4"][..], &[][..]),
         (&[][..], &[("ECHO_MAX_FRAME", "4")][..]),
     ] {
-        let server = ServerProcess::start(args, envs);
-        assert_eq!(echo(server.addr, b"four").as_deref(), Some(&b"four"[..]));
-        assert_eq!(echo(server.addr, b"five!"), None, "closed without an echo");
-        let (_, stderr) = server.terminate();
+        let (mut server, addr) = server_process(args, envs);
+        assert_eq!(echo(addr, b"four").as_deref(), Some(&b"four"[..]));
+        assert_eq!(echo(addr, b"five!"), None, "closed without an echo");
+        let stderr = server.stop(deadline()).unwrap().stderr_text();
         assert!(
             stderr.contains("frame of 5 bytes exceeds the maximum of 4 bytes"),
             "{stderr}"
@@ -111,8 +136,9 @@ fn the_max_frame_flag_and_its_env_var_are_enforced() {
 fn a_taken_address_is_one_clear_error_and_exit_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (status, stdout, stderr) = run(&["--listen", &addr]);
-    assert_eq!(status.code(), Some(1));
+    let output = run(&["--listen", &addr]);
+    let (stdout, stderr) = (output.stdout_text(), output.stderr_text());
+    assert_eq!(output.status.code(), Some(1), "{output}");
     assert!(stdout.is_empty(), "{stdout}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -131,8 +157,9 @@ fn usage_errors_exit_2() {
         &["--drain-timeout", "-1"],
         &["--no-such-flag"],
     ] {
-        let (status, _, stderr) = run(args);
-        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        let output = run(args);
+        let stderr = output.stderr_text();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("error:"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
@@ -140,8 +167,9 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn help_shows_every_default_and_env_var() {
-    let (status, stdout, _) = run(&["--help"]);
-    assert_eq!(status.code(), Some(0));
+    let output = run(&["--help"]);
+    let stdout = output.stdout_text();
+    assert_eq!(output.status.code(), Some(0), "{output}");
     for expected in [
         "[env: ECHO_LISTEN=]",
         "[default: 127.0.0.1:9999]",
@@ -166,20 +194,20 @@ fn help_shows_every_default_and_env_var() {
 
 #[test]
 fn sigterm_lets_a_client_finish_its_frame() {
-    let server = ServerProcess::start(&[], &[]);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (mut server, addr) = server_process(&[], &[]);
+    let stream = wire::connect(addr, deadline()).unwrap();
+    let mut stream = Deadlined::new(&stream, deadline());
     // The connection is being served once an exchange on it succeeds.
     echo_proto::write_frame(&mut stream, b"ping").unwrap();
     assert!(echo_proto::read_frame(&mut stream, 16).unwrap().is_some());
 
-    let wire = [&8u32.to_be_bytes()[..], b"complete"].concat();
-    stream.write_all(&wire[..6]).unwrap();
-    server.send_sigterm();
-    stream.write_all(&wire[6..]).unwrap();
+    let bytes = [&8u32.to_be_bytes()[..], b"complete"].concat();
+    stream.write_all(&bytes[..6]).unwrap();
+    server.terminate().unwrap();
+    stream.write_all(&bytes[6..]).unwrap();
     let mut echoed = Vec::new();
     stream.read_to_end(&mut echoed).unwrap();
-    assert_eq!(echoed, wire);
-    let (status, stderr) = server.wait();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(echoed, bytes);
+    let output = server.wait(deadline()).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output}");
 }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::process::{DEADLINE, ServerProcess};
+use echo_testkit::{deadline, wait_until};
+use support::{DEADLINE, server_process};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -24,12 +25,12 @@ fn payload(index: usize) -> Vec<u8> {
 
 #[test]
 fn a_client_that_writes_64_mib_without_reading_costs_the_server_little() {
-    let server = ServerProcess::start(&[], &[("RUST_LOG", "warn")]);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let (server, addr) = server_process(&[], &[("RUST_LOG", "warn")]);
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     echo_proto::write_frame(&mut stream, b"warm up").unwrap();
     echo_proto::read_frame(&mut stream, 64).unwrap();
-    let baseline = server.rss_kib();
+    let baseline = server.rss_kib().unwrap();
 
     // 64 frames of 1 MiB and 64 of 4 KiB: a little over 64 MiB.
     let frames = 128;
@@ -46,23 +47,20 @@ fn a_client_that_writes_64_mib_without_reading_costs_the_server_little() {
 
     // Wait until TCP flow control has stopped the writer: no progress for a
     // while, well before everything is written.
-    let started = Instant::now();
     let mut last = (u64::MAX, Instant::now());
-    loop {
+    wait_until(deadline(), || {
         let now = written.load(Ordering::Relaxed);
         if now != last.0 {
             last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(300) {
-            break;
         }
-        assert!(started.elapsed() < DEADLINE, "the writer never stalled");
-        thread::sleep(Duration::from_millis(20));
-    }
+        last.1.elapsed() > Duration::from_millis(300)
+    })
+    .expect("the writer stalls");
     assert!(
         written.load(Ordering::Relaxed) < 32 * MIB,
         "the server kept reading"
     );
-    let while_stalled = server.rss_kib();
+    let while_stalled = server.rss_kib().unwrap();
 
     // Now read: every byte comes back, in order.
     for index in 0..frames {
@@ -74,7 +72,7 @@ fn a_client_that_writes_64_mib_without_reading_costs_the_server_little() {
     writing.join().unwrap();
 
     let growth_stalled = while_stalled.saturating_sub(baseline);
-    let growth_peak = server.peak_rss_kib().saturating_sub(baseline);
+    let growth_peak = server.peak_rss_kib().unwrap().saturating_sub(baseline);
     eprintln!(
         "RSS growth: {growth_stalled} KiB while the client did not read, {growth_peak} KiB at peak"
     );
@@ -90,21 +88,21 @@ fn an_idle_connection_costs_under_2_kib() {
     let connections = idle_connection_budget();
     // At the default log level, as users run it; the limit leaves room for
     // the warm-up connection.
-    let server = ServerProcess::start(&["--max-connections", "20000"], &[("RUST_LOG", "info")]);
-    let mut warm = TcpStream::connect(server.addr).unwrap();
+    let (server, addr) = server_process(&["--max-connections", "20000"], &[("RUST_LOG", "info")]);
+    let mut warm = TcpStream::connect(addr).unwrap();
     exchange(&mut warm);
-    let baseline = server.rss_kib();
+    let baseline = server.rss_kib().unwrap();
 
     // Each connection echoes one frame, so it has certainly been accepted and
     // served, then sits idle.
     let mut idle = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let mut stream = TcpStream::connect(server.addr).unwrap();
+        let mut stream = TcpStream::connect(addr).unwrap();
         exchange(&mut stream);
         idle.push(stream);
     }
     let per_connection =
-        (server.rss_kib().saturating_sub(baseline)) as f64 * 1024.0 / connections as f64;
+        (server.rss_kib().unwrap().saturating_sub(baseline)) as f64 * 1024.0 / connections as f64;
     eprintln!("{connections} idle connections: {per_connection:.0} bytes of server RSS each");
     assert!(
         per_connection < 2048.0,

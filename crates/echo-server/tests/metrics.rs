@@ -2,13 +2,11 @@
 
 mod support;
 
-use bytes::Bytes;
 use echo_server::Config;
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use support::{Running, frame, read_to_end, within};
+use support::{Running, assert_echo, frame, read_to_end, within};
 
 /// The value of the sample `name` (with its labels, if any) in `text`.
 fn sample(text: &str, name: &str) -> f64 {
@@ -47,10 +45,7 @@ async fn the_counters_match_a_known_workload() {
     // Three echoes of five bytes on one connection.
     let mut client = server.framed().await;
     for _ in 0..3 {
-        within(client.send(Bytes::from_static(b"hello")))
-            .await
-            .unwrap();
-        within(client.next()).await.unwrap().unwrap();
+        assert_echo(&mut client, b"hello").await;
     }
     // While it is open, a second connection is over the limit.
     let mut refused = within(TcpStream::connect(server.addr)).await.unwrap();
@@ -113,10 +108,7 @@ async fn the_endpoint_serves_the_same_text_over_http() {
     .await;
     let metrics_addr = server.metrics_addr.expect("a metrics address");
     let mut client = server.framed().await;
-    within(client.send(Bytes::from_static(b"counted")))
-        .await
-        .unwrap();
-    within(client.next()).await.unwrap().unwrap();
+    assert_echo(&mut client, b"counted").await;
 
     let mut scrape = within(TcpStream::connect(metrics_addr)).await.unwrap();
     scrape

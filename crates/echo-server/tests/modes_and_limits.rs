@@ -5,13 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use echo_server::{Config, Mode};
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use support::{Running, frame, read_to_end, within};
+use support::{Running, assert_echo, frame, read_to_end, within};
 
 #[tokio::test]
 async fn raw_mode_answers_a_client_that_reads_once() {
@@ -89,13 +87,7 @@ async fn udp_answers_each_datagram_with_an_identical_one() {
     }
     // TCP is served beside it.
     let mut framed = server.framed().await;
-    within(framed.send(Bytes::from_static(b"tcp too")))
-        .await
-        .unwrap();
-    assert_eq!(
-        &within(framed.next()).await.unwrap().unwrap()[..],
-        b"tcp too"
-    );
+    assert_echo(&mut framed, b"tcp too").await;
 }
 
 #[tokio::test]
@@ -139,10 +131,7 @@ async fn connections_past_the_limit_are_closed_at_once_and_served_again_later() 
     let mut first = server.framed().await;
     let mut second = server.framed().await;
     for client in [&mut first, &mut second] {
-        within(client.send(Bytes::from_static(b"in")))
-            .await
-            .unwrap();
-        assert_eq!(&within(client.next()).await.unwrap().unwrap()[..], b"in");
+        assert_echo(client, b"in").await;
     }
 
     let mut third = within(TcpStream::connect(server.addr)).await.unwrap();
@@ -157,10 +146,7 @@ async fn connections_past_the_limit_are_closed_at_once_and_served_again_later() 
     );
 
     // The open ones are unaffected.
-    within(first.send(Bytes::from_static(b"still")))
-        .await
-        .unwrap();
-    assert_eq!(&within(first.next()).await.unwrap().unwrap()[..], b"still");
+    assert_echo(&mut first, b"still").await;
 
     // Once one closes, new connections are served again.
     drop(second);
@@ -229,9 +215,7 @@ async fn a_client_that_keeps_talking_is_never_idle() {
     // Three times the idle timeout in all, with a message every fifth of it.
     for seq in 0..15 {
         tokio::time::sleep(idle_timeout / 5).await;
-        let payload = Bytes::from(format!("message {seq}"));
-        within(client.send(payload.clone())).await.unwrap();
-        assert_eq!(within(client.next()).await.unwrap().unwrap(), payload);
+        assert_echo(&mut client, format!("message {seq}").as_bytes()).await;
     }
 }
 

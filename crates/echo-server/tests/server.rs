@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use support::{Running, frame, read_to_end, within};
+use support::{Running, assert_echo, frame, read_to_end, within};
 
 #[tokio::test]
 async fn echoes_frames_of_every_size_in_order() {
@@ -48,10 +48,7 @@ async fn serves_many_clients_at_once() {
         let mut client = server.framed().await;
         clients.push(tokio::spawn(async move {
             for seq in 0..20 {
-                let payload = Bytes::from(format!("client {id} message {seq}"));
-                within(client.send(payload.clone())).await.unwrap();
-                let echo = within(client.next()).await.unwrap().unwrap();
-                assert_eq!(echo, payload);
+                assert_echo(&mut client, format!("client {id} message {seq}").as_bytes()).await;
             }
         }));
     }
@@ -85,13 +82,7 @@ async fn an_oversize_frame_closes_the_connection_after_the_frames_before_it() {
 
     // The server itself is unaffected.
     let mut client = server.framed().await;
-    within(client.send(Bytes::from_static(b"still here")))
-        .await
-        .unwrap();
-    assert_eq!(
-        &within(client.next()).await.unwrap().unwrap()[..],
-        b"still here"
-    );
+    assert_echo(&mut client, b"still here").await;
 }
 
 #[tokio::test]
@@ -102,6 +93,22 @@ async fn half_close_gets_every_echo_then_end_of_stream() {
     stream.write_all(&wire).await.unwrap();
     stream.shutdown().await.unwrap();
     assert_eq!(read_to_end(&mut stream).await, wire);
+}
+
+#[tokio::test]
+async fn a_frame_sent_one_byte_per_write_is_echoed_whole() {
+    let server = Running::start(Config::default()).await;
+    let mut stream = within(TcpStream::connect(server.addr)).await.unwrap();
+    // Without Nagle's algorithm each one-byte write is its own segment, so
+    // the server really does receive the frame in pieces.
+    stream.set_nodelay(true).unwrap();
+    let wire = frame(b"sent one byte per write");
+    for byte in &wire {
+        stream.write_all(std::slice::from_ref(byte)).await.unwrap();
+    }
+    let mut echo = vec![0; wire.len()];
+    within(stream.read_exact(&mut echo)).await.unwrap();
+    assert_eq!(echo, wire);
 }
 
 #[tokio::test]
@@ -127,9 +134,7 @@ async fn bad_clients_never_disturb_a_good_one() {
     let mut round = 0;
     let mut check_good = async |good: &mut Framed<TcpStream, FrameCodec>| {
         round += 1;
-        let payload = Bytes::from(format!("round {round}"));
-        within(good.send(payload.clone())).await.unwrap();
-        assert_eq!(within(good.next()).await.unwrap().unwrap(), payload);
+        assert_echo(good, format!("round {round}").as_bytes()).await;
     };
     check_good(&mut good).await;
 

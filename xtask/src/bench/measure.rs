@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 use nix::sys::time::TimeVal;
-use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::scenario::{Scenario, Traffic};
 use super::servers::{CLIENT_CPU, ClientKind, Pinning, Programs, RunningServer, ServerKind};
-use crate::e2e::harness::{Process, connect, memory_kib};
+use echo_testkit::Spawn;
+use echo_testkit::procfs::memory_kib;
+use echo_testkit::wire::connect;
 
 /// How long `echo-client` waits to connect and for each echo: generous,
 /// since a timeout in a bench is a failure, not a figure.
@@ -260,7 +261,7 @@ impl LoadGenerator<'_> {
         let (program, mut command) = self.pinning.command(CLIENT_CPU, binary);
         command.extend(args);
         let deadline = Instant::now() + duration + CLIENT_GRACE;
-        let output = Process::spawn(&program, command, b"")?.wait(deadline)?;
+        let output = Spawn::new(&program).args(command).run(deadline)?;
         parse(&output.stdout, output.status.success()).with_context(|| {
             format!(
                 "{} with {traffic} traffic, {}'s stderr: {}",
@@ -388,7 +389,7 @@ pub(crate) fn make_room_for_connections(wanted: usize) -> Result<usize> {
 }
 
 /// The CPU time, user and system, that process `pid` has used so far.
-fn process_cpu_seconds(pid: Pid) -> Result<f64> {
+fn process_cpu_seconds(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
     parse_cpu_ticks(&stat)
@@ -430,7 +431,7 @@ mod tests {
 
     #[test]
     fn this_process_has_used_some_cpu() {
-        let pid = Pid::this();
+        let pid = std::process::id();
         let first = process_cpu_seconds(pid).unwrap();
         assert!(first >= 0.0);
         assert!(reaped_children_cpu_seconds().unwrap() >= 0.0);

@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use nix::unistd::Pid;
+use anyhow::{Context, Result};
+use echo_testkit::{Output, Pipe, Process, Spawn};
 
 use super::scenario::Traffic;
-use crate::e2e::harness::{Output, Process, terminate};
 
 /// The C source of the reference server, from the workspace root.
 const REFERENCE_SERVER_SOURCE: &str = "xtask/bench/epoll_echo.c";
@@ -184,7 +183,6 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 #[derive(Debug)]
 pub(crate) struct RunningServer {
     process: Process,
-    pid: Pid,
     addr: SocketAddr,
 }
 
@@ -219,31 +217,27 @@ impl RunningServer {
         };
         let (program, mut all_args) = pinning.command(SERVER_CPU, binary);
         all_args.extend(args.iter().map(OsString::from));
-        let process = Process::spawn(&program, all_args, b"")?;
-        let pid = process.pid()?;
-        loop {
-            let Some(line) = process.next_line(deadline)? else {
-                let output = process.wait(deadline)?;
-                bail!("{kind} exited without saying it was listening: {output}");
-            };
-            if let Some(addr) = parse_listening_line(&String::from_utf8_lossy(&line)) {
-                return Ok(Self { process, pid, addr });
-            }
-        }
+        let process = Spawn::new(&program).args(all_args).start()?;
+        let line = process
+            .wait_for_line(Pipe::Stdout, deadline, |line| {
+                parse_listening_line(line).is_some()
+            })
+            .with_context(|| format!("{kind} did not say it was listening"))?;
+        let addr = parse_listening_line(&line).context("the listening line changed")?;
+        Ok(Self { process, addr })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub(crate) fn pid(&self) -> Pid {
-        self.pid
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
-    pub(crate) fn stop(self, deadline: Instant) -> Result<Output> {
-        terminate(self.pid)?;
-        self.process.wait(deadline)
+    pub(crate) fn stop(mut self, deadline: Instant) -> Result<Output> {
+        Ok(self.process.stop(deadline)?)
     }
 }
 

@@ -1,15 +1,17 @@
 //! What the server's integration tests share: a server running in the
-//! background, deadlines, and frame building.
+//! background, in-process or as the binary, deadlines, and frame building.
 
 #![allow(dead_code, unreachable_pub)] // Each test file uses its own part.
 
-pub mod process;
-
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use echo_proto::FrameCodec;
 use echo_server::{Config, Server};
+use echo_testkit::{Kind, Process, Spawn};
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -70,6 +72,38 @@ impl Running {
         self.stop.take().expect("stopped once").send(()).unwrap();
         &mut self.task
     }
+}
+
+/// Sends `payload` as one frame and checks that its echo comes back.
+pub async fn assert_echo(client: &mut Framed<TcpStream, FrameCodec>, payload: &[u8]) {
+    within(client.send(Bytes::copy_from_slice(payload)))
+        .await
+        .unwrap();
+    let echo = within(client.next()).await.expect("an echo").unwrap();
+    assert_eq!(&echo[..], payload);
+}
+
+/// The `echo-server` binary that cargo built for these tests, which does not
+/// inherit the caller's `ECHO_*` settings nor `RUST_LOG`.
+pub fn binary() -> Spawn {
+    Spawn::new(env!("CARGO_BIN_EXE_echo-server"))
+}
+
+/// The binary serving framed echo on an ephemeral port, with `args` and the
+/// environment variables `envs`, once it has said where it listens.
+pub fn server_process(args: &[&str], envs: &[(&str, &str)]) -> (Process, SocketAddr) {
+    let spawn = envs
+        .iter()
+        .fold(binary(), |spawn, (name, value)| spawn.env(name, value));
+    let server = spawn
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .start()
+        .unwrap();
+    let [addr] = server
+        .listening([Kind::Framed], echo_testkit::deadline())
+        .unwrap();
+    (server, addr)
 }
 
 pub async fn within<F: Future>(future: F) -> F::Output {

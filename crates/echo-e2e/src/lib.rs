@@ -1,0 +1,71 @@
+//! End-to-end tests of echo: the real `echo-server` and `echo-client`
+//! binaries, run as processes by [`echo_testkit`] and driven over loopback.
+//!
+//! They are ordinary `#[test]`s in `tests/`, one file per topic, so `cargo
+//! test -p echo-e2e` (or `cargo nextest run -p echo-e2e`) runs them, and
+//! `cargo xtask e2e [--release] [FILTER]...` builds the binaries and runs
+//! them against those:
+//!
+//! | file | what it checks |
+//! |---|---|
+//! | `cli.rs` | both binaries as users run them: echoes through the real server, usage errors (exit 2), runtime failures (exit 1) |
+//! | `client_tools.rs` | `echo-client ping` and `bench` against the server in each mode |
+//! | `server_ops.rs` | the metrics endpoint scraped over HTTP, and a Python client written from PROTOCOL.md |
+//! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
+//!
+//! What a crate's own tests cover in-process is not repeated here: these
+//! tests need the real processes (their exit codes, signals, `/proc`, the
+//! wire between two binaries). Every server binds port 0 on 127.0.0.1,
+//! every wait has a deadline, and every process is killed when its test
+//! ends, however it ends.
+//!
+//! This library holds what the test files share.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use echo_testkit::{Error, Kind, Process, Spawn};
+
+/// Starts `echo-server --listen 127.0.0.1:0 ARGS...` and waits until it has
+/// announced a listener of each of `kinds`; returns the process and their
+/// addresses, in the order of `kinds`.
+///
+/// ```no_run
+/// use echo_e2e::start_server;
+/// use echo_testkit::Kind;
+///
+/// let (server, [tcp, udp]) = start_server(
+///     &["--mode", "raw", "--udp", "127.0.0.1:0"],
+///     [Kind::Raw, Kind::Udp],
+///     echo_testkit::deadline(),
+/// )?;
+/// assert_ne!(tcp.port(), udp.port());
+/// # drop(server);
+/// # Ok::<(), echo_testkit::Error>(())
+/// ```
+pub fn start_server<const N: usize>(
+    args: &[&str],
+    kinds: [Kind; N],
+    deadline: Instant,
+) -> Result<(Process, [SocketAddr; N]), Error> {
+    let server = Spawn::bin("echo-server")?
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .start()?;
+    let addrs = server.listening(kinds, deadline)?;
+    Ok((server, addrs))
+}
+
+/// `echo-client --addr ADDR`, for the caller to add its arguments to.
+///
+/// ```no_run
+/// # let addr = echo_testkit::wire::closed_port()?;
+/// let output = echo_e2e::client(addr)?.arg("hello").run(echo_testkit::deadline())?;
+/// assert_eq!(output.status.code(), Some(1));
+/// # Ok::<(), echo_testkit::Error>(())
+/// ```
+pub fn client(addr: SocketAddr) -> Result<Spawn, Error> {
+    Ok(Spawn::bin("echo-client")?.args(["--addr".to_owned(), addr.to_string()]))
+}
