@@ -11,7 +11,6 @@ use anyhow::Context;
 use clap::Parser;
 use clap::builder::TypedValueParser;
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
-use echo_server::listening::{Kind, Listening};
 use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Mode, Server, ShutdownSignal};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -185,7 +184,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     // signal at once.
     let signal = ShutdownSignal::install().context("cannot listen for shutdown signals")?;
 
-    announce(&server, config.mode).context("cannot write to stdout")?;
+    announce(&server).context("cannot write to stdout")?;
     info!(
         addr = %server.local_addr(),
         mode = %config.mode,
@@ -206,18 +205,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints the lines that say the server is up, one per listener, in the form
 /// scripts wait for (see [`echo_server::listening`]).
-fn announce(server: &Server, mode: Mode) -> std::io::Result<()> {
-    let lines = [
-        Some(Listening::new(server.local_addr(), mode.into())),
-        server
-            .udp_addr()
-            .map(|addr| Listening::new(addr, Kind::Udp)),
-        server
-            .metrics_addr()
-            .map(|addr| Listening::new(addr, Kind::Metrics)),
-    ];
+fn announce(server: &Server) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for line in lines.into_iter().flatten() {
+    for line in server.listeners() {
         writeln!(stdout, "{line}")?;
     }
     stdout.flush()

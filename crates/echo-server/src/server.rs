@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::accept::{Acceptor, is_connection_error};
 use crate::connection::{ConnectionEnd, EchoService};
+use crate::listening::{Kind, Listening};
 use crate::{Config, Metrics, RejectReason, serve_metrics, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
@@ -121,6 +122,35 @@ impl Server {
     /// was asked for.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every listener the server has bound, in the order the binary
+    /// announces them: the TCP echo first, then UDP and metrics if asked for.
+    ///
+    /// ```
+    /// use echo_server::listening::Kind;
+    /// use echo_server::{Config, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::bind(Config {
+    ///     listen: "127.0.0.1:0".parse()?,
+    ///     udp: Some("127.0.0.1:0".parse()?),
+    ///     ..Config::default()
+    /// })
+    /// .await?;
+    /// let kinds: Vec<Kind> = server.listeners().iter().map(|line| line.kind).collect();
+    /// assert_eq!(kinds, [Kind::Framed, Kind::Udp]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn listeners(&self) -> Vec<Listening> {
+        let tcp = Listening::new(self.local_addr, self.config.mode.into());
+        let udp = self.udp_addr().map(|addr| Listening::new(addr, Kind::Udp));
+        let metrics = self
+            .metrics_addr()
+            .map(|addr| Listening::new(addr, Kind::Metrics));
+        [Some(tcp), udp, metrics].into_iter().flatten().collect()
     }
 
     /// Serves connections until `shutdown` completes, then drains: it stops
