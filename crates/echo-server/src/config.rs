@@ -1,12 +1,12 @@
 //! [`Config`]: everything the server can be told.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use echo_proto::DEFAULT_ADDR;
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 
+use crate::Mode;
 use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
 
 /// How long open connections get to finish after a shutdown request, by default.
@@ -17,25 +17,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How many connections are served at once, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-
-/// What the server does with the bytes of a TCP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Mode {
-    /// Length-prefixed frames, echoed whole: the echo protocol.
-    #[default]
-    Framed,
-    /// RFC 862: every byte is sent back as it arrives, with no framing.
-    Raw,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Framed => "framed",
-            Mode::Raw => "raw",
-        })
-    }
-}
 
 /// The server's settings.
 ///

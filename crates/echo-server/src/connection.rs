@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use echo_proto::{FrameError, frame};
+use echo_proto::frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, sleep};
@@ -17,6 +17,7 @@ use tracing::{Level, debug, enabled};
 
 use crate::Metrics;
 use crate::buffer_pool::BufferPool;
+use crate::connection_end::{ConnectionEnd, ConnectionSummary};
 use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
 use crate::{Config, Mode};
 
@@ -55,45 +56,6 @@ impl EchoStream for TcpStream {
 }
 
 impl EchoStream for tokio::io::DuplexStream {}
-
-/// How a connection ended, and what it carried.
-#[derive(Debug)]
-pub struct ConnectionSummary {
-    /// Frames received and echoed (0 in raw mode).
-    pub frames: u64,
-    /// Bytes echoed, headers included.
-    pub bytes: u64,
-    /// Why the connection ended.
-    pub end: ConnectionEnd,
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ConnectionEnd {
-    /// The client closed its side and every frame it sent was echoed.
-    ClientClosed,
-    /// The server is shutting down; every frame received was echoed.
-    Drained,
-    /// Nothing was read or written for the idle timeout.
-    IdleTimeout(Duration),
-    /// The client broke the protocol (an oversize or truncated frame).
-    ProtocolError(FrameError),
-    /// The connection failed: reset by the client, or another I/O error.
-    Io(io::Error),
-}
-
-impl fmt::Display for ConnectionEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectionEnd::ClientClosed => f.write_str("client closed the connection"),
-            ConnectionEnd::Drained => f.write_str("closed for shutdown"),
-            ConnectionEnd::IdleTimeout(after) => write!(f, "idle for {after:?}"),
-            ConnectionEnd::ProtocolError(error) => write!(f, "protocol error: {error}"),
-            ConnectionEnd::Io(error) => write!(f, "I/O error: {error}"),
-        }
-    }
-}
 
 /// The echo, as every connection of a server shares it: the settings, the
 /// pool of relay buffers and the metrics.

@@ -11,7 +11,9 @@
 //! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
 //! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`EchoStream`] |
-//! | `relay` | the echo's decisions (what to write back, when), free of I/O |
+//! | `connection_end` | [`ConnectionEnd`], [`ConnectionSummary`]: why a connection ended and what it carried |
+| `mode` | [`Mode`]: framed or raw echo |
+| `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | `udp` | UDP echo (RFC 862), beside the TCP listener |
 //! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
@@ -69,18 +71,20 @@ mod accept;
 mod buffer_pool;
 mod config;
 mod connection;
+mod connection_end;
 pub mod listening;
 mod metrics;
+mod mode;
 mod relay;
 mod server;
 mod shutdown;
 mod udp;
 
-pub use config::{
-    Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Mode,
-};
-pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, EchoStream};
+pub use config::{Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use connection::{DRAIN_SETTLE, EchoService, EchoStream};
+pub use connection_end::{ConnectionEnd, ConnectionSummary};
 pub use metrics::{Metrics, RejectReason, serve_metrics};
+pub use mode::Mode;
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;

@@ -18,8 +18,8 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
-use crate::ConnectionEnd;
 use crate::accept::Acceptor;
+use crate::connection_end::ConnectionEnd;
 
 /// The path the metrics are served at.
 const METRICS_PATH: &str = "/metrics";

@@ -13,7 +13,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::accept::{Acceptor, is_connection_error};
-use crate::connection::{ConnectionEnd, EchoService};
+use crate::connection::EchoService;
+use crate::connection_end::ConnectionEnd;
 use crate::listening::{Kind, Listening};
 use crate::{Config, Metrics, RejectReason, serve_metrics, udp};
 
