@@ -8,22 +8,14 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use nix::unistd::Pid;
+use anyhow::{Context, Result};
+use duct::Expression;
 
-use super::scenario::Traffic;
-use crate::e2e::harness::{Output, Process, terminate};
-
-/// The C source of the reference server, from the workspace root.
-const REFERENCE_SERVER_SOURCE: &str = "xtask/bench/epoll_echo.c";
-/// The C source of the reference client (the load generator), from the
-/// workspace root.
-const REFERENCE_CLIENT_SOURCE: &str = "xtask/bench/epoll_load.c";
+use super::scenario::Mode;
+use crate::process::{self, Server};
 
 /// The core the server runs on, and the one the client runs on.
 pub(crate) const SERVER_CPU: usize = 0;
@@ -35,24 +27,8 @@ pub(crate) enum ServerKind {
     /// The C epoll echo server of `xtask/bench/epoll_echo.c`: one thread,
     /// one 64 KiB buffer, echoing bytes as they arrive.
     Reference,
-    /// `echo-server`, in the mode that serves the traffic.
+    /// `echo-server`, in the mode that serves the load.
     EchoServer,
-}
-
-impl ServerKind {
-    /// The name in the table and in JSON.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ServerKind::Reference => "C epoll",
-            ServerKind::EchoServer => "echo-server",
-        }
-    }
-}
-
-impl fmt::Display for ServerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// Which client drives a server.
@@ -66,6 +42,16 @@ pub(crate) enum ClientKind {
     Reference,
 }
 
+impl ServerKind {
+    /// The name in the table and in JSON.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ServerKind::Reference => "C epoll",
+            ServerKind::EchoServer => "echo-server",
+        }
+    }
+}
+
 impl ClientKind {
     /// The name in the table and in JSON.
     pub(crate) fn name(self) -> &'static str {
@@ -76,18 +62,24 @@ impl ClientKind {
     }
 }
 
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl fmt::Display for ClientKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// The programs a bench runs.
+/// The programs a bench runs: `echo-server`, `echo-client`, and the
+/// compiled C reference server and client when asked for.
 #[derive(Debug)]
 pub(crate) struct Programs {
     pub(crate) server: PathBuf,
     pub(crate) client: PathBuf,
-    /// The compiled reference server and client, when asked for.
     pub(crate) reference: Option<References>,
 }
 
@@ -98,36 +90,44 @@ pub(crate) struct References {
     pub(crate) client: PathBuf,
 }
 
-/// Compiles the reference server and client with the system C compiler
-/// (`$CC`, or `cc`) into `out_dir`, optimised as C programs would be shipped
-/// (`-O2`).
-pub(crate) fn build_references(root: &Path, out_dir: &Path) -> Result<References> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("could not create {}", out_dir.display()))?;
-    Ok(References {
-        server: build_c(root, REFERENCE_SERVER_SOURCE, &out_dir.join("epoll_echo"))?,
-        client: build_c(root, REFERENCE_CLIENT_SOURCE, &out_dir.join("epoll_load"))?,
-    })
+impl Programs {
+    /// The C references, which must have been built.
+    pub(crate) fn reference(&self) -> Result<&References> {
+        self.reference
+            .as_ref()
+            .context("the C references were not built")
+    }
 }
 
-/// Compiles the C program `source` into `binary`.
-fn build_c(root: &Path, source: &str, binary: &Path) -> Result<PathBuf> {
+/// Compiles the reference server and client of `xtask/bench` with the
+/// system C compiler (`$CC`, or `cc`) into `out_dir`, optimised as C
+/// programs would be shipped (`-O2`).
+pub(crate) fn build_references(out_dir: &Path) -> Result<References> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let mut command = Command::new(&compiler);
-    command
-        .current_dir(root)
-        .args(["-O2", "-o"])
-        .arg(binary)
-        .arg(source);
-    eprintln!("==> {}", crate::show_command(&command));
-    crate::run_checked(&mut command).with_context(|| {
-        format!(
-            "could not build {source} with the C compiler `{}` \
-             (install one, or set CC; or leave out --reference)",
-            compiler.to_string_lossy()
-        )
-    })?;
-    Ok(binary.to_path_buf())
+    let build = |name: &str| {
+        let binary = out_dir.join(name);
+        let source = format!("xtask/bench/{name}.c");
+        let args = [
+            OsString::from("-O2"),
+            "-o".into(),
+            binary.clone().into(),
+            source.into(),
+        ];
+        process::cmd(&compiler, args).run().with_context(|| {
+            format!(
+                "could not build xtask/bench/{name}.c with the C compiler `{}` \
+                 (install one, or set CC; or leave out --reference)",
+                compiler.to_string_lossy()
+            )
+        })?;
+        Ok::<_, anyhow::Error>(binary)
+    };
+    Ok(References {
+        server: build("epoll_echo")?,
+        client: build("epoll_load")?,
+    })
 }
 
 /// How programs are put on a core.
@@ -142,7 +142,10 @@ impl Pinning {
     /// two cores or more; otherwise runs everything unpinned.
     pub(crate) fn detect() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let taskset = (cores >= 2).then(|| find_on_path("taskset")).flatten();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let taskset = std::env::split_paths(&path)
+            .map(|dir| dir.join("taskset"))
+            .find(|path| cores >= 2 && path.is_file());
         Self { taskset }
     }
 
@@ -151,15 +154,22 @@ impl Pinning {
         self.taskset.is_some()
     }
 
-    /// The program and leading arguments that run `program` on `cpu`.
-    pub(crate) fn command(&self, cpu: usize, program: &Path) -> (PathBuf, Vec<OsString>) {
-        match &self.taskset {
-            Some(taskset) => (
-                taskset.clone(),
-                vec!["-c".into(), cpu.to_string().into(), program.into()],
-            ),
-            None => (program.to_path_buf(), Vec::new()),
-        }
+    /// `program args...` on `cpu`, without the environment the binaries
+    /// read.
+    pub(crate) fn cmd<A: Into<OsString>>(
+        &self,
+        cpu: usize,
+        program: &Path,
+        args: impl IntoIterator<Item = A>,
+    ) -> Expression {
+        let args = args.into_iter().map(Into::into);
+        process::isolated(match &self.taskset {
+            Some(taskset) => {
+                let pin = ["-c".into(), cpu.to_string().into(), program.into()];
+                process::cmd(taskset, pin.into_iter().chain(args))
+            }
+            None => process::cmd(program, args),
+        })
     }
 
     /// Says where programs run, for the report.
@@ -173,85 +183,26 @@ impl Pinning {
     }
 }
 
-/// The first `name` in a directory of `PATH`.
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-}
-
-/// A server under measurement, killed when dropped.
-#[derive(Debug)]
-pub(crate) struct RunningServer {
-    process: Process,
-    pid: Pid,
-    addr: SocketAddr,
-}
-
-impl RunningServer {
-    /// Starts `kind` on a free loopback port, serving `traffic`, pinned to
-    /// the server's core, and waits until it says it is listening.
-    pub(crate) fn start(
-        kind: ServerKind,
-        traffic: Traffic,
-        programs: &Programs,
-        pinning: &Pinning,
-        extra: &[&str],
-        deadline: Instant,
-    ) -> Result<Self> {
-        let (binary, args): (&Path, Vec<&str>) = match kind {
-            ServerKind::Reference => (
-                &programs
-                    .reference
-                    .as_ref()
-                    .context("the reference server was not built")?
-                    .server,
-                vec!["0"],
-            ),
-            ServerKind::EchoServer => (
-                &programs.server,
-                [
-                    &["--listen", "127.0.0.1:0", "--mode", traffic.name()][..],
-                    extra,
-                ]
-                .concat(),
-            ),
-        };
-        let (program, mut all_args) = pinning.command(SERVER_CPU, binary);
-        all_args.extend(args.iter().map(OsString::from));
-        let process = Process::spawn(&program, all_args, b"")?;
-        let pid = process.pid()?;
-        loop {
-            let Some(line) = process.next_line(deadline)? else {
-                let output = process.wait(deadline)?;
-                bail!("{kind} exited without saying it was listening: {output}");
-            };
-            if let Some(addr) = parse_listening_line(&String::from_utf8_lossy(&line)) {
-                return Ok(Self { process, pid, addr });
-            }
+/// Starts `kind` on a free loopback port, serving `mode` with `extra`
+/// arguments, pinned to the server's core, and waits until it says it is
+/// listening.
+pub(crate) fn start(
+    kind: ServerKind,
+    mode: Mode,
+    programs: &Programs,
+    pinning: &Pinning,
+    extra: &[&str],
+    deadline: Instant,
+) -> Result<Server> {
+    let command = match kind {
+        // The reference echoes bytes, whatever the mode; it takes the port.
+        ServerKind::Reference => pinning.cmd(SERVER_CPU, &programs.reference()?.server, ["0"]),
+        ServerKind::EchoServer => {
+            let args = [&["--listen", "127.0.0.1:0", "--mode", mode.name()], extra].concat();
+            pinning.cmd(SERVER_CPU, &programs.server, args)
         }
-    }
-
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub(crate) fn pid(&self) -> Pid {
-        self.pid
-    }
-
-    /// Stops the server with SIGTERM and waits for it to exit.
-    pub(crate) fn stop(self, deadline: Instant) -> Result<Output> {
-        terminate(self.pid)?;
-        self.process.wait(deadline)
-    }
-}
-
-/// The address in a line such as `echo-server listening on 127.0.0.1:9999
-/// (framed)` or `epoll_echo listening on 127.0.0.1:9999`.
-fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("listening on ")?;
-    rest.split_whitespace().next()?.parse().ok()
+    };
+    Server::start(command, deadline).with_context(|| format!("starting {kind}"))
 }
 
 #[cfg(test)]
@@ -259,34 +210,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_both_servers_listening_lines() {
-        let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
-        assert_eq!(
-            parse_listening_line("echo-server listening on 127.0.0.1:4321 (framed)\n"),
-            Some(addr)
-        );
-        assert_eq!(
-            parse_listening_line("epoll_echo listening on 127.0.0.1:4321\n"),
-            Some(addr)
-        );
-        assert_eq!(parse_listening_line("starting\n"), None);
-        assert_eq!(parse_listening_line("listening on nowhere\n"), None);
-    }
-
-    #[test]
     fn pinning_prefixes_taskset_only_when_pinned() {
-        let program = Path::new("/bin/echo-server");
+        // `echo` stands in for taskset, to show the arguments it gets.
+        let pinned = Pinning {
+            taskset: Some(PathBuf::from("echo")),
+        };
+        let command = pinned.cmd(1, Path::new("echo-server"), ["--mode", "raw"]);
+        assert_eq!(command.read().unwrap(), "-c 1 echo-server --mode raw");
         let unpinned = Pinning { taskset: None };
         assert_eq!(
-            unpinned.command(1, program),
-            (program.to_path_buf(), Vec::new())
+            unpinned.cmd(1, Path::new("echo"), ["raw"]).read().unwrap(),
+            "raw"
         );
-        let pinned = Pinning {
-            taskset: Some(PathBuf::from("/usr/bin/taskset")),
-        };
-        let (taskset, args) = pinned.command(1, program);
-        assert_eq!(taskset, Path::new("/usr/bin/taskset"));
-        assert_eq!(args, ["-c", "1", "/bin/echo-server"]);
         assert!(pinned.describe().contains("CPU 1"));
         assert!(unpinned.describe().contains("unpinned"));
     }
