@@ -330,7 +330,7 @@ fn measure_idle_memory(
             .with_context(|| format!("idle connections in {mode} mode to {kind}"))?;
             eprintln!(
                 "==> idle {mode} {kind}: {:.2} KiB per connection",
-                measured.kib_per_connection()
+                measured.kib_per_connection
             );
             idle.push(measured);
             server.stop(Instant::now() + SERVER_DEADLINE)?;

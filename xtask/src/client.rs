@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
 use serde_json::Value;
 
 /// One load: `connections` connections, each keeping `depth` messages of
 /// `size` payload bytes in flight, as fast as the server echoes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) struct Load {
     pub(crate) connections: usize,
     pub(crate) size: usize,
@@ -40,15 +41,21 @@ impl Load {
 }
 
 /// What `bench` and `soak` take from a report.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Report {
     /// Intact echoes.
     pub(crate) echoed: u64,
     pub(crate) messages_per_s: f64,
     pub(crate) megabytes_per_s: f64,
-    /// Latency percentiles, absent when nothing was timed.
-    pub(crate) p50_us: Option<f64>,
-    pub(crate) p99_us: Option<f64>,
+    #[serde(rename = "latency_us")]
+    pub(crate) latency: Latency,
+}
+
+/// Latency percentiles in microseconds, absent when nothing was timed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) p50: Option<f64>,
+    pub(crate) p99: Option<f64>,
 }
 
 /// Reads a report, which must show a run that echoed something, without an
@@ -76,8 +83,10 @@ pub(crate) fn read_report(stdout: &[u8], exited_ok: bool) -> Result<Report> {
         echoed,
         messages_per_s: number("/messages_per_s")?,
         megabytes_per_s: number("/megabytes_per_s")?,
-        p50_us: report.pointer("/latency_us/p50").and_then(Value::as_f64),
-        p99_us: report.pointer("/latency_us/p99").and_then(Value::as_f64),
+        latency: Latency {
+            p50: report.pointer("/latency_us/p50").and_then(Value::as_f64),
+            p99: report.pointer("/latency_us/p99").and_then(Value::as_f64),
+        },
     })
 }
 
@@ -106,7 +115,7 @@ mod tests {
             "messages_per_s": 500.0, "megabytes_per_s": 0.032,
             "latency_us": {"p50": 50.5, "p99": 90.0}}"#;
         let report = read_report(good, true).unwrap();
-        assert_eq!((report.echoed, report.p99_us), (1000, Some(90.0)));
+        assert_eq!((report.echoed, report.latency.p99), (1000, Some(90.0)));
         assert!(read_report(good, false).is_err());
         let corrupt = br#"{"echoed": 10, "errors": {"total": 2}, "connections": {"failed": 0},
             "first_error": "connection 0: the echo of message 3 differs"}"#;

@@ -38,21 +38,13 @@ pub(crate) struct Args {
 /// The fuzz crate's manifest and target directory, from the workspace root:
 /// its own target directory even when CARGO_TARGET_DIR names another, so
 /// that its builds never mix with the main ones.
-const MANIFEST: [&str; 4] = [
-    "--manifest-path",
-    "fuzz/Cargo.toml",
-    "--target-dir",
-    TARGET_DIR,
-];
-const TARGET_DIR: &str = "fuzz/target";
+const MANIFEST: &str = "--manifest-path fuzz/Cargo.toml --target-dir fuzz/target";
 
-/// The longest input libFuzzer makes: room for many frames, and for frames
-/// larger than the server's relay buffer in `server_relay`, while keeping
-/// each run fast.
-const MAX_LEN: usize = 4096;
-
-/// How long one input may run before libFuzzer calls it a hang and saves it.
-const INPUT_TIMEOUT_SECS: u64 = 10;
+/// libFuzzer's options: inputs of up to 4 KiB (room for many frames, and
+/// for frames larger than the server's relay buffer in `server_relay`,
+/// while keeping each run fast); an input running over 10 s is a hang, to
+/// be saved; and the final statistics in the log.
+const LIBFUZZER_OPTIONS: &str = "-max_len=4096 -timeout=10 -print_final_stats=1";
 
 /// How much longer than asked a run may take before it is killed: time for
 /// libFuzzer to load its corpus and to finish the input it is on.
@@ -64,20 +56,20 @@ const RUN_GRACE: Duration = Duration::from_secs(60);
 /// no folding of branches that would hide edges, and `--cfg fuzzing`. Debug
 /// assertions, overflow checks and one codegen unit come from
 /// `fuzz/Cargo.toml`'s release profile, so that `cargo fuzz` gets them too.
+/// On Linux, as cargo-fuzz does, libFuzzer also rewards inputs that make the
+/// stack deeper.
 const SANCOV_FLAGS: &str = "-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
     -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
     -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-simplifycfg-branch-fold-threshold=0 \
     -Clink-dead-code --cfg fuzzing";
-
-/// Added on Linux, as cargo-fuzz does: libFuzzer also rewards inputs that
-/// make the stack deeper.
 const LINUX_FLAGS: &str = "-Cllvm-args=-sanitizer-coverage-stack-depth";
 
 /// What builds and runs the targets.
 #[derive(Debug)]
 enum Engine {
-    /// `cargo fuzz`, with AddressSanitizer or, on stable, `--sanitizer none`.
-    CargoFuzz { sanitizer: bool },
+    /// `cargo fuzz`, with AddressSanitizer on nightly, or its flags for
+    /// stable: `--sanitizer none`.
+    CargoFuzz { flags: &'static str },
     /// The targets built by this task, in this directory.
     Stable { binaries: PathBuf },
 }
@@ -86,10 +78,9 @@ enum Engine {
 /// each; fails if any failed, once all have run.
 pub(crate) fn run(args: &Args) -> Result<()> {
     let all = targets(Path::new("fuzz"))?;
-    for target in &args.targets {
-        ensure!(
-            all.contains(target),
-            "no fuzz target is called `{target}`; the targets are: {}",
+    if let Some(unknown) = args.targets.iter().find(|target| !all.contains(target)) {
+        bail!(
+            "no fuzz target is called `{unknown}`; the targets are: {}",
             all.join(", ")
         );
     }
@@ -98,21 +89,22 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         &args.targets
     };
-    cargo(["test"].into_iter().chain(MANIFEST)).run()?;
-    let rustc = cmd(
-        std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()),
-        ["-vV"],
-    )
-    .read()?;
+    cargo(format!("test {MANIFEST}").split_whitespace()).run()?;
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let rustc = cmd(rustc, ["-vV"]).read()?;
     let installed = cargo(["fuzz", "--version"])
         .stdout_null()
         .stderr_null()
         .unchecked()
         .run()?;
     let engine = if installed.status.success() {
-        let sanitizer = rustc.contains("-nightly");
-        cargo([&["fuzz", "build"], sanitizer_flags(sanitizer)].concat()).run()?;
-        Engine::CargoFuzz { sanitizer }
+        let flags = if rustc.contains("-nightly") {
+            ""
+        } else {
+            "--sanitizer none"
+        };
+        cargo(format!("fuzz build {flags}").split_whitespace()).run()?;
+        Engine::CargoFuzz { flags }
     } else {
         Engine::Stable {
             binaries: build(&rustc)?,
@@ -142,17 +134,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 /// The targets: the files of `fuzz/fuzz_targets`, by name, sorted.
 fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
     let dir = fuzz_dir.join("fuzz_targets");
-    let entries =
-        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    let mut targets = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if let (Some("rs"), Some(stem)) =
-            (path.extension().and_then(|e| e.to_str()), path.file_stem())
-        {
-            targets.push(stem.to_string_lossy().into_owned());
-        }
-    }
+    let mut targets: Vec<String> = files(&dir)
+        .iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
     targets.sort();
     ensure!(
         !targets.is_empty(),
@@ -160,16 +146,6 @@ fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
         dir.display()
     );
     Ok(targets)
-}
-
-/// `cargo fuzz`'s flags for the toolchain: none for AddressSanitizer, its
-/// default.
-fn sanitizer_flags(sanitizer: bool) -> &'static [&'static str] {
-    if sanitizer {
-        &[]
-    } else {
-        &["--sanitizer", "none"]
-    }
 }
 
 /// Builds the targets on stable with the coverage flags; returns where the
@@ -184,33 +160,26 @@ fn build(rustc_version: &str) -> Result<PathBuf> {
         .with_context(|| format!("`rustc -vV` names no host: {rustc_version:?}"))?;
     let rustflags = rustflags(triple);
     eprintln!("==> RUSTFLAGS: {rustflags}");
-    cargo(
-        ["build", "--release", "--bins", "--target", triple]
-            .into_iter()
-            .chain(MANIFEST),
-    )
-    .env("RUSTFLAGS", rustflags)
-    .run()
-    .context(
-        "building the fuzz targets failed (libfuzzer-sys compiles libFuzzer's C++ \
+    cargo(format!("build --release --bins --target {triple} {MANIFEST}").split_whitespace())
+        .env("RUSTFLAGS", rustflags)
+        .run()
+        .context(
+            "building the fuzz targets failed (libfuzzer-sys compiles libFuzzer's C++ \
              sources, so a C++ compiler such as g++ or clang++ must be installed)",
-    )?;
-    Ok(Path::new(TARGET_DIR).join(triple).join("release"))
+        )?;
+    Ok(Path::new("fuzz/target").join(triple).join("release"))
 }
 
 /// The RUSTFLAGS of the build: the coverage flags, then any the caller set.
 fn rustflags(triple: &str) -> String {
-    let mut flags = SANCOV_FLAGS
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if triple.contains("-linux-") {
-        flags = format!("{flags} {LINUX_FLAGS}");
-    }
-    match std::env::var("RUSTFLAGS") {
-        Ok(extra) if !extra.is_empty() => format!("{flags} {extra}"),
-        _ => flags,
-    }
+    let linux = if triple.contains("-linux-") {
+        LINUX_FLAGS
+    } else {
+        ""
+    };
+    let extra = std::env::var("RUSTFLAGS").unwrap_or_default();
+    let flags = [SANCOV_FLAGS, linux, &extra].join(" ");
+    flags.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Engine {
@@ -218,40 +187,32 @@ impl Engine {
     /// returns libFuzzer's last word, how many inputs it ran. A failure names
     /// the inputs libFuzzer saved, how to replay each, and what the log says.
     fn fuzz(&self, target: &str, secs: u64) -> Result<String> {
-        let corpus = format!("fuzz/corpus/{target}");
-        let seeds = format!("fuzz/seeds/{target}");
+        let (corpus, seeds) = (
+            format!("fuzz/corpus/{target}"),
+            format!("fuzz/seeds/{target}"),
+        );
         let artifacts = PathBuf::from(format!("fuzz/artifacts/{target}"));
-        let logs = Path::new(TARGET_DIR).join("fuzz-logs");
-        for dir in [Path::new(&corpus), &artifacts, &logs] {
+        let log = PathBuf::from(format!("fuzz/target/fuzz-logs/{target}.log"));
+        for dir in [
+            Path::new(&corpus),
+            &artifacts,
+            Path::new("fuzz/target/fuzz-logs"),
+        ] {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let log = logs.join(format!("{target}.log"));
-        let options = [
-            format!("-max_total_time={secs}"),
-            format!("-max_len={MAX_LEN}"),
-            format!("-timeout={INPUT_TIMEOUT_SECS}"),
-            "-print_final_stats=1".to_owned(),
-        ];
+        let options = format!("-max_total_time={secs} {LIBFUZZER_OPTIONS}");
         let command = match self {
-            Engine::CargoFuzz { sanitizer } => {
-                let flags = sanitizer_flags(*sanitizer)
-                    .iter()
-                    .map(|&flag| flag.to_owned());
-                let run = ["fuzz", "run", target, &corpus, &seeds].map(str::to_owned);
-                cargo(
-                    run.into_iter()
-                        .chain(flags)
-                        .chain(["--".to_owned()])
-                        .chain(options),
-                )
-            }
+            Engine::CargoFuzz { flags } => cargo(
+                format!("fuzz run {target} {corpus} {seeds} {flags} -- {options}")
+                    .split_whitespace(),
+            ),
             Engine::Stable { binaries } => {
-                let prefix = format!("-artifact_prefix={}/", artifacts.display());
-                cmd(
-                    binaries.join(target),
-                    options.into_iter().chain([prefix, corpus, seeds]),
-                )
+                let args = format!(
+                    "{options} -artifact_prefix={}/ {corpus} {seeds}",
+                    artifacts.display()
+                );
+                cmd(binaries.join(target), args.split_whitespace())
             }
         };
         eprintln!("    (its output: {})", log.display());
@@ -261,8 +222,10 @@ impl Engine {
             .stdout_path(&log)
             .unchecked()
             .start()?;
-        let deadline = Instant::now() + Duration::from_secs(secs) + RUN_GRACE;
-        let outcome = finish_by(handle, deadline);
+        let outcome = finish_by(
+            handle,
+            Instant::now() + Duration::from_secs(secs) + RUN_GRACE,
+        );
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let why = match outcome {
             Ok(output) if output.status.success() => {
@@ -286,12 +249,8 @@ impl Engine {
     fn replay(&self, target: &str, input: &Path) -> String {
         let input = input.display();
         match self {
-            Engine::CargoFuzz { sanitizer: true } => {
-                format!("cargo +nightly fuzz run {target} {input}")
-            }
-            Engine::CargoFuzz { sanitizer: false } => {
-                format!("cargo fuzz run {target} {input} --sanitizer none")
-            }
+            Engine::CargoFuzz { flags: "" } => format!("cargo +nightly fuzz run {target} {input}"),
+            Engine::CargoFuzz { flags } => format!("cargo fuzz run {target} {input} {flags}"),
             Engine::Stable { binaries } => format!("{} {input}", binaries.join(target).display()),
         }
     }
@@ -305,21 +264,19 @@ fn files(dir: &Path) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// How many lines of a log a failure shows.
-const EXCERPT_LINES: usize = 16;
-
-/// The lines of a log that say what failed: from a panic or a libFuzzer
-/// error on, without the stack trace; the last lines of the log otherwise.
+/// The lines of a log that say what failed, at most 16: from a panic or a
+/// libFuzzer error on, without the stack trace; the last lines of the log
+/// otherwise.
 fn excerpt(log: &str) -> Vec<&str> {
     let lines: Vec<&str> = log.lines().collect();
     let start = lines
         .iter()
         .position(|line| line.contains("panicked at") || line.contains("ERROR: "))
-        .unwrap_or(lines.len().saturating_sub(EXCERPT_LINES));
+        .unwrap_or(lines.len().saturating_sub(16));
     let failure = lines[start..]
         .iter()
         .take_while(|line| !line.starts_with("stack backtrace:"));
-    failure.take(EXCERPT_LINES).copied().collect()
+    failure.take(16).copied().collect()
 }
 
 #[cfg(test)]
@@ -412,11 +369,18 @@ stat::number_of_executed_units: 821
             replay,
             "fuzz/target/x/release/json_codec fuzz/artifacts/json_codec/crash-1d68"
         );
-        let cargo_fuzz = Engine::CargoFuzz { sanitizer: false };
-        let replay = cargo_fuzz.replay("json_codec", input);
+        let stable_cargo_fuzz = Engine::CargoFuzz {
+            flags: "--sanitizer none",
+        };
+        let replay = stable_cargo_fuzz.replay("json_codec", input);
         assert_eq!(
             replay,
             "cargo fuzz run json_codec fuzz/artifacts/json_codec/crash-1d68 --sanitizer none"
+        );
+        let replay = Engine::CargoFuzz { flags: "" }.replay("json_codec", input);
+        assert_eq!(
+            replay,
+            "cargo +nightly fuzz run json_codec fuzz/artifacts/json_codec/crash-1d68"
         );
     }
 }

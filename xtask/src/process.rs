@@ -235,15 +235,18 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// The resident memory of process `pid`, in KiB, from `/proc/PID/status`.
+/// What Linux's `/proc` says of process `pid`: its memory, descriptors and
+/// CPU time.
+pub(crate) fn proc(pid: Pid) -> Result<procfs::process::Process> {
+    procfs::process::Process::new(pid.as_raw()).with_context(|| format!("process {pid} is gone"))
+}
+
+/// The resident memory of process `pid`, in KiB.
 pub(crate) fn rss_kib(pid: Pid) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix(" kB"))
-        .and_then(|kib| kib.trim().parse().ok())
-        .with_context(|| format!("{path} has no VmRSS in kB"))
+    proc(pid)?
+        .status()?
+        .vmrss
+        .with_context(|| format!("process {pid} has no VmRSS"))
 }
 
 #[cfg(test)]

@@ -259,12 +259,9 @@ fn grows(samples: &[f64], allowed: impl Fn(f64) -> f64) -> Option<(f64, f64)> {
     (last - first > allowed(first)).then_some((first, last))
 }
 
-/// How many file descriptors `pid` has open, from `/proc/PID/fd`.
+/// How many file descriptors `pid` has open.
 fn open_fds(pid: Pid) -> Result<usize> {
-    let path = format!("/proc/{pid}/fd");
-    Ok(std::fs::read_dir(&path)
-        .with_context(|| format!("cannot read {path}"))?
-        .count())
+    Ok(process::proc(pid)?.fd_count()?)
 }
 
 /// Samples the server every second until `load_end`, or until it cannot be

@@ -9,11 +9,12 @@ use anyhow::{Context, Result, ensure};
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 use nix::sys::time::TimeVal;
 use nix::unistd::Pid;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::scenario::{Mode, Scenario};
 use super::servers::{CLIENT_CPU, ClientKind, Pinning, Programs, ServerKind};
-use crate::client::{Report, read_report};
+use crate::client::{Latency, Report, read_report};
 use crate::process::{self, Server};
 
 /// How long `echo-client` waits to connect and for each echo: generous,
@@ -24,10 +25,6 @@ const CLIENT_TIMEOUT_SECS: u64 = 10;
 /// connecting, the last echoes, and printing the report.
 const CLIENT_GRACE: Duration = Duration::from_secs(60);
 
-/// The clock ticks per second of `/proc/PID/stat`'s CPU times: `USER_HZ`,
-/// which Linux fixes at 100 for user space whatever the kernel's own tick.
-const PROC_TICKS_PER_SECOND: f64 = 100.0;
-
 /// The frame each idle connection sends once before it goes quiet: a 1-byte
 /// payload, which a raw echo returns unchanged too.
 const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
@@ -37,7 +34,7 @@ const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
 const SPARE_FDS: u64 = 64;
 
 /// Who was measured: a server in a mode, driven by a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) struct Contender {
     pub(crate) mode: Mode,
     pub(crate) server: ServerKind,
@@ -45,15 +42,18 @@ pub(crate) struct Contender {
 }
 
 /// The figures of one scenario against one contender: of one client run,
-/// or the medians of several.
-#[derive(Debug, Clone, PartialEq)]
+/// or the medians of several. As JSON, one flat object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Run {
+    #[serde(flatten)]
     pub(crate) scenario: Scenario,
+    #[serde(flatten)]
     pub(crate) who: Contender,
     /// Echoes: intact ones for echo-client, which checks them; whole ones
     /// for the C load, which does not. Rates are of echoes per second and
     /// of 10⁶ payload bytes per second; latencies come from echo-client
     /// only (the C load times nothing).
+    #[serde(flatten)]
     pub(crate) report: Report,
     /// Server and client CPU time (user and system) per echo, in
     /// microseconds.
@@ -80,8 +80,10 @@ impl Run {
                 echoed: of(|run| run.report.echoed as f64) as u64,
                 messages_per_s: of(|run| run.report.messages_per_s),
                 megabytes_per_s: of(|run| run.report.megabytes_per_s),
-                p50_us: of_some(|run| run.report.p50_us),
-                p99_us: of_some(|run| run.report.p99_us),
+                latency: Latency {
+                    p50: of_some(|run| run.report.latency.p50),
+                    p99: of_some(|run| run.report.latency.p99),
+                },
             },
             server_cpu_per_message_us: of(|run| run.server_cpu_per_message_us),
             client_cpu_per_message_us: of(|run| run.client_cpu_per_message_us),
@@ -106,21 +108,33 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// The resident memory of a server holding idle connections: before the
-/// first, and with every one open, each having echoed once.
-#[derive(Debug, Clone, PartialEq)]
+/// first, with every one open, each having echoed once, and per connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct IdleRun {
     pub(crate) mode: Mode,
     pub(crate) server: ServerKind,
     pub(crate) connections: usize,
     pub(crate) rss_before_kib: u64,
     pub(crate) rss_after_kib: u64,
+    pub(crate) kib_per_connection: f64,
 }
 
 impl IdleRun {
-    /// Resident memory per connection, in KiB.
-    pub(crate) fn kib_per_connection(&self) -> f64 {
-        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64
-            / self.connections.max(1) as f64
+    pub(crate) fn new(
+        mode: Mode,
+        server: ServerKind,
+        connections: usize,
+        (before, after): (u64, u64),
+    ) -> Self {
+        let kib_per_connection = after.saturating_sub(before) as f64 / connections.max(1) as f64;
+        Self {
+            mode,
+            server,
+            connections,
+            rss_before_kib: before,
+            rss_after_kib: after,
+            kib_per_connection,
+        }
     }
 }
 
@@ -198,10 +212,7 @@ impl LoadGenerator<'_> {
                 ]
                 .map(|n| n.to_string())
                 .into_iter()
-                .chain([
-                    duration.as_secs_f64().to_string(),
-                    who.mode.name().to_owned(),
-                ]);
+                .chain([duration.as_secs_f64().to_string(), who.mode.to_string()]);
                 self.pinning
                     .cmd(CLIENT_CPU, &self.programs.reference()?.client, args)
             }
@@ -241,8 +252,7 @@ fn reference_report(stdout: &[u8], exited_ok: bool, size: usize) -> Result<Repor
         echoed,
         messages_per_s,
         megabytes_per_s: messages_per_s * size as f64 / 1e6,
-        p50_us: None,
-        p99_us: None,
+        latency: Latency::default(),
     })
 }
 
@@ -278,13 +288,12 @@ pub(crate) fn measure_idle(
         open.push(ping().with_context(|| format!("idle connection {index}"))?);
     }
     let rss_after_kib = process::rss_kib(server.pid())?;
-    Ok(IdleRun {
+    Ok(IdleRun::new(
         mode,
-        server: kind,
+        kind,
         connections,
-        rss_before_kib,
-        rss_after_kib,
-    })
+        (rss_before_kib, rss_after_kib),
+    ))
 }
 
 /// Raises this process's open-file limit as far as allowed, for the servers
@@ -302,22 +311,8 @@ pub(crate) fn make_room_for_connections(wanted: usize) -> Result<usize> {
 
 /// The CPU time, user and system, that process `pid` has used so far.
 fn process_cpu_seconds(pid: Pid) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
-    parse_cpu_ticks(&stat)
-        .map(|ticks| ticks as f64 / PROC_TICKS_PER_SECOND)
-        .with_context(|| format!("{path} has no CPU times"))
-}
-
-/// `utime + stime` from the text of `/proc/PID/stat`. The command name in
-/// parentheses may hold spaces, so fields are counted from after its `)`:
-/// `state` is field 3 and `utime`, `stime` are fields 14 and 15.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, fields) = stat.rsplit_once(')')?;
-    let mut fields = fields.split_whitespace().skip(14 - 3);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let stat = process::proc(pid)?.stat()?;
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// The CPU time used by every child process reaped so far: read around the
@@ -334,12 +329,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_cpu_ticks_past_a_command_name_with_spaces_and_parentheses() {
-        let stat = "4242 (echo (x) srv) S 1 4242 4242 0 -1 4194560 650 0 0 0 \
-                    123 45 0 0 20 0 2 0 98765 12345678 900 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(stat), Some(123 + 45));
-        assert_eq!(parse_cpu_ticks("4242 (short) S 1 2"), None);
-        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    fn this_process_has_used_some_cpu() {
         assert!(process_cpu_seconds(Pid::this()).unwrap() >= 0.0);
         assert!(reaped_children_cpu_seconds().unwrap() >= 0.0);
     }
@@ -349,7 +339,7 @@ mod tests {
         let report = reference_report(br#"{"echoed": 3000, "seconds": 1.5}"#, true, 64).unwrap();
         assert_eq!((report.echoed, report.messages_per_s), (3000, 2000.0));
         assert_eq!(report.megabytes_per_s, 2000.0 * 64.0 / 1e6);
-        assert_eq!((report.p50_us, report.p99_us), (None, None));
+        assert_eq!(report.latency, Latency::default());
         let failed = reference_report(b"", false, 64).unwrap_err();
         assert!(failed.to_string().contains("failed"), "{failed}");
         for bad in [
@@ -372,8 +362,10 @@ mod tests {
             echoed: messages_per_s as u64 * 5,
             messages_per_s,
             megabytes_per_s: messages_per_s * 64e-6,
-            p50_us: Some(p50_us),
-            p99_us: Some(2.0 * p50_us),
+            latency: Latency {
+                p50: Some(p50_us),
+                p99: Some(2.0 * p50_us),
+            },
         };
         Run {
             scenario: SCENARIOS[0],
@@ -396,7 +388,7 @@ mod tests {
         let median = Run::median(&runs).unwrap();
         assert_eq!(median.report.messages_per_s, 200.0);
         assert_eq!(
-            (median.report.p50_us, median.report.p99_us),
+            (median.report.latency.p50, median.report.latency.p99),
             (Some(50.0), Some(100.0))
         );
         assert_eq!(median.server_cpu_per_message_us, 2.0);
@@ -411,26 +403,22 @@ mod tests {
         // Latencies absent from some runs (the C load times nothing) are
         // the median of those present, and absent from all, absent.
         let mut untimed = runs.clone();
-        untimed[0].report.p50_us = None;
+        untimed[0].report.latency.p50 = None;
         assert_eq!(
-            Run::median(&untimed).unwrap().report.p50_us,
+            Run::median(&untimed).unwrap().report.latency.p50,
             Some((10.0 + 90.0) / 2.0)
         );
         for run in &mut untimed {
-            run.report.p50_us = None;
+            run.report.latency.p50 = None;
         }
-        assert_eq!(Run::median(&untimed).unwrap().report.p50_us, None);
+        assert_eq!(Run::median(&untimed).unwrap().report.latency.p50, None);
     }
 
     #[test]
     fn idle_memory_per_connection() {
-        let idle = IdleRun {
-            mode: Mode::Raw,
-            server: ServerKind::Reference,
-            connections: 1000,
-            rss_before_kib: 1000,
-            rss_after_kib: 3000,
-        };
-        assert_eq!(idle.kib_per_connection(), 2.0);
+        let idle = IdleRun::new(Mode::Raw, ServerKind::Reference, 1000, (1000, 3000));
+        assert_eq!(idle.kib_per_connection, 2.0);
+        let shrunk = IdleRun::new(Mode::Raw, ServerKind::Reference, 0, (1000, 900));
+        assert_eq!(shrunk.kib_per_connection, 0.0);
     }
 }

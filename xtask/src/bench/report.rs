@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::measure::{Contender, IdleRun, Run};
@@ -37,7 +38,7 @@ pub(crate) struct Results {
 }
 
 /// The machine the figures come from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Machine {
     pub(crate) cpus: usize,
     pub(crate) cpu_model: String,
@@ -48,25 +49,31 @@ impl Machine {
     /// This machine, as `/proc` describes it; what cannot be read is
     /// `unknown`.
     pub(crate) fn this() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
-            .map_or("unknown", |(_, name)| name.trim());
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu_model = read("/proc/cpuinfo").lines().find_map(|line| {
+            Some(
+                line.strip_prefix("model name")?
+                    .split_once(':')?
+                    .1
+                    .trim()
+                    .to_owned(),
+            )
+        });
+        let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
         Self {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            cpu_model: cpu_model.to_owned(),
-            kernel: Some(kernel.trim())
-                .filter(|k| !k.is_empty())
-                .unwrap_or("unknown")
-                .to_owned(),
+            cpu_model: cpu_model.unwrap_or_else(|| "unknown".to_owned()),
+            kernel: if kernel.is_empty() {
+                "unknown".to_owned()
+            } else {
+                kernel
+            },
         }
     }
 }
 
 /// One performance target, judged.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Check {
     /// The scenario (or `idle`) it is about.
     pub(crate) scenario: &'static str,
@@ -75,24 +82,42 @@ pub(crate) struct Check {
     pub(crate) what: &'static str,
     /// The measured figure: a ratio, or KiB for idle memory.
     pub(crate) value: f64,
+    #[serde(flatten)]
     pub(crate) bound: Bound,
+    pub(crate) met: bool,
 }
 
 /// The limit a figure must keep to.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Bound {
     AtMost(f64),
     AtLeast(f64),
 }
 
-impl Check {
-    pub(crate) fn met(&self) -> bool {
-        match self.bound {
-            Bound::AtMost(limit) => self.value <= limit,
-            Bound::AtLeast(limit) => self.value >= limit,
-        }
+/// Judges `value` of `what` on `scenario` in `mode` against `bound`.
+fn check(
+    scenario: &'static str,
+    mode: Mode,
+    what: &'static str,
+    value: f64,
+    bound: Bound,
+) -> Check {
+    let met = match bound {
+        Bound::AtMost(limit) => value <= limit,
+        Bound::AtLeast(limit) => value >= limit,
+    };
+    Check {
+        scenario,
+        mode,
+        what,
+        value,
+        bound,
+        met,
     }
+}
 
+impl Check {
     fn unit(&self) -> &'static str {
         if self.what.contains("KiB") {
             " KiB"
@@ -109,18 +134,25 @@ impl Check {
     }
 }
 
-/// echo-server or the C server, in `mode`, driven by `client`.
-fn contender(mode: Mode, server: ServerKind, client: ClientKind) -> Contender {
-    Contender {
-        mode,
-        server,
-        client,
-    }
-}
+/// The header of the table of runs, its columns as wide as
+/// [`Results::to_text`] writes them.
+const HEADER: &str = "scenario   mode    client       server           msgs/s      MB/s   p50 µs   p99 µs server% srv µs/msg client% cli µs/msg";
 
 impl Results {
-    /// The run of `scenario` against `who`, if it was measured.
-    fn run(&self, scenario: &str, who: Contender) -> Option<&Run> {
+    /// The run of `scenario` against `server` in `mode` driven by `client`,
+    /// if it was measured.
+    fn run(
+        &self,
+        scenario: &str,
+        mode: Mode,
+        server: ServerKind,
+        client: ClientKind,
+    ) -> Option<&Run> {
+        let who = Contender {
+            mode,
+            server,
+            client,
+        };
         self.runs
             .iter()
             .find(|run| run.scenario.name == scenario && run.who == who)
@@ -133,55 +165,50 @@ impl Results {
         use ClientKind::EchoClient;
         use ServerKind::{EchoServer, Reference};
         let mut checks = Vec::new();
-        for mode in Mode::ALL {
-            let mut check = |scenario, what, value, bound| {
-                checks.push(Check {
-                    scenario,
-                    mode,
-                    what,
-                    value,
-                    bound,
-                });
+        for (mode, name) in Mode::ALL
+            .into_iter()
+            .flat_map(|mode| SCENARIOS.map(|s| (mode, s.name)))
+        {
+            let (Some(ours), Some(reference)) = (
+                self.run(name, mode, EchoServer, EchoClient),
+                self.run(name, mode, Reference, EchoClient),
+            ) else {
+                continue;
             };
-            for name in SCENARIOS.map(|scenario| scenario.name) {
-                let (Some(ours), Some(reference)) = (
-                    self.run(name, contender(mode, EchoServer, EchoClient)),
-                    self.run(name, contender(mode, Reference, EchoClient)),
-                ) else {
-                    continue;
-                };
-                // echo-client times every echo, so both runs have latencies.
-                let latency = |of: fn(&Report) -> Option<f64>| {
-                    Some(of(&ours.report)? / of(&reference.report)?)
-                };
-                let ratio = |of: fn(&Report) -> f64| of(&ours.report) / of(&reference.report);
-                match name {
-                    "pingpong" => {
-                        if let Some(ratio) = latency(|report| report.p50_us) {
-                            check(name, "p50 latency vs C epoll", ratio, Bound::AtMost(1.05));
-                        }
-                    }
-                    "bulk" => {
-                        let bytes = ratio(|report| report.megabytes_per_s);
-                        check(name, "MB/s vs C epoll", bytes, Bound::AtLeast(0.9));
-                        if let Some(ratio) = latency(|report| report.p99_us) {
-                            check(name, "p99 latency vs C epoll", ratio, Bound::AtMost(2.0));
-                        }
-                    }
-                    // Where the client could not keep up with the reference,
-                    // echoes per second measure the client: the servers'
-                    // costs are compared instead.
-                    _ if reference.client_load >= CLIENT_BOUND_LOAD => check(
-                        name,
-                        "server CPU/msg vs C epoll (client-bound)",
-                        ours.server_cpu_per_message_us / reference.server_cpu_per_message_us,
-                        Bound::AtMost(1.2),
-                    ),
-                    _ => {
-                        let rate = ratio(|report| report.messages_per_s);
-                        check(name, "msgs/s vs C epoll", rate, Bound::AtLeast(0.95));
+            // echo-client times every echo, so both runs have latencies.
+            let ratio = |of: fn(&Report) -> f64| of(&ours.report) / of(&reference.report);
+            let latency =
+                |of: fn(&Report) -> Option<f64>| Some(of(&ours.report)? / of(&reference.report)?);
+            let mut judge = |what, value, bound| checks.push(check(name, mode, what, value, bound));
+            match name {
+                "pingpong" => {
+                    if let Some(ratio) = latency(|report| report.latency.p50) {
+                        judge("p50 latency vs C epoll", ratio, Bound::AtMost(1.05));
                     }
                 }
+                "bulk" => {
+                    judge(
+                        "MB/s vs C epoll",
+                        ratio(|report| report.megabytes_per_s),
+                        Bound::AtLeast(0.9),
+                    );
+                    if let Some(ratio) = latency(|report| report.latency.p99) {
+                        judge("p99 latency vs C epoll", ratio, Bound::AtMost(2.0));
+                    }
+                }
+                // Where the client could not keep up with the reference,
+                // echoes per second measure the client: the servers' costs
+                // are compared instead.
+                _ if reference.client_load >= CLIENT_BOUND_LOAD => judge(
+                    "server CPU/msg vs C epoll (client-bound)",
+                    ours.server_cpu_per_message_us / reference.server_cpu_per_message_us,
+                    Bound::AtMost(1.2),
+                ),
+                _ => judge(
+                    "msgs/s vs C epoll",
+                    ratio(|report| report.messages_per_s),
+                    Bound::AtLeast(0.95),
+                ),
             }
         }
         // The client's own target: pinned to one core, it drives at least as
@@ -192,31 +219,21 @@ impl Results {
         // relaying them, by design; pingpong waits on round trips, not on a
         // core.)
         for mode in Mode::ALL {
-            for scenario in SCENARIOS.iter().filter(|s| s.client_target) {
+            for name in SCENARIOS.iter().filter(|s| s.client_target).map(|s| s.name) {
                 if let (Some(client), Some(server)) = (
-                    self.run(scenario.name, contender(mode, Reference, EchoClient)),
-                    self.run(
-                        scenario.name,
-                        contender(mode, EchoServer, ClientKind::Reference),
-                    ),
+                    self.run(name, mode, Reference, EchoClient),
+                    self.run(name, mode, EchoServer, ClientKind::Reference),
                 ) {
-                    checks.push(Check {
-                        scenario: scenario.name,
-                        mode,
-                        what: "client msgs/s vs echo-server's, one core each",
-                        value: client.report.messages_per_s / server.report.messages_per_s,
-                        bound: Bound::AtLeast(1.0),
-                    });
+                    let ratio = client.report.messages_per_s / server.report.messages_per_s;
+                    let what = "client msgs/s vs echo-server's, one core each";
+                    checks.push(check(name, mode, what, ratio, Bound::AtLeast(1.0)));
                 }
             }
         }
-        for scenario in SCENARIOS {
+        for name in SCENARIOS.map(|s| s.name) {
             if let (Some(framed), Some(raw)) = (
-                self.run(
-                    scenario.name,
-                    contender(Mode::Framed, EchoServer, EchoClient),
-                ),
-                self.run(scenario.name, contender(Mode::Raw, EchoServer, EchoClient)),
+                self.run(name, Mode::Framed, EchoServer, EchoClient),
+                self.run(name, Mode::Raw, EchoServer, EchoClient),
             ) {
                 // Where the client is the bottleneck, echoes per second
                 // measure the client's framing, not the server's: echoes per
@@ -224,34 +241,26 @@ impl Results {
                 let client_bound =
                     raw.client_load >= CLIENT_BOUND_LOAD && framed.client_load >= CLIENT_BOUND_LOAD;
                 let (what, value) = if client_bound {
-                    (
-                        "server msgs/CPU-s vs raw (client-bound)",
-                        raw.server_cpu_per_message_us / framed.server_cpu_per_message_us,
-                    )
+                    let per_cpu = raw.server_cpu_per_message_us / framed.server_cpu_per_message_us;
+                    ("server msgs/CPU-s vs raw (client-bound)", per_cpu)
                 } else {
                     (
                         "msgs/s vs raw mode",
                         framed.report.messages_per_s / raw.report.messages_per_s,
                     )
                 };
-                let bound = Bound::AtLeast(0.95);
-                checks.push(Check {
-                    scenario: scenario.name,
-                    mode: Mode::Framed,
-                    what,
-                    value,
-                    bound,
-                });
+                checks.push(check(name, Mode::Framed, what, value, Bound::AtLeast(0.95)));
             }
         }
         for idle in self.idle.iter().filter(|idle| idle.server == EchoServer) {
-            checks.push(Check {
-                scenario: IDLE,
-                mode: idle.mode,
-                what: "KiB of RSS per idle connection",
-                value: idle.kib_per_connection(),
-                bound: Bound::AtMost(IDLE_KIB_TARGET),
-            });
+            let what = "KiB of RSS per idle connection";
+            checks.push(check(
+                IDLE,
+                idle.mode,
+                what,
+                idle.kib_per_connection,
+                Bound::AtMost(IDLE_KIB_TARGET),
+            ));
         }
         checks
     }
@@ -265,17 +274,17 @@ impl Results {
             rounds => format!("medians of {rounds} rounds"),
         };
         let (duration, warmup) = (self.duration.as_secs_f64(), self.warmup.as_secs_f64());
-        let _ = writeln!(
-            text,
-            "echo bench: {rounds}, {duration} s per run after a {warmup} s warm-up run; {}",
-            self.placement
-        );
         let Machine {
             cpus,
             cpu_model,
             kernel,
         } = &self.machine;
-        let _ = writeln!(text, "machine: {cpus} CPUs, {cpu_model}, Linux {kernel}\n");
+        let _ = writeln!(
+            text,
+            "echo bench: {rounds}, {duration} s per run after a {warmup} s warm-up run; {}\n\
+             machine: {cpus} CPUs, {cpu_model}, Linux {kernel}\n",
+            self.placement
+        );
         if self.dev {
             let _ = writeln!(
                 text,
@@ -283,37 +292,24 @@ impl Results {
             );
         }
         if !self.runs.is_empty() {
-            let _ = writeln!(
-                text,
-                "{:<10} {:<7} {:<12} {:<12} {:>10} {:>9} {:>8} {:>8} {:>7} {:>10} {:>7} {:>10}",
-                "scenario",
-                "mode",
-                "client",
-                "server",
-                "msgs/s",
-                "MB/s",
-                "p50 µs",
-                "p99 µs",
-                "server%",
-                "srv µs/msg",
-                "client%",
-                "cli µs/msg"
-            );
+            let _ = writeln!(text, "{HEADER}");
         }
         // The C load times nothing: its runs have no latencies.
         let latency = |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
         for run in &self.runs {
+            let Contender {
+                mode,
+                server,
+                client,
+            } = run.who;
             let _ = writeln!(
                 text,
-                "{:<10} {:<7} {:<12} {:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
+                "{:<10} {mode:<7} {client:<12} {server:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
                 run.scenario.name,
-                run.who.mode.name(),
-                run.who.client.name(),
-                run.who.server.name(),
                 run.report.messages_per_s,
                 run.report.megabytes_per_s,
-                latency(run.report.p50_us),
-                latency(run.report.p99_us),
+                latency(run.report.latency.p50),
+                latency(run.report.latency.p99),
                 run.server_load * 100.0,
                 run.server_cpu_per_message_us,
                 run.client_load * 100.0,
@@ -326,17 +322,20 @@ impl Results {
                 "\nidle: {} connections, one echo each, then quiet",
                 first.connections
             );
-            for idle in &self.idle {
+            for IdleRun {
+                mode,
+                server,
+                rss_before_kib,
+                rss_after_kib,
+                kib_per_connection,
+                ..
+            } in &self.idle
+            {
                 let _ = writeln!(
                     text,
-                    "{:<10} {:<7} {:<12} {:<12} {:>6.2} KiB of server RSS per connection ({} KiB -> {} KiB)",
-                    IDLE,
-                    idle.mode.name(),
-                    "",
-                    idle.server.name(),
-                    idle.kib_per_connection(),
-                    idle.rss_before_kib,
-                    idle.rss_after_kib
+                    "{IDLE:<10} {mode:<7} {:<12} {server:<12} {kib_per_connection:>6.2} KiB of server RSS per connection \
+                     ({rss_before_kib} KiB -> {rss_after_kib} KiB)",
+                    ""
                 );
             }
         }
@@ -354,15 +353,15 @@ impl Results {
                 text,
                 "{:<10} {:<7} {:<46} {:>7.3}{:<4} {:<10} {}",
                 check.scenario,
-                check.mode.name(),
+                check.mode,
                 check.what,
                 check.value,
                 check.unit(),
                 check.limit_text(),
-                if check.met() { "met" } else { "MISSED" }
+                if check.met { "met" } else { "MISSED" }
             );
         }
-        let met = checks.iter().filter(|check| check.met()).count();
+        let met = checks.iter().filter(|check| check.met).count();
         let _ = writeln!(text, "{met} of {} targets met", checks.len());
         text
     }
@@ -370,76 +369,17 @@ impl Results {
     /// The report as one JSON document: the conditions, every figure and
     /// every target.
     pub(crate) fn to_json(&self) -> Value {
-        let runs: Vec<Value> = self
-            .runs
-            .iter()
-            .map(|run| {
-                json!({
-                    "scenario": run.scenario.name,
-                    "mode": run.who.mode.name(),
-                    "client": run.who.client.name(),
-                    "server": run.who.server.name(),
-                    "connections": run.scenario.load.connections,
-                    "size": run.scenario.load.size,
-                    "depth": run.scenario.load.depth,
-                    "echoed": run.report.echoed,
-                    "messages_per_s": run.report.messages_per_s,
-                    "megabytes_per_s": run.report.megabytes_per_s,
-                    "latency_us": { "p50": run.report.p50_us, "p99": run.report.p99_us },
-                    "server_cpu_per_message_us": run.server_cpu_per_message_us,
-                    "client_cpu_per_message_us": run.client_cpu_per_message_us,
-                    "server_load": run.server_load,
-                    "client_load": run.client_load,
-                })
-            })
-            .collect();
-        let idle: Vec<Value> = self
-            .idle
-            .iter()
-            .map(|idle| {
-                json!({
-                    "mode": idle.mode.name(),
-                    "server": idle.server.name(),
-                    "connections": idle.connections,
-                    "rss_before_kib": idle.rss_before_kib,
-                    "rss_after_kib": idle.rss_after_kib,
-                    "kib_per_connection": idle.kib_per_connection(),
-                })
-            })
-            .collect();
-        let targets: Vec<Value> = self
-            .checks()
-            .iter()
-            .map(|check| {
-                let (relation, limit) = match check.bound {
-                    Bound::AtMost(limit) => ("at_most", limit),
-                    Bound::AtLeast(limit) => ("at_least", limit),
-                };
-                json!({
-                    "scenario": check.scenario,
-                    "mode": check.mode.name(),
-                    "what": check.what,
-                    "value": check.value,
-                    relation: limit,
-                    "met": check.met(),
-                })
-            })
-            .collect();
         json!({
-            "machine": {
-                "cpus": self.machine.cpus,
-                "cpu_model": self.machine.cpu_model,
-                "kernel": self.machine.kernel,
-            },
+            "machine": self.machine,
             "pinned": self.pinned,
             "profile": if self.dev { "dev" } else { "release" },
             "placement": self.placement,
             "duration_s": self.duration.as_secs_f64(),
             "warmup_s": self.warmup.as_secs_f64(),
             "rounds": self.rounds,
-            "runs": runs,
-            "idle": idle,
-            "targets": targets,
+            "runs": self.runs,
+            "idle": self.idle,
+            "targets": self.checks(),
         })
     }
 }
@@ -451,6 +391,7 @@ mod tests {
     use ServerKind::{EchoServer, Reference};
 
     use super::*;
+    use crate::client::Latency;
 
     /// A run of echo-client against `server` on scenario `name`.
     fn run(name: &str, mode: Mode, server: ServerKind, rate: f64, p50: f64) -> Run {
@@ -459,12 +400,18 @@ mod tests {
             echoed: (rate * 5.0) as u64,
             messages_per_s: rate,
             megabytes_per_s: rate * 64e-6,
-            p50_us: Some(p50),
-            p99_us: Some(p50 * 2.0),
+            latency: Latency {
+                p50: Some(p50),
+                p99: Some(p50 * 2.0),
+            },
         };
         Run {
             scenario,
-            who: contender(mode, server, EchoClient),
+            who: Contender {
+                mode,
+                server,
+                client: EchoClient,
+            },
             report,
             server_cpu_per_message_us: 4.0e6 / (rate * 5.0),
             client_cpu_per_message_us: 2.5e6 / (rate * 5.0),
@@ -512,14 +459,14 @@ mod tests {
         let checks = results(runs, Vec::new()).checks();
         let pingpong = find(&checks, "pingpong", "p50");
         assert!((pingpong.value - 1.1).abs() < 1e-9);
-        assert!(!pingpong.met(), "1.1× is over the 1.05× target");
+        assert!(!pingpong.met, "1.1× is over the 1.05× target");
         let fanin = find(&checks, "fanin", "msgs/s vs C");
         assert!((fanin.value - 0.98).abs() < 1e-9);
-        assert!(fanin.met());
+        assert!(fanin.met);
         assert_eq!(fanin.mode, Framed);
         let framed_vs_raw = find(&checks, "fanin", "msgs/s vs raw");
         assert!((framed_vs_raw.value - 0.98).abs() < 1e-9);
-        assert!(framed_vs_raw.met());
+        assert!(framed_vs_raw.met);
         // p50, fanin vs C, framed vs raw; the client's target needs the C
         // load's runs.
         assert_eq!(checks.len(), 3, "{checks:?}");
@@ -530,7 +477,7 @@ mod tests {
         let driven_by_c = |server, rate| {
             let mut run = run("pipelined", Framed, server, rate, 1.0);
             run.who.client = ClientKind::Reference;
-            (run.report.p50_us, run.report.p99_us) = (None, None);
+            run.report.latency = Latency::default();
             run
         };
         let runs = vec![
@@ -545,7 +492,7 @@ mod tests {
         let checks = results.checks();
         let client = find(&checks, "pipelined", "client msgs/s");
         assert!((client.value - 0.95).abs() < 1e-9, "{client:?}");
-        assert!(!client.met());
+        assert!(!client.met);
         // The servers are compared under echo-client only (3.7M / 3.8M),
         // not under the C load (4.0M / 5.0M).
         let servers = find(&checks, "pipelined", "msgs/s vs C epoll");
@@ -572,7 +519,7 @@ mod tests {
         let checks = results(vec![reference, ours], Vec::new()).checks();
         let check = find(&checks, "pipelined", "server CPU/msg");
         assert!((check.value - 1.4).abs() < 1e-9);
-        assert!(!check.met(), "1.4× the CPU per message is over 1.2×");
+        assert!(!check.met, "1.4× the CPU per message is over 1.2×");
     }
 
     #[test]
@@ -585,7 +532,7 @@ mod tests {
         let check = find(&checks, "pipelined", "server msgs/CPU-s vs raw");
         assert!((check.value - 0.96).abs() < 1e-9);
         assert!(
-            check.met(),
+            check.met,
             "0.9× the echoes per second, but 0.96× per CPU-second"
         );
         // A client with room to spare: echoes per second say it all.
@@ -593,30 +540,24 @@ mod tests {
         let checks = results(vec![framed, raw], Vec::new()).checks();
         let check = find(&checks, "pipelined", "msgs/s vs raw");
         assert!((check.value - 0.9).abs() < 1e-9);
-        assert!(!check.met());
+        assert!(!check.met);
     }
 
     #[test]
     fn bulk_is_judged_on_bytes_and_tail_latency() {
         let reference = run("bulk", Framed, Reference, 50_000.0, 100.0);
         let mut ours = run("bulk", Framed, EchoServer, 47_000.0, 100.0);
-        ours.report.p99_us = Some(500.0);
+        ours.report.latency.p99 = Some(500.0);
         let checks = results(vec![reference, ours], Vec::new()).checks();
-        assert!(find(&checks, "bulk", "MB/s").met());
+        assert!(find(&checks, "bulk", "MB/s").met);
         let tail = find(&checks, "bulk", "p99");
         assert!((tail.value - 2.5).abs() < 1e-9);
-        assert!(!tail.met());
+        assert!(!tail.met);
     }
 
     #[test]
     fn idle_memory_is_judged_for_echo_server_only() {
-        let idle = |server, rss_after_kib| IdleRun {
-            mode: Framed,
-            server,
-            connections: 1000,
-            rss_before_kib: 4000,
-            rss_after_kib,
-        };
+        let idle = |server, after| IdleRun::new(Framed, server, 1000, (4000, after));
         let results = results(
             Vec::new(),
             vec![idle(Reference, 4100), idle(EchoServer, 6500)],
@@ -624,7 +565,7 @@ mod tests {
         let checks = results.checks();
         assert_eq!(checks.len(), 1);
         assert!((checks[0].value - 2.5).abs() < 1e-9);
-        assert!(!checks[0].met());
+        assert!(!checks[0].met);
         let text = results.to_text();
         assert!(
             text.contains("2.50 KiB of server RSS per connection"),
@@ -657,6 +598,24 @@ mod tests {
         assert_eq!(json["targets"][0]["at_most"], 1.05);
         assert_eq!(json["targets"][0]["met"], true);
         assert_eq!(json["machine"]["cpus"], 2);
+        let keys = |value: &Value| {
+            value
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            keys(&json["runs"][0]),
+            "client client_cpu_per_message_us client_load connections depth echoed latency_us \
+             megabytes_per_s messages_per_s mode scenario server server_cpu_per_message_us server_load size"
+        );
+        assert_eq!(
+            keys(&json["targets"][0]),
+            "at_most met mode scenario value what"
+        );
     }
 
     #[test]

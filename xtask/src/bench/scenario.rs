@@ -2,17 +2,22 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::client::Load;
 
 /// One load, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) struct Scenario {
+    #[serde(rename = "scenario")]
     pub(crate) name: &'static str,
+    #[serde(flatten)]
     pub(crate) load: Load,
     /// Whether the client's own target applies: small messages, with enough
     /// in flight that one side runs out of its core. Such loads are also
     /// driven by the C load generator, to find what each server does on one
     /// core when the client is not what runs out.
+    #[serde(skip)]
     pub(crate) client_target: bool,
 }
 
@@ -53,7 +58,8 @@ pub(crate) const IDLE: &str = "idle";
 
 /// How the client frames its messages, and so which `echo-server --mode`
 /// serves them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Mode {
     /// 4-byte big-endian length, then the payload (`echo-server` default).
     Framed,
@@ -64,15 +70,6 @@ pub(crate) enum Mode {
 impl Mode {
     pub(crate) const ALL: [Mode; 2] = [Mode::Framed, Mode::Raw];
 
-    /// The name used on the command line, in the table and in JSON; it is
-    /// also the `echo-server --mode` that serves it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Mode::Framed => "framed",
-            Mode::Raw => "raw",
-        }
-    }
-
     /// The `echo-client` flags that send in this mode.
     pub(crate) fn client_flags(self) -> &'static [&'static str] {
         match self {
@@ -82,9 +79,11 @@ impl Mode {
     }
 }
 
+/// The name used in the table and in JSON, the one serde gives; it is also
+/// the name on the command line and the `echo-server --mode` that serves it.
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.serialize(f)
     }
 }
 
@@ -119,10 +118,10 @@ mod tests {
 
     #[test]
     fn each_mode_has_one_name_for_the_flag_the_server_and_the_report() {
+        assert_eq!(format!("{:<7}|", Mode::Raw), "raw    |");
         for mode in Mode::ALL {
             let flag = mode.to_possible_value().unwrap();
-            assert_eq!(flag.get_name(), mode.name());
-            assert_eq!(mode.to_string(), mode.name());
+            assert_eq!(flag.get_name(), mode.to_string());
         }
         assert_eq!(Mode::Raw.client_flags(), ["--raw"]);
         assert!(Mode::Framed.client_flags().is_empty());

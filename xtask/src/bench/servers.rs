@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use duct::Expression;
+use serde::Serialize;
 
 use super::scenario::Mode;
 use crate::process::{self, Server};
@@ -22,55 +23,40 @@ pub(crate) const SERVER_CPU: usize = 0;
 pub(crate) const CLIENT_CPU: usize = 1;
 
 /// Which server is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ServerKind {
     /// The C epoll echo server of `xtask/bench/epoll_echo.c`: one thread,
     /// one 64 KiB buffer, echoing bytes as they arrive.
+    #[serde(rename = "C epoll")]
     Reference,
     /// `echo-server`, in the mode that serves the load.
+    #[serde(rename = "echo-server")]
     EchoServer,
 }
 
 /// Which client drives a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ClientKind {
     /// `echo-client bench`, which checks every byte and times every echo.
+    #[serde(rename = "echo-client")]
     EchoClient,
     /// The C load generator of `xtask/bench/epoll_load.c`: one thread,
     /// epoll, nothing checked or timed. What drives a server hardest from
     /// one core, so that the server is what runs out.
+    #[serde(rename = "C load")]
     Reference,
 }
 
-impl ServerKind {
-    /// The name in the table and in JSON.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ServerKind::Reference => "C epoll",
-            ServerKind::EchoServer => "echo-server",
-        }
-    }
-}
-
-impl ClientKind {
-    /// The name in the table and in JSON.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ClientKind::EchoClient => "echo-client",
-            ClientKind::Reference => "C load",
-        }
-    }
-}
-
+/// The name in the table and in JSON, the one serde gives.
 impl fmt::Display for ServerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.serialize(f)
     }
 }
 
 impl fmt::Display for ClientKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.serialize(f)
     }
 }
 
@@ -198,7 +184,8 @@ pub(crate) fn start(
         // The reference echoes bytes, whatever the mode; it takes the port.
         ServerKind::Reference => pinning.cmd(SERVER_CPU, &programs.reference()?.server, ["0"]),
         ServerKind::EchoServer => {
-            let args = [&["--listen", "127.0.0.1:0", "--mode", mode.name()], extra].concat();
+            let mode = mode.to_string();
+            let args = [&["--listen", "127.0.0.1:0", "--mode", &mode], extra].concat();
             pinning.cmd(SERVER_CPU, &programs.server, args)
         }
     };
