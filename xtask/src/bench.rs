@@ -36,12 +36,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use self::measure::{
-    Contender, IdleRun, LoadGenerator, Run, make_room_for_connections, measure_idle,
-};
+use self::measure::{Contender, IdleRun, Run, make_room_for_connections, measure_idle};
 use self::report::{Machine, Results};
 use self::scenario::{IDLE, Mode, SCENARIOS, Scenario};
-use self::servers::{ClientKind, Pinning, Programs, ServerKind};
+use self::servers::{ClientKind, Lab, ServerKind};
 use crate::process::{self, Server};
 
 /// The options of `cargo xtask bench`.
@@ -129,8 +127,8 @@ impl Args {
     }
 }
 
-/// How long a server may take to start, and to stop after SIGTERM.
-const SERVER_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a server may take to stop after SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How long opening and echoing on every idle connection may take.
 const IDLE_DEADLINE: Duration = Duration::from_secs(120);
@@ -140,62 +138,39 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let bins = process::build_binaries(!args.dev)?;
     let reference = if args.reference {
         let target_dir = bins.server.parent().and_then(Path::parent);
-        let out_dir = target_dir
-            .context("the binaries have no target directory")?
-            .join("xtask-bench");
-        Some(servers::build_references(&out_dir)?)
+        let target_dir = target_dir.context("the binaries have no target directory")?;
+        Some(servers::build_references(&target_dir.join("xtask-bench"))?)
     } else {
         None
     };
-    let programs = Programs {
-        server: bins.server,
-        client: bins.client,
-        reference,
-    };
+    let lab = Lab::new(bins, reference, (args.duration, args.warmup));
     // Before any server starts, so that the servers inherit the limit.
     let idle_connections = make_room_for_connections(args.idle_connections)?;
-    let pinning = Pinning::detect();
-    let kinds: Vec<ServerKind> = [
-        programs
-            .reference
-            .is_some()
-            .then_some(ServerKind::Reference),
-        Some(ServerKind::EchoServer),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
     let scenarios: Vec<Scenario> = SCENARIOS
         .into_iter()
         .filter(|s| args.selects(s.name))
         .collect();
-    let load = LoadGenerator {
-        programs: &programs,
-        pinning: &pinning,
-        duration: args.duration,
-        warmup: args.warmup,
-    };
-    let runs = measure_scenarios(&load, &scenarios, &args.modes(), &kinds, args.rounds.get())?;
-    let idle = if args.selects(IDLE) && idle_connections > 0 {
-        measure_idle_memory(&programs, &pinning, &args.modes(), &kinds, idle_connections)?
-    } else {
-        Vec::new()
+    let rounds = args.rounds.get();
+    let runs = measure_scenarios(&lab, &scenarios, &args.modes(), rounds)?;
+    let idle = match args.selects(IDLE) && idle_connections > 0 {
+        true => measure_idle_memory(&lab, &args.modes(), idle_connections)?,
+        false => Vec::new(),
     };
     let results = Results {
         machine: Machine::this(),
-        placement: pinning.describe(),
-        pinned: pinning.is_pinned(),
+        placement: lab.placement(),
+        pinned: lab.is_pinned(),
         dev: args.dev,
         duration: args.duration,
         warmup: args.warmup,
-        rounds: args.rounds.get(),
+        rounds,
         runs,
         idle,
     };
     if args.json {
         println!("{:#}", results.to_json());
     } else {
-        print!("{}", results.to_text());
+        print!("{results}");
     }
     Ok(())
 }
@@ -205,10 +180,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 /// in an order that changes from round to round, so that the figures
 /// compared were taken close together and under the same conditions.
 fn measure_scenarios(
-    load: &LoadGenerator<'_>,
+    lab: &Lab,
     scenarios: &[Scenario],
     modes: &[Mode],
-    kinds: &[ServerKind],
     rounds: usize,
 ) -> Result<Vec<Run>> {
     if scenarios.is_empty() {
@@ -216,36 +190,32 @@ fn measure_scenarios(
     }
     let mut servers: Vec<(ServerKind, Mode, Server)> = Vec::new();
     for &mode in modes {
-        for &kind in kinds {
+        for kind in lab.servers() {
             // The reference echoes bytes, whatever the mode: one serves all.
             if kind == ServerKind::EchoServer || mode == modes[0] {
-                let deadline = Instant::now() + SERVER_DEADLINE;
-                let server =
-                    servers::start(kind, mode, load.programs, load.pinning, &[], deadline)?;
-                servers.push((kind, mode, server));
+                servers.push((kind, mode, lab.start(kind, mode, &[])?));
             }
         }
     }
     let server_for = |who: Contender| {
-        servers
-            .iter()
-            .find(|(kind, mode, _)| {
-                *kind == who.server && (*mode == who.mode || *kind == ServerKind::Reference)
-            })
+        let serves =
+            |kind, mode| kind == who.server && (mode == who.mode || kind == ServerKind::Reference);
+        let found = servers.iter().find(|&&(kind, mode, _)| serves(kind, mode));
+        found
             .map(|(_, _, server)| server)
             .context("a server was not started")
     };
     // Every server in every mode, in the order their figures are shown:
     // driven by echo-client, then (for the client's target, when built) by
     // the C load generator.
-    let clients: &[ClientKind] = match load.programs.reference {
-        Some(_) => &[ClientKind::EchoClient, ClientKind::Reference],
+    let clients = match lab.reference {
+        Some(_) => &[ClientKind::EchoClient, ClientKind::Reference][..],
         None => &[ClientKind::EchoClient],
     };
     let mut all = Vec::new();
     for &client in clients {
         for &mode in modes {
-            all.extend(kinds.iter().map(|&server| Contender {
+            all.extend(lab.servers().into_iter().map(|server| Contender {
                 mode,
                 server,
                 client,
@@ -267,20 +237,20 @@ fn measure_scenarios(
             order.rotate_left(round % contenders.len());
             for index in order {
                 let who = contenders[index];
-                let run = load
+                let Contender {
+                    mode,
+                    server,
+                    client,
+                } = who;
+                let run = lab
                     .measure(server_for(who)?, who, scenario)
                     .with_context(|| {
-                        format!(
-                            "{} in {} mode from {} to {}",
-                            scenario.name, who.mode, who.client, who.server
-                        )
+                        format!("{} in {mode} mode from {client} to {server}", scenario.name)
                     })?;
                 eprintln!(
-                    "==> {} {} {} -> {}, round {}: {:.0} msgs/s, server CPU {:.3} µs/msg, client CPU {:.3} µs/msg",
+                    "==> {} {mode} {client} -> {server}, round {}: {:.0} msgs/s, server CPU {:.3} µs/msg, \
+                     client CPU {:.3} µs/msg",
                     scenario.name,
-                    who.mode,
-                    who.client,
-                    who.server,
                     round + 1,
                     run.report.messages_per_s,
                     run.server_cpu_per_message_us,
@@ -292,7 +262,7 @@ fn measure_scenarios(
         runs.extend(measured.iter().filter_map(|runs| Run::median(runs)));
     }
     for (kind, _, server) in servers {
-        let output = server.stop(Instant::now() + SERVER_DEADLINE)?;
+        let output = server.stop(Instant::now() + STOP_DEADLINE)?;
         if !output.status.success() {
             eprintln!(
                 "warning: {kind} did not exit cleanly after SIGTERM: {}",
@@ -305,22 +275,14 @@ fn measure_scenarios(
 
 /// Measures the memory of `connections` idle connections on a fresh server
 /// of each kind, in each mode.
-fn measure_idle_memory(
-    programs: &Programs,
-    pinning: &Pinning,
-    modes: &[Mode],
-    kinds: &[ServerKind],
-    connections: usize,
-) -> Result<Vec<IdleRun>> {
+fn measure_idle_memory(lab: &Lab, modes: &[Mode], connections: usize) -> Result<Vec<IdleRun>> {
     // Room above the connections held, so that the limit is not what is
     // measured.
     let max_connections = (connections + 100).to_string();
     let mut idle = Vec::new();
     for &mode in modes {
-        for &kind in kinds {
-            let deadline = Instant::now() + SERVER_DEADLINE;
-            let extra = ["--max-connections", &max_connections];
-            let server = servers::start(kind, mode, programs, pinning, &extra, deadline)?;
+        for kind in lab.servers() {
+            let server = lab.start(kind, mode, &["--max-connections", &max_connections])?;
             let measured = measure_idle(
                 &server,
                 (mode, kind),
@@ -333,7 +295,7 @@ fn measure_idle_memory(
                 measured.kib_per_connection
             );
             idle.push(measured);
-            server.stop(Instant::now() + SERVER_DEADLINE)?;
+            server.stop(Instant::now() + STOP_DEADLINE)?;
         }
     }
     Ok(idle)

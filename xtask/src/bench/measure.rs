@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::scenario::{Mode, Scenario};
-use super::servers::{CLIENT_CPU, ClientKind, Pinning, Programs, ServerKind};
+use super::servers::{CLIENT_CPU, ClientKind, Lab, ServerKind};
 use crate::client::{Latency, Report, read_report};
 use crate::process::{self, Server};
 
@@ -138,18 +138,7 @@ impl IdleRun {
     }
 }
 
-/// Runs `echo-client bench`, or the C load generator, against servers,
-/// pinned to the client's core.
-#[derive(Debug)]
-pub(crate) struct LoadGenerator<'a> {
-    pub(crate) programs: &'a Programs,
-    pub(crate) pinning: &'a Pinning,
-    /// How long each measured run sends, and the unmeasured one before it.
-    pub(crate) duration: Duration,
-    pub(crate) warmup: Duration,
-}
-
-impl LoadGenerator<'_> {
+impl Lab {
     /// Warms `server` up with the scenario's load from the contender's
     /// client, then measures it.
     ///
@@ -201,7 +190,7 @@ impl LoadGenerator<'_> {
             ClientKind::EchoClient => {
                 let mode = who.mode.client_flags().iter().map(|&flag| flag.to_owned());
                 let args = mode.chain(load.args(server.addr(), CLIENT_TIMEOUT_SECS, duration));
-                self.pinning.cmd(CLIENT_CPU, &self.programs.client, args)
+                self.cmd(CLIENT_CPU, &self.bins.client, args)
             }
             ClientKind::Reference => {
                 let args = [
@@ -213,8 +202,7 @@ impl LoadGenerator<'_> {
                 .map(|n| n.to_string())
                 .into_iter()
                 .chain([duration.as_secs_f64().to_string(), who.mode.to_string()]);
-                self.pinning
-                    .cmd(CLIENT_CPU, &self.programs.reference()?.client, args)
+                self.cmd(CLIENT_CPU, &self.reference()?.client, args)
             }
         };
         let output = process::output_by(command, Instant::now() + duration + CLIENT_GRACE)?;

@@ -1,7 +1,7 @@
 //! What `cargo xtask bench` found: the table, the performance targets
 //! judged against the reference, and the same as JSON.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -135,7 +135,7 @@ impl Check {
 }
 
 /// The header of the table of runs, its columns as wide as
-/// [`Results::to_text`] writes them.
+/// the report writes them.
 const HEADER: &str = "scenario   mode    client       server           msgs/s      MB/s   p50 µs   p99 µs server% srv µs/msg client% cli µs/msg";
 
 impl Results {
@@ -265,107 +265,6 @@ impl Results {
         checks
     }
 
-    /// The report for people: the conditions, one table of runs, the idle
-    /// memory, and the targets.
-    pub(crate) fn to_text(&self) -> String {
-        let mut text = String::new();
-        let rounds = match self.rounds {
-            1 => "one round".to_owned(),
-            rounds => format!("medians of {rounds} rounds"),
-        };
-        let (duration, warmup) = (self.duration.as_secs_f64(), self.warmup.as_secs_f64());
-        let Machine {
-            cpus,
-            cpu_model,
-            kernel,
-        } = &self.machine;
-        let _ = writeln!(
-            text,
-            "echo bench: {rounds}, {duration} s per run after a {warmup} s warm-up run; {}\n\
-             machine: {cpus} CPUs, {cpu_model}, Linux {kernel}\n",
-            self.placement
-        );
-        if self.dev {
-            let _ = writeln!(
-                text,
-                "dev binaries (--dev): a check that the bench works; the figures mean nothing\n"
-            );
-        }
-        if !self.runs.is_empty() {
-            let _ = writeln!(text, "{HEADER}");
-        }
-        // The C load times nothing: its runs have no latencies.
-        let latency = |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
-        for run in &self.runs {
-            let Contender {
-                mode,
-                server,
-                client,
-            } = run.who;
-            let _ = writeln!(
-                text,
-                "{:<10} {mode:<7} {client:<12} {server:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
-                run.scenario.name,
-                run.report.messages_per_s,
-                run.report.megabytes_per_s,
-                latency(run.report.latency.p50),
-                latency(run.report.latency.p99),
-                run.server_load * 100.0,
-                run.server_cpu_per_message_us,
-                run.client_load * 100.0,
-                run.client_cpu_per_message_us,
-            );
-        }
-        if let Some(first) = self.idle.first() {
-            let _ = writeln!(
-                text,
-                "\nidle: {} connections, one echo each, then quiet",
-                first.connections
-            );
-            for IdleRun {
-                mode,
-                server,
-                rss_before_kib,
-                rss_after_kib,
-                kib_per_connection,
-                ..
-            } in &self.idle
-            {
-                let _ = writeln!(
-                    text,
-                    "{IDLE:<10} {mode:<7} {:<12} {server:<12} {kib_per_connection:>6.2} KiB of server RSS per connection \
-                     ({rss_before_kib} KiB -> {rss_after_kib} KiB)",
-                    ""
-                );
-            }
-        }
-        let checks = self.checks();
-        if checks.is_empty() {
-            let _ = writeln!(
-                text,
-                "\nno targets judged: they need --reference, or both modes, or the idle measurement"
-            );
-            return text;
-        }
-        let _ = writeln!(text, "\ntargets (judged within this run):");
-        for check in &checks {
-            let _ = writeln!(
-                text,
-                "{:<10} {:<7} {:<46} {:>7.3}{:<4} {:<10} {}",
-                check.scenario,
-                check.mode,
-                check.what,
-                check.value,
-                check.unit(),
-                check.limit_text(),
-                if check.met { "met" } else { "MISSED" }
-            );
-        }
-        let met = checks.iter().filter(|check| check.met).count();
-        let _ = writeln!(text, "{met} of {} targets met", checks.len());
-        text
-    }
-
     /// The report as one JSON document: the conditions, every figure and
     /// every target.
     pub(crate) fn to_json(&self) -> Value {
@@ -381,6 +280,107 @@ impl Results {
             "idle": self.idle,
             "targets": self.checks(),
         })
+    }
+}
+
+/// The report for people: the conditions, one table of runs, the idle
+/// memory, and the targets.
+impl fmt::Display for Results {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rounds = match self.rounds {
+            1 => "one round".to_owned(),
+            rounds => format!("medians of {rounds} rounds"),
+        };
+        let (duration, warmup) = (self.duration.as_secs_f64(), self.warmup.as_secs_f64());
+        let Machine {
+            cpus,
+            cpu_model,
+            kernel,
+        } = &self.machine;
+        writeln!(
+            f,
+            "echo bench: {rounds}, {duration} s per run after a {warmup} s warm-up run; {}\n\
+             machine: {cpus} CPUs, {cpu_model}, Linux {kernel}\n",
+            self.placement
+        )?;
+        if self.dev {
+            writeln!(
+                f,
+                "dev binaries (--dev): a check that the bench works; the figures mean nothing\n"
+            )?;
+        }
+        if !self.runs.is_empty() {
+            writeln!(f, "{HEADER}")?;
+        }
+        // The C load times nothing: its runs have no latencies.
+        let latency = |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
+        for run in &self.runs {
+            let Contender {
+                mode,
+                server,
+                client,
+            } = run.who;
+            writeln!(
+                f,
+                "{:<10} {mode:<7} {client:<12} {server:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
+                run.scenario.name,
+                run.report.messages_per_s,
+                run.report.megabytes_per_s,
+                latency(run.report.latency.p50),
+                latency(run.report.latency.p99),
+                run.server_load * 100.0,
+                run.server_cpu_per_message_us,
+                run.client_load * 100.0,
+                run.client_cpu_per_message_us,
+            )?;
+        }
+        if let Some(first) = self.idle.first() {
+            writeln!(
+                f,
+                "\nidle: {} connections, one echo each, then quiet",
+                first.connections
+            )?;
+            for IdleRun {
+                mode,
+                server,
+                rss_before_kib,
+                rss_after_kib,
+                kib_per_connection,
+                ..
+            } in &self.idle
+            {
+                writeln!(
+                    f,
+                    "{IDLE:<10} {mode:<7} {:<12} {server:<12} {kib_per_connection:>6.2} KiB of server RSS per connection \
+                     ({rss_before_kib} KiB -> {rss_after_kib} KiB)",
+                    ""
+                )?;
+            }
+        }
+        let checks = self.checks();
+        if checks.is_empty() {
+            writeln!(
+                f,
+                "\nno targets judged: they need --reference, or both modes, or the idle measurement"
+            )?;
+            return Ok(());
+        }
+        writeln!(f, "\ntargets (judged within this run):")?;
+        for check in &checks {
+            writeln!(
+                f,
+                "{:<10} {:<7} {:<46} {:>7.3}{:<4} {:<10} {}",
+                check.scenario,
+                check.mode,
+                check.what,
+                check.value,
+                check.unit(),
+                check.limit_text(),
+                if check.met { "met" } else { "MISSED" }
+            )?;
+        }
+        let met = checks.iter().filter(|check| check.met).count();
+        writeln!(f, "{met} of {} targets met", checks.len())
     }
 }
 
@@ -498,7 +498,7 @@ mod tests {
         let servers = find(&checks, "pipelined", "msgs/s vs C epoll");
         assert!((servers.value - 3.7 / 3.8).abs() < 1e-9, "{servers:?}");
         assert_eq!(checks.len(), 2, "{checks:?}");
-        let text = results.to_text();
+        let text = results.to_string();
         assert!(
             text.lines().any(|line| line.contains("C load")
                 && line.contains("4000000")
@@ -566,7 +566,7 @@ mod tests {
         assert_eq!(checks.len(), 1);
         assert!((checks[0].value - 2.5).abs() < 1e-9);
         assert!(!checks[0].met);
-        let text = results.to_text();
+        let text = results.to_string();
         assert!(
             text.contains("2.50 KiB of server RSS per connection"),
             "{text}"
@@ -582,7 +582,7 @@ mod tests {
             run("pingpong", Framed, EchoServer, 16_500.0, 58.0),
         ];
         let results = results(runs, Vec::new());
-        let text = results.to_text();
+        let text = results.to_string();
         assert!(
             text.starts_with("echo bench: one round, 5 s per run"),
             "{text}"
@@ -625,7 +625,7 @@ mod tests {
             Vec::new(),
         );
         assert!(results.checks().is_empty(), "{:?}", results.checks());
-        let nothing = super::tests::results(Vec::new(), Vec::new()).to_text();
+        let nothing = super::tests::results(Vec::new(), Vec::new()).to_string();
         assert!(nothing.contains("no targets judged"), "{nothing}");
     }
 }

@@ -9,14 +9,17 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use duct::Expression;
 use serde::Serialize;
 
 use super::scenario::Mode;
-use crate::process::{self, Server};
+use crate::process::{self, Bins, Server};
+
+/// How long a server may take to start.
+const SERVER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The core the server runs on, and the one the client runs on.
 pub(crate) const SERVER_CPU: usize = 0;
@@ -60,13 +63,17 @@ impl fmt::Display for ClientKind {
     }
 }
 
-/// The programs a bench runs: `echo-server`, `echo-client`, and the
-/// compiled C reference server and client when asked for.
+/// What a bench runs, where and for how long: `echo-server`,
+/// `echo-client`, the compiled C reference server and client when asked
+/// for, `taskset` if the machine has it and at least two cores to pin to,
+/// and how long each measured run sends, after an unmeasured one.
 #[derive(Debug)]
-pub(crate) struct Programs {
-    pub(crate) server: PathBuf,
-    pub(crate) client: PathBuf,
+pub(crate) struct Lab {
+    pub(crate) bins: Bins,
     pub(crate) reference: Option<References>,
+    taskset: Option<PathBuf>,
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
 }
 
 /// The compiled C references.
@@ -76,15 +83,6 @@ pub(crate) struct References {
     pub(crate) client: PathBuf,
 }
 
-impl Programs {
-    /// The C references, which must have been built.
-    pub(crate) fn reference(&self) -> Result<&References> {
-        self.reference
-            .as_ref()
-            .context("the C references were not built")
-    }
-}
-
 /// Compiles the reference server and client of `xtask/bench` with the
 /// system C compiler (`$CC`, or `cc`) into `out_dir`, optimised as C
 /// programs would be shipped (`-O2`).
@@ -92,23 +90,19 @@ pub(crate) fn build_references(out_dir: &Path) -> Result<References> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let build = |name: &str| {
+    let build = |name: &str| -> Result<PathBuf> {
         let binary = out_dir.join(name);
-        let source = format!("xtask/bench/{name}.c");
-        let args = [
-            OsString::from("-O2"),
-            "-o".into(),
-            binary.clone().into(),
-            source.into(),
-        ];
-        process::cmd(&compiler, args).run().with_context(|| {
-            format!(
-                "could not build xtask/bench/{name}.c with the C compiler `{}` \
+        let args = format!("-O2 -o {} xtask/bench/{name}.c", binary.display());
+        process::cmd(&compiler, args.split_whitespace())
+            .run()
+            .with_context(|| {
+                format!(
+                    "could not build xtask/bench/{name}.c with the C compiler `{}` \
                  (install one, or set CC; or leave out --reference)",
-                compiler.to_string_lossy()
-            )
-        })?;
-        Ok::<_, anyhow::Error>(binary)
+                    compiler.to_string_lossy()
+                )
+            })?;
+        Ok(binary)
     };
     Ok(References {
         server: build("epoll_echo")?,
@@ -116,28 +110,57 @@ pub(crate) fn build_references(out_dir: &Path) -> Result<References> {
     })
 }
 
-/// How programs are put on a core.
-#[derive(Debug, Clone)]
-pub(crate) struct Pinning {
-    /// `taskset`, if the machine has it and at least two cores to pin to.
-    taskset: Option<PathBuf>,
-}
-
-impl Pinning {
-    /// Pins with `taskset` if it is on the `PATH` and this process may use
-    /// two cores or more; otherwise runs everything unpinned.
-    pub(crate) fn detect() -> Self {
+impl Lab {
+    /// The programs, pinned with `taskset` if it is on the `PATH` and this
+    /// process may use two cores or more; unpinned otherwise.
+    pub(crate) fn new(
+        bins: Bins,
+        reference: Option<References>,
+        (duration, warmup): (Duration, Duration),
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let path = std::env::var_os("PATH").unwrap_or_default();
         let taskset = std::env::split_paths(&path)
             .map(|dir| dir.join("taskset"))
             .find(|path| cores >= 2 && path.is_file());
-        Self { taskset }
+        Self {
+            bins,
+            reference,
+            taskset,
+            duration,
+            warmup,
+        }
+    }
+
+    /// The servers measured: the reference if it was built, and echo-server.
+    pub(crate) fn servers(&self) -> Vec<ServerKind> {
+        let reference = self.reference.is_some().then_some(ServerKind::Reference);
+        reference
+            .into_iter()
+            .chain([ServerKind::EchoServer])
+            .collect()
+    }
+
+    /// The C references, which must have been built.
+    pub(crate) fn reference(&self) -> Result<&References> {
+        self.reference
+            .as_ref()
+            .context("the C references were not built")
     }
 
     /// Whether programs are pinned.
     pub(crate) fn is_pinned(&self) -> bool {
         self.taskset.is_some()
+    }
+
+    /// Says where programs run, for the report.
+    pub(crate) fn placement(&self) -> String {
+        if self.is_pinned() {
+            format!("server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU} (taskset)")
+        } else {
+            "unpinned (taskset or a second core is missing): figures are not those of one core"
+                .to_owned()
+        }
     }
 
     /// `program args...` on `cpu`, without the environment the binaries
@@ -158,38 +181,22 @@ impl Pinning {
         })
     }
 
-    /// Says where programs run, for the report.
-    pub(crate) fn describe(&self) -> String {
-        if self.is_pinned() {
-            format!("server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU} (taskset)")
-        } else {
-            "unpinned (taskset or a second core is missing): figures are not those of one core"
-                .to_owned()
-        }
+    /// Starts `kind` on a free loopback port, serving `mode` with `extra`
+    /// arguments, pinned to the server's core, and waits until it says it
+    /// is listening.
+    pub(crate) fn start(&self, kind: ServerKind, mode: Mode, extra: &[&str]) -> Result<Server> {
+        let command = match kind {
+            // The reference echoes bytes, whatever the mode; it takes the port.
+            ServerKind::Reference => self.cmd(SERVER_CPU, &self.reference()?.server, ["0"]),
+            ServerKind::EchoServer => {
+                let mode = mode.to_string();
+                let args = [&["--listen", "127.0.0.1:0", "--mode", &mode], extra].concat();
+                self.cmd(SERVER_CPU, &self.bins.server, args)
+            }
+        };
+        let deadline = Instant::now() + SERVER_DEADLINE;
+        Server::start(command, deadline).with_context(|| format!("starting {kind}"))
     }
-}
-
-/// Starts `kind` on a free loopback port, serving `mode` with `extra`
-/// arguments, pinned to the server's core, and waits until it says it is
-/// listening.
-pub(crate) fn start(
-    kind: ServerKind,
-    mode: Mode,
-    programs: &Programs,
-    pinning: &Pinning,
-    extra: &[&str],
-    deadline: Instant,
-) -> Result<Server> {
-    let command = match kind {
-        // The reference echoes bytes, whatever the mode; it takes the port.
-        ServerKind::Reference => pinning.cmd(SERVER_CPU, &programs.reference()?.server, ["0"]),
-        ServerKind::EchoServer => {
-            let mode = mode.to_string();
-            let args = [&["--listen", "127.0.0.1:0", "--mode", &mode], extra].concat();
-            pinning.cmd(SERVER_CPU, &programs.server, args)
-        }
-    };
-    Server::start(command, deadline).with_context(|| format!("starting {kind}"))
 }
 
 #[cfg(test)]
@@ -199,17 +206,27 @@ mod tests {
     #[test]
     fn pinning_prefixes_taskset_only_when_pinned() {
         // `echo` stands in for taskset, to show the arguments it gets.
-        let pinned = Pinning {
+        let bins = || Bins {
+            server: PathBuf::new(),
+            client: PathBuf::new(),
+        };
+        let unpinned = Lab {
+            taskset: None,
+            ..Lab::new(bins(), None, (Duration::ZERO, Duration::ZERO))
+        };
+        let pinned = Lab {
             taskset: Some(PathBuf::from("echo")),
+            ..Lab::new(bins(), None, (Duration::ZERO, Duration::ZERO))
         };
         let command = pinned.cmd(1, Path::new("echo-server"), ["--mode", "raw"]);
         assert_eq!(command.read().unwrap(), "-c 1 echo-server --mode raw");
-        let unpinned = Pinning { taskset: None };
         assert_eq!(
             unpinned.cmd(1, Path::new("echo"), ["raw"]).read().unwrap(),
             "raw"
         );
-        assert!(pinned.describe().contains("CPU 1"));
-        assert!(unpinned.describe().contains("unpinned"));
+        assert!(pinned.placement().contains("CPU 1"));
+        assert!(unpinned.placement().contains("unpinned"));
+        assert_eq!(unpinned.servers(), [ServerKind::EchoServer]);
+        assert!(unpinned.reference().is_err());
     }
 }
