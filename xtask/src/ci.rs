@@ -86,16 +86,13 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let total = STEPS.len() + 3;
     for (index, &(name, line)) in STEPS.iter().enumerate() {
         eprintln!("==> [{}/{total}] {name}: {line}", index + 1);
-        let mut words = line.split_whitespace().peekable();
-        let env: Vec<(&str, &str)> =
-            std::iter::from_fn(|| words.next_if(|word| word.contains('='))?.split_once('='))
-                .collect();
-        let cargo = words.next().filter(|&word| word == "cargo");
-        cargo.with_context(|| format!("CI step `{name}` is not a cargo command"))?;
-        env.into_iter()
-            .fold(process::cargo(words), |command, (key, value)| {
-                command.env(key, value)
-            })
+        let (env, args) =
+            split(line).with_context(|| format!("CI step `{name}` is not a cargo command"))?;
+        let command = process::cargo(args);
+        let command = env
+            .into_iter()
+            .fold(command, |command, (key, value)| command.env(key, value));
+        command
             .run()
             .with_context(|| format!("CI step `{name}` failed"))?;
     }
@@ -117,6 +114,19 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A step's environment, its leading `NAME=VALUE` words.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
+/// A step's environment and cargo's arguments, the words after `cargo`;
+/// `None` if it is not a cargo command.
+fn split(line: &str) -> Option<(Env<'_>, Vec<&str>)> {
+    let mut words = line.split_whitespace().peekable();
+    let env =
+        std::iter::from_fn(|| words.next_if(|word| word.contains('='))?.split_once('=')).collect();
+    words.next().filter(|&word| word == "cargo")?;
+    Some((env, words.collect()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,11 +136,17 @@ mod tests {
         assert!(bench::Args::try_parse_from(BENCH_SMOKE).is_ok());
         assert!(fuzz::Args::try_parse_from(FUZZ_SMOKE).is_ok());
         for (name, line) in STEPS {
-            assert!(
-                line.split_whitespace().any(|word| word == "cargo"),
-                "{name}"
-            );
+            assert!(split(line).is_some(), "{name}");
         }
+        let (env, args) = split("RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps").unwrap();
+        assert_eq!(
+            (env, args),
+            (
+                vec![("RUSTDOCFLAGS", "-Dwarnings")],
+                vec!["doc", "--no-deps"]
+            )
+        );
+        assert_eq!(split("make all"), None);
         let mut names: Vec<&str> = STEPS.iter().map(|(name, _)| *name).collect();
         names.sort_unstable();
         names.dedup();

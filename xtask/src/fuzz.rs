@@ -31,7 +31,7 @@ pub(crate) struct Args {
     pub(crate) time: u64,
     /// The targets to run, by the names of the files of fuzz/fuzz_targets
     /// [default: all].
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", value_parser = target_name)]
     pub(crate) targets: Vec<String>,
 }
 
@@ -78,12 +78,6 @@ enum Engine {
 /// each; fails if any failed, once all have run.
 pub(crate) fn run(args: &Args) -> Result<()> {
     let all = targets(Path::new("fuzz"))?;
-    if let Some(unknown) = args.targets.iter().find(|target| !all.contains(target)) {
-        bail!(
-            "no fuzz target is called `{unknown}`; the targets are: {}",
-            all.join(", ")
-        );
-    }
     let selected = if args.targets.is_empty() {
         &all
     } else {
@@ -129,6 +123,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         failed.join(", ")
     );
     Ok(())
+}
+
+/// The name of a fuzz target.
+fn target_name(name: &str) -> Result<String, String> {
+    let all = targets(&crate::project_root().join("fuzz")).map_err(|error| format!("{error:#}"))?;
+    match all.iter().any(|target| target == name) {
+        true => Ok(name.to_owned()),
+        false => Err(format!(
+            "no fuzz target is called so; the targets are: {}",
+            all.join(", ")
+        )),
+    }
 }
 
 /// The targets: the files of `fuzz/fuzz_targets`, by name, sorted.
@@ -300,6 +306,8 @@ mod tests {
         for bad in ["0", "-3", "1.5", "soon"] {
             assert!(parse(&["--time", bad]).is_err(), "{bad}");
         }
+        let error = parse(&["json"]).unwrap_err().to_string();
+        assert!(error.contains("json_codec, server_relay"), "{error}");
     }
 
     #[test]
