@@ -1,21 +1,22 @@
-//! `cargo xtask bench`: measures `echo-server` the way the performance issue
-//! states its targets, beside a plain C epoll echo server when asked, and
-//! `echo-client` against the client's own target.
+//! `cargo xtask bench`: measures `echo-server` against its performance
+//! targets, beside a plain C epoll echo server when asked, and `echo-client`
+//! against the client's own target.
 //!
 //! It builds the release binaries, starts each server pinned to one core
 //! (`taskset`) and runs `echo-client bench --json`, pinned to the other core,
-//! over the scenarios of [`scenario::SCENARIOS`] in framed and raw traffic.
+//! over the scenarios of [`scenario::SCENARIOS`] in framed and raw mode.
 //! Every echoed byte is verified by the client; a run with any error fails
 //! the bench. Each scenario is measured several times on each server, the
-//! servers taking turns, and every figure reported is the median. For each run it reads the client's throughput and latency and
-//! the server's CPU time (`/proc/PID/stat`), so that a server can be judged
-//! on its cost per echo where the client is the bottleneck. Then it opens
-//! thousands of idle connections to fresh servers and reads their resident
-//! memory. With the reference, the loads of the client's target are also
-//! driven by a plain C load generator, which checks nothing: what each server
-//! serves on one core when echo-client is not the client. It prints one table
-//! and the issues' targets, judged as ratios to the references of the same
-//! run (`--json`: one document).
+//! servers taking turns, and every figure reported is the median. For each
+//! run it reads the client's throughput and latency and the server's CPU
+//! time (`/proc/PID/stat`), so that a server can be judged on its cost per
+//! echo where the client is the bottleneck. Then it opens thousands of idle
+//! connections to fresh servers and reads their resident memory. With the
+//! reference, the loads of the client's target are also driven by a plain C
+//! load generator, which checks nothing: what each server serves on one
+//! core when echo-client is not the client. It prints one table and the
+//! targets, judged as ratios to the references of the same run (`--json`:
+//! one document).
 //!
 //! Missed targets do not fail the task: on a shared machine figures move
 //! from run to run, and the table is for people to read.
@@ -29,132 +30,86 @@ mod report;
 mod scenario;
 mod servers;
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use self::measure::{IdleRun, LoadGenerator, Run, make_room_for_connections, measure_idle};
+use self::measure::{Contender, IdleRun, Run, make_room_for_connections, measure_idle};
 use self::report::{Machine, Results};
-use self::scenario::{IDLE, SCENARIOS, Scenario, Traffic};
-use self::servers::{ClientKind, Pinning, Programs, RunningServer, ServerKind};
-
-/// How long a server may take to start, and to stop after SIGTERM.
-const SERVER_DEADLINE: Duration = Duration::from_secs(30);
-
-/// How long opening and echoing on every idle connection may take.
-const IDLE_DEADLINE: Duration = Duration::from_secs(120);
+use self::scenario::{IDLE, Mode, SCENARIOS, Scenario};
+use self::servers::{ClientKind, Lab, ServerKind};
+use crate::process::{self, Server};
 
 /// The options of `cargo xtask bench`.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Options {
-    /// How long each measured run sends.
-    pub(crate) duration: Duration,
-    /// How long the unmeasured run before each measured one sends.
-    pub(crate) warmup: Duration,
-    /// How many times each scenario is measured on each server; the
-    /// report gives the median of each figure.
-    pub(crate) rounds: usize,
-    /// Build and measure the C references too: the epoll echo server, and
-    /// the load generator for the client's target.
-    pub(crate) reference: bool,
-    /// Print one JSON document instead of the table.
-    pub(crate) json: bool,
-    /// Idle connections to hold; 0 skips the idle measurement.
-    pub(crate) idle_connections: usize,
+#[derive(Debug, clap::Parser)]
+pub(crate) struct Args {
+    /// Seconds each measured run sends (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = seconds_above_zero)]
+    duration: Duration,
+    /// Seconds of the unmeasured run before each measured one (fractions
+    /// allowed; 0 for none).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    warmup: Duration,
+    /// How many times each scenario is measured on each server; the report
+    /// gives the median of each figure.
+    #[arg(long, value_name = "N", default_value = "3")]
+    rounds: NonZeroUsize,
+    /// Idle connections to hold for the memory measurement; 0 skips it.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Only this mode [default: both].
+    #[arg(long, value_enum, value_name = "MODE")]
+    mode: Option<Mode>,
+    /// Build and measure the C references of xtask/bench too: the epoll echo
+    /// server, and the load generator for the client's target; judge the
+    /// targets against them [default: off].
+    #[arg(long)]
+    reference: bool,
     /// Measure the dev profile's binaries: a quick check that the bench
-    /// works, whose figures mean nothing.
-    pub(crate) dev: bool,
-    /// Only this traffic, if given.
-    pub(crate) traffic: Option<Traffic>,
-    /// Only the scenarios (or `idle`) whose names contain one of these.
-    pub(crate) filters: Vec<String>,
+    /// works, whose figures mean nothing [default: off].
+    #[arg(long)]
+    dev: bool,
+    /// Print one JSON document instead of the table [default: off].
+    #[arg(long)]
+    json: bool,
+    /// Measure only the scenarios whose names contain one of these:
+    /// pingpong, fanin, pipelined, bulk, and idle for the idle connections
+    /// [default: all].
+    #[arg(value_name = "NAME", value_parser = scenario_filter)]
+    filters: Vec<String>,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            duration: Duration::from_secs(3),
-            warmup: Duration::from_secs(1),
-            rounds: 3,
-            reference: false,
-            json: false,
-            idle_connections: 10_000,
-            dev: false,
-            traffic: None,
-            filters: Vec::new(),
-        }
+/// A number of seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a number of seconds"))
+}
+
+/// A number of seconds above 0.
+fn seconds_above_zero(text: &str) -> Result<Duration, String> {
+    seconds(text).and_then(|secs| match secs.is_zero() {
+        true => Err("it must be more than 0 seconds".to_owned()),
+        false => Ok(secs),
+    })
+}
+
+/// A part of the name of a scenario, or of `idle`.
+fn scenario_filter(text: &str) -> Result<String, String> {
+    let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).chain([IDLE]).collect();
+    match names.iter().any(|name| name.contains(text)) {
+        true => Ok(text.to_owned()),
+        false => Err(format!(
+            "it names no scenario; they are {}",
+            names.join(", ")
+        )),
     }
 }
 
-impl Options {
-    /// Parses the arguments that follow `bench`.
-    pub(crate) fn parse(args: Vec<String>) -> Result<Self, String> {
-        let mut options = Options::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value = |what: &str| args.next().ok_or_else(|| format!("`{arg}` needs {what}"));
-            match arg.as_str() {
-                "--reference" => options.reference = true,
-                "--json" => options.json = true,
-                "--dev" => options.dev = true,
-                "--duration" => {
-                    let text = value("a number of seconds")?;
-                    options.duration = parse_seconds(&text, "--duration")?;
-                    if options.duration.is_zero() {
-                        return Err("`--duration` must be more than 0 seconds".to_owned());
-                    }
-                }
-                "--warmup" => {
-                    options.warmup = parse_seconds(&value("a number of seconds")?, "--warmup")?
-                }
-                "--rounds" => {
-                    let text = value("a number of rounds")?;
-                    options.rounds = match text.parse() {
-                        Ok(rounds) if rounds > 0 => rounds,
-                        _ => {
-                            return Err(format!(
-                                "`--rounds` must be a whole number, at least 1, got `{text}`"
-                            ));
-                        }
-                    };
-                }
-                "--idle-connections" => {
-                    let text = value("a number of connections")?;
-                    options.idle_connections = text.parse().map_err(|_| {
-                        format!("`--idle-connections` must be a whole number, got `{text}`")
-                    })?;
-                }
-                "--traffic" => {
-                    let text = value("`framed` or `raw`")?;
-                    options.traffic = Some(
-                        Traffic::ALL
-                            .into_iter()
-                            .find(|traffic| traffic.name() == text)
-                            .ok_or_else(|| {
-                                format!("`--traffic` must be `framed` or `raw`, got `{text}`")
-                            })?,
-                    );
-                }
-                flag if flag.starts_with('-') => {
-                    return Err(format!("unknown argument `{flag}` for `bench`"));
-                }
-                _ => {
-                    let known = SCENARIOS.iter().map(|s| s.name).chain([IDLE]);
-                    if !known.clone().any(|name| name.contains(arg.as_str())) {
-                        let names: Vec<&str> = known.collect();
-                        return Err(format!(
-                            "`{arg}` names no scenario; they are {}",
-                            names.join(", ")
-                        ));
-                    }
-                    options.filters.push(arg);
-                }
-            }
-        }
-        Ok(options)
-    }
-
+impl Args {
     /// Whether the scenario (or `idle`) called `name` is to be measured.
     fn selects(&self, name: &str) -> bool {
         self.filters.is_empty()
@@ -164,165 +119,115 @@ impl Options {
                 .any(|filter| name.contains(filter.as_str()))
     }
 
-    fn traffics(&self) -> Vec<Traffic> {
-        Traffic::ALL
+    fn modes(&self) -> Vec<Mode> {
+        Mode::ALL
             .into_iter()
-            .filter(|traffic| self.traffic.is_none_or(|only| only == *traffic))
+            .filter(|mode| self.mode.is_none_or(|only| only == *mode))
             .collect()
     }
 }
 
-/// Parses a number of seconds, fractions allowed, for `flag`.
-fn parse_seconds(text: &str, flag: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| format!("`{flag}` must be a number of seconds, got `{text}`"))
-}
+/// How long a server may take to stop after SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long opening and echoing on every idle connection may take.
+const IDLE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Builds what it needs, measures, and prints the report.
-pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
-    let bins = crate::e2e::build(root, !options.dev)?;
-    let reference = if options.reference {
-        let out_dir = bins
-            .server
-            .parent()
-            .and_then(Path::parent)
-            .context("the binaries have no target directory")?
-            .join("xtask-bench");
-        Some(servers::build_references(root, &out_dir)?)
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let bins = process::build_binaries(!args.dev)?;
+    let reference = if args.reference {
+        let target_dir = bins.server.parent().and_then(Path::parent);
+        let target_dir = target_dir.context("the binaries have no target directory")?;
+        Some(servers::build_references(&target_dir.join("xtask-bench"))?)
     } else {
         None
     };
-    let programs = Programs {
-        server: bins.server,
-        client: bins.client,
-        reference,
-    };
+    let lab = Lab::new(bins, reference, (args.duration, args.warmup));
     // Before any server starts, so that the servers inherit the limit.
-    let idle_connections = make_room_for_connections(options.idle_connections)?;
-    let pinning = Pinning::detect();
-    let kinds: Vec<ServerKind> = [
-        programs
-            .reference
-            .is_some()
-            .then_some(ServerKind::Reference),
-        Some(ServerKind::EchoServer),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-
+    let idle_connections = make_room_for_connections(args.idle_connections)?;
     let scenarios: Vec<Scenario> = SCENARIOS
         .into_iter()
-        .filter(|scenario| options.selects(scenario.name))
+        .filter(|s| args.selects(s.name))
         .collect();
-    let load = LoadGenerator {
-        programs: &programs,
-        pinning: &pinning,
-        duration: options.duration,
-        warmup: options.warmup,
+    let rounds = args.rounds.get();
+    let runs = measure_scenarios(&lab, &scenarios, &args.modes(), rounds)?;
+    let idle = match args.selects(IDLE) && idle_connections > 0 {
+        true => measure_idle_memory(&lab, &args.modes(), idle_connections)?,
+        false => Vec::new(),
     };
-    let runs = measure_scenarios(
-        &load,
-        &scenarios,
-        &options.traffics(),
-        &kinds,
-        options.rounds,
-    )?;
-    let idle = if options.selects(IDLE) && idle_connections > 0 {
-        measure_idle_memory(
-            &programs,
-            &pinning,
-            &options.traffics(),
-            &kinds,
-            idle_connections,
-        )?
-    } else {
-        Vec::new()
-    };
-
     let results = Results {
         machine: Machine::this(),
-        placement: pinning.describe(),
-        pinned: pinning.is_pinned(),
-        dev: options.dev,
-        duration: options.duration,
-        warmup: options.warmup,
-        rounds: options.rounds,
+        placement: lab.placement(),
+        pinned: lab.is_pinned(),
+        dev: args.dev,
+        duration: args.duration,
+        warmup: args.warmup,
+        rounds,
         runs,
         idle,
     };
-    if options.json {
+    if args.json {
         println!("{:#}", results.to_json());
     } else {
-        print!("{}", results.to_text());
+        print!("{results}");
     }
     Ok(())
 }
 
-/// Runs every scenario against every server, with each traffic, `rounds`
-/// times. The servers are started once; the runs of one scenario follow each
-/// other, in an order that changes from round to round, so that the figures
+/// Runs every scenario against every server, in each mode, `rounds` times.
+/// The servers are started once; the runs of one scenario follow each other,
+/// in an order that changes from round to round, so that the figures
 /// compared were taken close together and under the same conditions.
 fn measure_scenarios(
-    load: &LoadGenerator<'_>,
+    lab: &Lab,
     scenarios: &[Scenario],
-    traffics: &[Traffic],
-    kinds: &[ServerKind],
+    modes: &[Mode],
     rounds: usize,
 ) -> Result<Vec<Run>> {
     if scenarios.is_empty() {
         return Ok(Vec::new());
     }
-    let mut servers = Vec::new();
-    for &traffic in traffics {
-        for &kind in kinds {
-            // The reference echoes bytes, whatever the traffic: one serves all.
-            let shared = kind == ServerKind::Reference && traffic != traffics[0];
-            if !shared {
-                let deadline = Instant::now() + SERVER_DEADLINE;
-                let server = RunningServer::start(
-                    kind,
-                    traffic,
-                    load.programs,
-                    load.pinning,
-                    &[],
-                    deadline,
-                )?;
-                servers.push((kind, traffic, server));
+    let mut servers: Vec<(ServerKind, Mode, Server)> = Vec::new();
+    for &mode in modes {
+        for kind in lab.servers() {
+            // The reference echoes bytes, whatever the mode: one serves all.
+            if kind == ServerKind::EchoServer || mode == modes[0] {
+                servers.push((kind, mode, lab.start(kind, mode, &[])?));
             }
         }
     }
-    let server_for = |kind: ServerKind, traffic: Traffic| {
-        servers
-            .iter()
-            .find(|(k, t, _)| *k == kind && (*t == traffic || kind == ServerKind::Reference))
+    let server_for = |who: Contender| {
+        let serves =
+            |kind, mode| kind == who.server && (mode == who.mode || kind == ServerKind::Reference);
+        let found = servers.iter().find(|&&(kind, mode, _)| serves(kind, mode));
+        found
             .map(|(_, _, server)| server)
             .context("a server was not started")
     };
-    // Every server of every traffic, in the order their figures are shown:
+    // Every server in every mode, in the order their figures are shown:
     // driven by echo-client, then (for the client's target, when built) by
     // the C load generator.
-    let clients: &[ClientKind] = if load.programs.reference.is_some() {
-        &[ClientKind::EchoClient, ClientKind::Reference]
-    } else {
-        &[ClientKind::EchoClient]
+    let clients = match lab.reference {
+        Some(_) => &[ClientKind::EchoClient, ClientKind::Reference][..],
+        None => &[ClientKind::EchoClient],
     };
-    let all_contenders: Vec<(Traffic, ServerKind, ClientKind)> = clients
-        .iter()
-        .flat_map(|&client| {
-            traffics
-                .iter()
-                .flat_map(move |&traffic| kinds.iter().map(move |&kind| (traffic, kind, client)))
-        })
-        .collect();
+    let mut all = Vec::new();
+    for &client in clients {
+        for &mode in modes {
+            all.extend(lab.servers().into_iter().map(|server| Contender {
+                mode,
+                server,
+                client,
+            }));
+        }
+    }
     let mut runs = Vec::new();
     for &scenario in scenarios {
-        let contenders: Vec<(Traffic, ServerKind, ClientKind)> = all_contenders
+        let contenders: Vec<Contender> = all
             .iter()
             .copied()
-            .filter(|&(_, _, client)| client == ClientKind::EchoClient || scenario.client_target)
+            .filter(|who| who.client == ClientKind::EchoClient || scenario.client_target)
             .collect();
         let mut measured: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
         for round in 0..rounds {
@@ -331,21 +236,23 @@ fn measure_scenarios(
             let mut order: Vec<usize> = (0..contenders.len()).collect();
             order.rotate_left(round % contenders.len());
             for index in order {
-                let (traffic, kind, client) = contenders[index];
-                let server = server_for(kind, traffic)?;
-                let run = load
-                    .measure(server, kind, client, traffic, scenario)
+                let who = contenders[index];
+                let Contender {
+                    mode,
+                    server,
+                    client,
+                } = who;
+                let run = lab
+                    .measure(server_for(who)?, who, scenario)
                     .with_context(|| {
-                        format!(
-                            "{} with {traffic} traffic from {client} to {kind}",
-                            scenario.name
-                        )
+                        format!("{} in {mode} mode from {client} to {server}", scenario.name)
                     })?;
                 eprintln!(
-                    "==> {} {traffic} {client} -> {kind}, round {}: {:.0} msgs/s, server CPU {:.3} µs/msg, client CPU {:.3} µs/msg",
+                    "==> {} {mode} {client} -> {server}, round {}: {:.0} msgs/s, server CPU {:.3} µs/msg, \
+                     client CPU {:.3} µs/msg",
                     scenario.name,
                     round + 1,
-                    run.messages_per_s,
+                    run.report.messages_per_s,
                     run.server_cpu_per_message_us,
                     run.client_cpu_per_message_us
                 );
@@ -355,7 +262,7 @@ fn measure_scenarios(
         runs.extend(measured.iter().filter_map(|runs| Run::median(runs)));
     }
     for (kind, _, server) in servers {
-        let output = server.stop(Instant::now() + SERVER_DEADLINE)?;
+        let output = server.stop(Instant::now() + STOP_DEADLINE)?;
         if !output.status.success() {
             eprintln!(
                 "warning: {kind} did not exit cleanly after SIGTERM: {}",
@@ -367,43 +274,28 @@ fn measure_scenarios(
 }
 
 /// Measures the memory of `connections` idle connections on a fresh server
-/// of each kind and traffic.
-fn measure_idle_memory(
-    programs: &Programs,
-    pinning: &Pinning,
-    traffics: &[Traffic],
-    kinds: &[ServerKind],
-    connections: usize,
-) -> Result<Vec<IdleRun>> {
+/// of each kind, in each mode.
+fn measure_idle_memory(lab: &Lab, modes: &[Mode], connections: usize) -> Result<Vec<IdleRun>> {
     // Room above the connections held, so that the limit is not what is
     // measured.
     let max_connections = (connections + 100).to_string();
     let mut idle = Vec::new();
-    for &traffic in traffics {
-        for &kind in kinds {
-            let deadline = Instant::now() + SERVER_DEADLINE;
-            let server = RunningServer::start(
-                kind,
-                traffic,
-                programs,
-                pinning,
-                &["--max-connections", &max_connections],
-                deadline,
-            )?;
+    for &mode in modes {
+        for kind in lab.servers() {
+            let server = lab.start(kind, mode, &["--max-connections", &max_connections])?;
             let measured = measure_idle(
                 &server,
-                kind,
-                traffic,
+                (mode, kind),
                 connections,
                 Instant::now() + IDLE_DEADLINE,
             )
-            .with_context(|| format!("idle connections with {traffic} traffic to {kind}"))?;
+            .with_context(|| format!("idle connections in {mode} mode to {kind}"))?;
             eprintln!(
-                "==> idle {traffic} {kind}: {:.2} KiB per connection",
-                measured.kib_per_connection()
+                "==> idle {mode} {kind}: {:.2} KiB per connection",
+                measured.kib_per_connection
             );
             idle.push(measured);
-            server.stop(Instant::now() + SERVER_DEADLINE)?;
+            server.stop(Instant::now() + STOP_DEADLINE)?;
         }
     }
     Ok(idle)
@@ -411,16 +303,28 @@ fn measure_idle_memory(
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Options, String> {
-        Options::parse(args.iter().map(|arg| (*arg).to_owned()).collect())
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
     }
 
     #[test]
     fn parses_options() {
-        assert_eq!(parse(&[]), Ok(Options::default()));
-        let options = parse(&[
+        let all = parse(&[]).unwrap();
+        assert_eq!(
+            (all.duration, all.warmup, all.rounds.get()),
+            (Duration::from_secs(3), Duration::from_secs(1), 3)
+        );
+        assert_eq!(
+            (all.idle_connections, all.reference, all.json, all.dev),
+            (10_000, false, false, false)
+        );
+        assert!(all.selects("bulk") && all.selects(IDLE));
+        assert_eq!(all.modes(), Mode::ALL);
+        let args = [
             "--reference",
             "--json",
             "--duration",
@@ -431,46 +335,37 @@ mod tests {
             "5",
             "--idle-connections",
             "200",
-            "--traffic",
+            "--mode",
             "raw",
             "--dev",
             "pipe",
-        ])
-        .unwrap();
+        ];
+        let some = parse(&args).unwrap();
         assert_eq!(
-            options,
-            Options {
-                duration: Duration::from_millis(500),
-                warmup: Duration::ZERO,
-                rounds: 5,
-                reference: true,
-                json: true,
-                idle_connections: 200,
-                dev: true,
-                traffic: Some(Traffic::Raw),
-                filters: vec!["pipe".to_owned()],
-            }
+            (some.duration, some.warmup, some.rounds.get()),
+            (Duration::from_millis(500), Duration::ZERO, 5)
         );
-        assert!(options.selects("pipelined"));
-        assert!(!options.selects("bulk"));
-        assert!(!options.selects(IDLE));
-        assert_eq!(options.traffics(), [Traffic::Raw]);
-        let all = Options::default();
-        assert!(all.selects("bulk") && all.selects(IDLE));
-        assert_eq!(all.traffics(), Traffic::ALL);
+        assert_eq!(
+            (some.idle_connections, some.reference, some.json, some.dev),
+            (200, true, true, true)
+        );
+        assert!(some.selects("pipelined"));
+        assert!(!some.selects("bulk"));
+        assert!(!some.selects(IDLE));
+        assert_eq!(some.modes(), [Mode::Raw]);
     }
 
     #[test]
     fn rejects_bad_options_naming_them() {
-        let error = |args: &[&str]| parse(args).unwrap_err();
+        let error = |args: &[&str]| parse(args).unwrap_err().to_string();
         assert!(error(&["--duration"]).contains("--duration"));
         assert!(error(&["--duration", "0"]).contains("more than 0"));
         assert!(error(&["--duration", "x"]).contains("`x`"));
-        assert!(error(&["--warmup", "-1"]).contains("`-1`"));
-        assert!(error(&["--idle-connections", "many"]).contains("`many`"));
-        assert!(error(&["--rounds", "0"]).contains("at least 1"));
-        assert!(error(&["--traffic", "udp"]).contains("`udp`"));
-        assert!(error(&["--fast"]).contains("--fast"));
+        assert!(error(&["--warmup=-1"]).contains("`-1`"));
+        assert!(error(&["--idle-connections", "many"]).contains("many"));
+        assert!(error(&["--rounds", "0"]).contains("--rounds"));
+        assert!(error(&["--mode", "udp"]).contains("udp"));
+        assert!(error(&["--traffic", "raw"]).contains("--traffic"));
         let unknown = error(&["pingpang"]);
         assert!(
             unknown.contains("pingpang") && unknown.contains("pingpong"),

@@ -1,586 +1,331 @@
-//! `cargo xtask fuzz`: builds the fuzz targets of `fuzz/` with the stable
-//! toolchain and runs each under libFuzzer for a bounded time.
+//! `cargo xtask fuzz`: runs each fuzz target of `fuzz/` under libFuzzer for
+//! a bounded time, on its corpus (`fuzz/corpus/TARGET`, kept between runs,
+//! out of git) and its seeds (`fuzz/seeds/TARGET`, checked in and never
+//! written to: libFuzzer adds new inputs to the first directory only). It
+//! first runs the fuzz crate's own tests, which check the targets' reference
+//! decoder, check the seeds against PROTOCOL.md, and pass every seed through
+//! every check.
 //!
-//! cargo-fuzz needs nightly for its default sanitizer, but libFuzzer itself
-//! does not: its engine comes from the `libfuzzer-sys` crate, built as an
-//! ordinary dependency, and the coverage instrumentation it feeds on is
-//! LLVM's SanitizerCoverage, which stable rustc turns on with `-C passes` and
-//! `-C llvm-args`. So this task passes the same flags cargo-fuzz passes with
-//! `--sanitizer none`, builds through cargo, and runs the binaries itself.
-//! It installs nothing: everything lands in `fuzz/target`. People with a
-//! nightly toolchain and cargo-fuzz can still run `cargo fuzz run TARGET` on
-//! the same crate.
-//!
-//! Before fuzzing it runs the fuzz crate's own tests, which check the
-//! targets' reference decoder, check that the seeds match PROTOCOL.md, and
-//! pass every seed through every check.
+//! With cargo-fuzz installed, it runs `cargo fuzz`: with AddressSanitizer on
+//! a nightly toolchain (`cargo +nightly xtask fuzz`), with `--sanitizer none`
+//! on stable, where the `-Z` flag of a sanitizer is refused. Without it, it
+//! builds the targets itself on stable Rust: libFuzzer comes from the
+//! `libfuzzer-sys` crate, built as an ordinary dependency, and the coverage
+//! it feeds on is LLVM's SanitizerCoverage, which stable rustc turns on with
+//! the `-C` flags that cargo-fuzz passes with `--sanitizer none`.
 
-use std::fmt;
-use std::fs::File;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
-/// Where the fuzz crate is built, from the workspace root.
-const TARGET_DIR: &str = "fuzz/target";
+use crate::process::{cargo, cmd, finish_by};
 
-/// How long each target runs unless `--time` says otherwise.
-const DEFAULT_TIME: Duration = Duration::from_secs(60);
+/// The options of `cargo xtask fuzz`.
+#[derive(Debug, clap::Parser)]
+pub(crate) struct Args {
+    /// Seconds each target runs.
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) time: u64,
+    /// The targets to run, by the names of the files of fuzz/fuzz_targets
+    /// [default: all].
+    #[arg(value_name = "TARGET", value_parser = target_name)]
+    pub(crate) targets: Vec<String>,
+}
 
-/// The longest input libFuzzer makes. A few KiB is room for many frames and
-/// for frames larger than the server's relay buffer in the `server_relay`
-/// target, while keeping each run fast.
-const MAX_LEN: usize = 4096;
+/// The fuzz crate's manifest and target directory, from the workspace root:
+/// its own target directory even when CARGO_TARGET_DIR names another, so
+/// that its builds never mix with the main ones.
+const MANIFEST: &str = "--manifest-path fuzz/Cargo.toml --target-dir fuzz/target";
 
-/// How long one input may run before libFuzzer calls it a hang and saves it.
-const INPUT_TIMEOUT_SECS: u64 = 10;
+/// libFuzzer's options: inputs of up to 4 KiB (room for many frames, and
+/// for frames larger than the server's relay buffer in `server_relay`,
+/// while keeping each run fast); an input running over 10 s is a hang, to
+/// be saved; and the final statistics in the log.
+const LIBFUZZER_OPTIONS: &str = "-max_len=4096 -timeout=10 -print_final_stats=1";
 
 /// How much longer than asked a run may take before it is killed: time for
 /// libFuzzer to load its corpus and to finish the input it is on.
 const RUN_GRACE: Duration = Duration::from_secs(60);
 
-/// How often a running fuzzer is checked on.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The SanitizerCoverage flags that cargo-fuzz passes with `--sanitizer
+/// none`, all stable: edge coverage as inline 8-bit counters with their
+/// table of program counters, comparison operands for libFuzzer to aim at,
+/// no folding of branches that would hide edges, and `--cfg fuzzing`. Debug
+/// assertions, overflow checks and one codegen unit come from
+/// `fuzz/Cargo.toml`'s release profile, so that `cargo fuzz` gets them too.
+/// On Linux, as cargo-fuzz does, libFuzzer also rewards inputs that make the
+/// stack deeper.
+const SANCOV_FLAGS: &str = "-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+    -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-simplifycfg-branch-fold-threshold=0 \
+    -Clink-dead-code --cfg fuzzing";
+const LINUX_FLAGS: &str = "-Cllvm-args=-sanitizer-coverage-stack-depth";
 
-/// The SanitizerCoverage flags that cargo-fuzz passes (with `--sanitizer
-/// none`), all stable codegen options: edge coverage as inline 8-bit
-/// counters with their table of program counters, comparison operands for
-/// libFuzzer to aim at, no folding of branches that would hide edges, and
-/// `--cfg fuzzing` for code that wants to know. Debug assertions, overflow
-/// checks and one codegen unit come from `fuzz/Cargo.toml`'s release
-/// profile instead, so that `cargo fuzz` gets them too.
-const SANCOV_FLAGS: &[&str] = &[
-    "-Cpasses=sancov-module",
-    "-Cllvm-args=-sanitizer-coverage-level=4",
-    "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
-    "-Cllvm-args=-sanitizer-coverage-pc-table",
-    "-Cllvm-args=-sanitizer-coverage-trace-compares",
-    "-Cllvm-args=-simplifycfg-branch-fold-threshold=0",
-    "-Clink-dead-code",
-    "--cfg",
-    "fuzzing",
-];
-
-/// Added on Linux, as cargo-fuzz does: libFuzzer also rewards inputs that
-/// make the stack deeper.
-const LINUX_FLAGS: &[&str] = &["-Cllvm-args=-sanitizer-coverage-stack-depth"];
-
-/// The options of `cargo xtask fuzz`.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Options {
-    /// How long each target runs.
-    pub(crate) time: Duration,
-    /// The targets to run; all of them if empty.
-    pub(crate) targets: Vec<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            time: DEFAULT_TIME,
-            targets: Vec::new(),
-        }
-    }
-}
-
-impl Options {
-    /// Parses the arguments that follow `fuzz`.
-    pub(crate) fn parse(args: Vec<String>) -> Result<Self, String> {
-        let mut options = Options::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let time = match arg.strip_prefix("--time") {
-                Some("") => Some(args.next().ok_or("`--time` needs a number of seconds")?),
-                Some(value) if value.starts_with('=') => Some(value[1..].to_owned()),
-                _ => None,
-            };
-            if let Some(time) = time {
-                let secs: u64 = time.parse().ok().filter(|&secs| secs > 0).ok_or_else(|| {
-                    format!("`--time` takes a whole number of seconds above 0, got `{time}`")
-                })?;
-                options.time = Duration::from_secs(secs);
-            } else if arg.starts_with('-') {
-                return Err(format!("unknown option `{arg}` for `fuzz`"));
-            } else {
-                options.targets.push(arg);
-            }
-        }
-        Ok(options)
-    }
-}
-
-/// How one target's run went.
+/// What builds and runs the targets.
 #[derive(Debug)]
-struct Run {
-    target: String,
-    stats: Stats,
-    /// The inputs in its corpus directory afterwards.
-    corpus: usize,
-    seeds: usize,
-    outcome: Outcome,
-    /// Where libFuzzer's output went, and what it said.
-    log: PathBuf,
-    log_text: String,
+enum Engine {
+    /// `cargo fuzz`, with AddressSanitizer on nightly, or its flags for
+    /// stable: `--sanitizer none`.
+    CargoFuzz { flags: &'static str },
+    /// The targets built by this task, in this directory.
+    Stable { binaries: PathBuf },
 }
 
-/// The statistics libFuzzer prints at the end of a run (`-print_final_stats`).
-#[derive(Debug, Default, PartialEq)]
-struct Stats {
-    executions: Option<u64>,
-    per_second: Option<u64>,
-    new_units: Option<u64>,
-    peak_rss_mb: Option<u64>,
-}
-
-#[derive(Debug)]
-enum Outcome {
-    Passed,
-    /// libFuzzer stopped on a failing input, which it saved.
-    Crashed {
-        status: ExitStatus,
-        artifact: Option<PathBuf>,
-    },
-    /// The run outlived its time and was killed.
-    Killed,
-}
-
-/// Builds the targets and runs the selected ones; returns how many failed.
-pub(crate) fn run(root: &Path, options: &Options) -> Result<usize> {
-    let fuzz_dir = root.join("fuzz");
-    let all = targets(&fuzz_dir)?;
-    let selected: Vec<String> = if options.targets.is_empty() {
-        all.clone()
+/// Builds the targets and runs the selected ones for `args.time` seconds
+/// each; fails if any failed, once all have run.
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let all = targets(Path::new("fuzz"))?;
+    let selected = if args.targets.is_empty() {
+        &all
     } else {
-        for target in &options.targets {
-            if !all.contains(target) {
-                bail!(
-                    "no fuzz target is called `{target}`; the targets are: {}",
-                    all.join(", ")
-                );
+        &args.targets
+    };
+    cargo(format!("test {MANIFEST}").split_whitespace()).run()?;
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let rustc = cmd(rustc, ["-vV"]).read()?;
+    let installed = cargo(["fuzz", "--version"])
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()?;
+    let engine = if installed.status.success() {
+        let flags = if rustc.contains("-nightly") {
+            ""
+        } else {
+            "--sanitizer none"
+        };
+        cargo(format!("fuzz build {flags}").split_whitespace()).run()?;
+        Engine::CargoFuzz { flags }
+    } else {
+        Engine::Stable {
+            binaries: build(&rustc)?,
+        }
+    };
+    let mut failed = Vec::new();
+    for target in selected {
+        match engine.fuzz(target, args.time) {
+            Ok(done) => eprintln!(
+                "==> {target}: ok, {} s without a failure: {done}",
+                args.time
+            ),
+            Err(error) => {
+                eprintln!("==> {target}: FAILED: {error:#}");
+                failed.push(target.as_str());
             }
         }
-        options.targets.clone()
-    };
-
-    // The fuzz crate's own target directory, even when CARGO_TARGET_DIR
-    // names another: its builds never mix with the main ones, and the
-    // binaries are where this task looks for them.
-    let manifest = [
-        "--manifest-path",
-        "fuzz/Cargo.toml",
-        "--target-dir",
-        TARGET_DIR,
-    ];
-    let mut tests = crate::cargo(root);
-    tests.arg("test").args(manifest);
-    eprintln!(
-        "==> {}  (the checks' own tests: the reference decoder, the seeds against PROTOCOL.md, every seed through every check)",
-        crate::show_command(&tests)
-    );
-    crate::run_checked(&mut tests)?;
-
-    let triple = host_triple()?;
-    let rustflags = rustflags(&triple);
-    let mut build = crate::cargo(root);
-    build
-        .args(["build", "--release", "--bins"])
-        .args(manifest)
-        .args(["--target", &triple])
-        .env("RUSTFLAGS", &rustflags);
-    eprintln!(
-        "==> RUSTFLAGS=\"{rustflags}\" {}",
-        crate::show_command(&build)
-    );
-    crate::run_checked(&mut build).context(
-        "building the fuzz targets failed (libfuzzer-sys compiles libFuzzer's C++ \
-         sources, so a C++ compiler such as g++ or clang++ must be installed)",
-    )?;
-
-    let engine = match libfuzzer_version(&fuzz_dir) {
-        Some(version) => format!("libFuzzer from libfuzzer-sys {version}"),
-        None => "libFuzzer from libfuzzer-sys".to_owned(),
-    };
-    eprintln!(
-        "==> fuzzing {} for {} s each with {engine}, built by stable rustc with the \
-         SanitizerCoverage flags above (no sanitizer); inputs of up to {MAX_LEN} bytes",
-        selected.join(", "),
-        options.time.as_secs()
-    );
-
-    let binaries = Path::new(TARGET_DIR).join(&triple).join("release");
-    let mut runs = Vec::new();
-    for target in &selected {
-        let run = fuzz_one(root, &binaries, target, options.time)?;
-        eprintln!("{}", run.report_line());
-        if let Some(details) = run.failure_details(&binaries) {
-            eprintln!("{details}");
-        }
-        runs.push(run);
     }
-
-    eprintln!(
-        "==> fuzzing summary ({} s per target):",
-        options.time.as_secs()
+    ensure!(
+        failed.is_empty(),
+        "fuzz targets failed: {}",
+        failed.join(", ")
     );
-    for run in &runs {
-        eprintln!("    {}", run.report_line());
+    Ok(())
+}
+
+/// The name of a fuzz target.
+fn target_name(name: &str) -> Result<String, String> {
+    let all = targets(&crate::project_root().join("fuzz")).map_err(|error| format!("{error:#}"))?;
+    match all.iter().any(|target| target == name) {
+        true => Ok(name.to_owned()),
+        false => Err(format!(
+            "no fuzz target is called so; the targets are: {}",
+            all.join(", ")
+        )),
     }
-    let failed = runs
-        .iter()
-        .filter(|run| !matches!(run.outcome, Outcome::Passed))
-        .count();
-    Ok(failed)
 }
 
 /// The targets: the files of `fuzz/fuzz_targets`, by name, sorted.
 fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
     let dir = fuzz_dir.join("fuzz_targets");
-    let mut targets = Vec::new();
-    for entry in
-        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
-    {
-        let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "rs") {
-            if let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) {
-                targets.push(stem.to_owned());
-            }
-        }
-    }
+    let mut targets: Vec<String> = files(&dir)
+        .iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
     targets.sort();
-    if targets.is_empty() {
-        bail!("{} holds no fuzz targets", dir.display());
-    }
+    ensure!(
+        !targets.is_empty(),
+        "{} holds no fuzz targets",
+        dir.display()
+    );
     Ok(targets)
 }
 
-/// The host's target triple, from `rustc -vV`. The build names it
-/// explicitly so that RUSTFLAGS reach the targets but not build scripts or
-/// proc macros, which must not be instrumented.
-fn host_triple() -> Result<String> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = Command::new(&rustc)
-        .arg("-vV")
-        .output()
-        .context("could not run `rustc -vV` to find the host's target triple")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    parse_host(&text).with_context(|| format!("`rustc -vV` names no host: {text:?}"))
-}
-
-fn parse_host(rustc_version: &str) -> Option<String> {
-    rustc_version
+/// Builds the targets on stable with the coverage flags; returns where the
+/// binaries are. The build names the host's target triple, from `rustc -vV`,
+/// so that RUSTFLAGS reach the targets but not build scripts or proc macros,
+/// which must not be instrumented.
+fn build(rustc_version: &str) -> Result<PathBuf> {
+    let triple = rustc_version
         .lines()
         .find_map(|line| line.strip_prefix("host: "))
-        .map(|host| host.trim().to_owned())
+        .map(str::trim)
+        .with_context(|| format!("`rustc -vV` names no host: {rustc_version:?}"))?;
+    let rustflags = rustflags(triple);
+    eprintln!("==> RUSTFLAGS: {rustflags}");
+    cargo(format!("build --release --bins --target {triple} {MANIFEST}").split_whitespace())
+        .env("RUSTFLAGS", rustflags)
+        .run()
+        .context(
+            "building the fuzz targets failed (libfuzzer-sys compiles libFuzzer's C++ \
+             sources, so a C++ compiler such as g++ or clang++ must be installed)",
+        )?;
+    Ok(Path::new("fuzz/target").join(triple).join("release"))
 }
 
 /// The RUSTFLAGS of the build: the coverage flags, then any the caller set.
 fn rustflags(triple: &str) -> String {
-    let mut flags: Vec<&str> = SANCOV_FLAGS.to_vec();
-    if triple.contains("-linux-") {
-        flags.extend_from_slice(LINUX_FLAGS);
-    }
-    let mut flags = flags.join(" ");
-    if let Some(extra) = std::env::var_os("RUSTFLAGS") {
-        flags.push(' ');
-        flags.push_str(&extra.to_string_lossy());
-    }
-    flags
-}
-
-/// The version of libfuzzer-sys that `fuzz/Cargo.lock` pins.
-fn libfuzzer_version(fuzz_dir: &Path) -> Option<String> {
-    let lock = std::fs::read_to_string(fuzz_dir.join("Cargo.lock")).ok()?;
-    locked_version(&lock, "libfuzzer-sys")
-}
-
-fn locked_version(lock: &str, package: &str) -> Option<String> {
-    let mut lines = lock.lines();
-    lines.find(|line| *line == format!("name = \"{package}\""))?;
-    let version = lines
-        .next()?
-        .strip_prefix("version = \"")?
-        .strip_suffix('"')?;
-    Some(version.to_owned())
-}
-
-/// Runs one target for `time`, with its corpus in `fuzz/corpus/TARGET`
-/// (kept between runs, out of git) and its seeds from `fuzz/seeds/TARGET`
-/// (checked in, never written to: libFuzzer adds new inputs to the first
-/// directory only).
-fn fuzz_one(root: &Path, binaries: &Path, target: &str, time: Duration) -> Result<Run> {
-    let corpus = Path::new("fuzz/corpus").join(target);
-    let seeds = Path::new("fuzz/seeds").join(target);
-    let artifacts = Path::new("fuzz/artifacts").join(target);
-    let logs = Path::new(TARGET_DIR).join("fuzz-logs");
-    for dir in [&corpus, &artifacts, &logs] {
-        std::fs::create_dir_all(root.join(dir))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let log_path = logs.join(format!("{target}.log"));
-    let log = File::create(root.join(&log_path))
-        .with_context(|| format!("cannot create {}", log_path.display()))?;
-
-    let mut command = Command::new(root.join(binaries).join(target));
-    command
-        .current_dir(root)
-        .arg(format!("-max_total_time={}", time.as_secs()))
-        .arg(format!("-max_len={MAX_LEN}"))
-        .arg(format!("-timeout={INPUT_TIMEOUT_SECS}"))
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .arg("-print_final_stats=1")
-        .arg(&corpus)
-        .arg(&seeds)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    eprintln!(
-        "==> {target}: {}  (log: {})",
-        show_path_command(binaries, &command),
-        log_path.display()
-    );
-
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("could not start the `{target}` fuzzer"))?;
-    let deadline = Instant::now() + time + RUN_GRACE;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            child.wait()?;
-            break None;
-        }
-        thread::sleep(POLL_INTERVAL);
+    let linux = if triple.contains("-linux-") {
+        LINUX_FLAGS
+    } else {
+        ""
     };
-
-    let log_text = std::fs::read_to_string(root.join(&log_path)).unwrap_or_default();
-    let outcome = match status {
-        Some(status) if status.success() => Outcome::Passed,
-        Some(status) => Outcome::Crashed {
-            status,
-            artifact: artifact_path(&log_text),
-        },
-        None => Outcome::Killed,
-    };
-    Ok(Run {
-        target: target.to_owned(),
-        stats: Stats::parse(&log_text),
-        corpus: count_files(&root.join(&corpus)),
-        seeds: count_files(&root.join(&seeds)),
-        outcome,
-        log: log_path,
-        log_text,
-    })
+    let extra = std::env::var("RUSTFLAGS").unwrap_or_default();
+    let flags = [SANCOV_FLAGS, linux, &extra].join(" ");
+    flags.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The command as a person would type it from the workspace root.
-fn show_path_command(binaries: &Path, command: &Command) -> String {
-    let program = Path::new(command.get_program());
-    let shown = match program.file_name() {
-        Some(name) => binaries.join(name),
-        None => program.to_path_buf(),
-    };
-    std::iter::once(shown.display().to_string())
-        .chain(
-            command
-                .get_args()
-                .map(|arg| arg.to_string_lossy().into_owned()),
-        )
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| entries.filter_map(Result::ok).count())
-}
-
-/// The input libFuzzer saved, from its `Test unit written to PATH` line.
-fn artifact_path(log: &str) -> Option<PathBuf> {
-    log.lines()
-        .find_map(|line| line.split_once("Test unit written to "))
-        .map(|(_, path)| PathBuf::from(path.trim()))
-}
-
-impl Stats {
-    /// Reads the `stat::NAME: VALUE` lines of a libFuzzer log.
-    fn parse(log: &str) -> Self {
-        let stat = |name: &str| {
-            log.lines().find_map(|line| {
-                line.strip_prefix("stat::")?
-                    .strip_prefix(name)?
-                    .strip_prefix(':')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-        };
-        Stats {
-            executions: stat("number_of_executed_units"),
-            per_second: stat("average_exec_per_sec"),
-            new_units: stat("new_units_added"),
-            peak_rss_mb: stat("peak_rss_mb"),
+impl Engine {
+    /// Runs `target` for `secs` seconds, its output in a log of its own;
+    /// returns libFuzzer's last word, how many inputs it ran. A failure names
+    /// the inputs libFuzzer saved, how to replay each, and what the log says.
+    fn fuzz(&self, target: &str, secs: u64) -> Result<String> {
+        let (corpus, seeds) = (
+            format!("fuzz/corpus/{target}"),
+            format!("fuzz/seeds/{target}"),
+        );
+        let artifacts = PathBuf::from(format!("fuzz/artifacts/{target}"));
+        let log = PathBuf::from(format!("fuzz/target/fuzz-logs/{target}.log"));
+        for dir in [
+            Path::new(&corpus),
+            &artifacts,
+            Path::new("fuzz/target/fuzz-logs"),
+        ] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-    }
-}
-
-/// A number, or `?` when libFuzzer did not print it.
-struct Maybe(Option<u64>);
-
-impl fmt::Display for Maybe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("?"),
-        }
-    }
-}
-
-impl Run {
-    fn report_line(&self) -> String {
-        let verdict = match &self.outcome {
-            Outcome::Passed => "ok".to_owned(),
-            Outcome::Crashed { status, .. } => {
-                format!("FAILED, libFuzzer found a failing input ({status})")
+        let options = format!("-max_total_time={secs} {LIBFUZZER_OPTIONS}");
+        let command = match self {
+            Engine::CargoFuzz { flags } => cargo(
+                format!("fuzz run {target} {corpus} {seeds} {flags} -- {options}")
+                    .split_whitespace(),
+            ),
+            Engine::Stable { binaries } => {
+                let args = format!(
+                    "{options} -artifact_prefix={}/ {corpus} {seeds}",
+                    artifacts.display()
+                );
+                cmd(binaries.join(target), args.split_whitespace())
             }
-            Outcome::Killed => "FAILED, it overran its time and was killed".to_owned(),
         };
-        format!(
-            "{}: {verdict}: {} executions ({}/s), {} inputs added to the corpus, which now holds {} files plus {} seeds, peak RSS {} MiB",
-            self.target,
-            Maybe(self.stats.executions),
-            Maybe(self.stats.per_second),
-            Maybe(self.stats.new_units),
-            self.corpus,
-            self.seeds,
-            Maybe(self.stats.peak_rss_mb),
-        )
+        eprintln!("    (its output: {})", log.display());
+        let before = files(&artifacts);
+        let handle = command
+            .stderr_to_stdout()
+            .stdout_path(&log)
+            .unchecked()
+            .start()?;
+        let outcome = finish_by(
+            handle,
+            Instant::now() + Duration::from_secs(secs) + RUN_GRACE,
+        );
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let why = match outcome {
+            Ok(output) if output.status.success() => {
+                let done = text.lines().rfind(|line| line.starts_with("Done "));
+                return Ok(done.unwrap_or("no summary in the log").to_owned());
+            }
+            Ok(output) => format!("it exited with {}", output.status),
+            Err(error) => format!("{error:#}"),
+        };
+        let mut report = vec![why];
+        for input in files(&artifacts).difference(&before) {
+            report.push(format!("failing input: {}", input.display()));
+            report.push(format!("replay it with: {}", self.replay(target, input)));
+        }
+        report.push(format!("log: {}; the failure, from it:", log.display()));
+        report.extend(excerpt(&text).iter().map(|line| format!("  {line}")));
+        bail!(report.join("\n    "))
     }
 
-    /// What a person needs to act on a failure: the saved input, how to
-    /// replay it, and the failure's own words from the log.
-    fn failure_details(&self, binaries: &Path) -> Option<String> {
-        let mut details = Vec::new();
-        match &self.outcome {
-            Outcome::Passed => return None,
-            Outcome::Crashed {
-                artifact: Some(artifact),
-                ..
-            } => {
-                details.push(format!("    failing input: {}", artifact.display()));
-                details.push(format!(
-                    "    reproduce:     {} {}",
-                    binaries.join(&self.target).display(),
-                    artifact.display()
-                ));
-                details.push(format!(
-                    "    or, with nightly and cargo-fuzz: cargo fuzz run {} {}",
-                    self.target,
-                    artifact.display()
-                ));
-            }
-            Outcome::Crashed { artifact: None, .. } | Outcome::Killed => {}
+    /// The command that runs `target` on `input` alone.
+    fn replay(&self, target: &str, input: &Path) -> String {
+        let input = input.display();
+        match self {
+            Engine::CargoFuzz { flags: "" } => format!("cargo +nightly fuzz run {target} {input}"),
+            Engine::CargoFuzz { flags } => format!("cargo fuzz run {target} {input} {flags}"),
+            Engine::Stable { binaries } => format!("{} {input}", binaries.join(target).display()),
         }
-        details.push(format!("    log: {}", self.log.display()));
-        let excerpt = failure_excerpt(&self.log_text);
-        if !excerpt.is_empty() {
-            details.push("    the failure, from the log:".to_owned());
-            details.extend(excerpt.iter().map(|line| format!("      {line}")));
-        }
-        Some(details.join("\n"))
     }
 }
 
-/// How many lines of the log around a failure are shown.
-const EXCERPT_LINES: usize = 12;
+/// The files in `dir`, none if it cannot be read.
+fn files(dir: &Path) -> BTreeSet<PathBuf> {
+    let entries = std::fs::read_dir(dir).into_iter().flatten();
+    entries
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .collect()
+}
 
-/// The lines of a log that say what failed: from a panic or a libFuzzer
-/// error on, without the stack trace; the last lines of the log otherwise.
-fn failure_excerpt(log: &str) -> Vec<&str> {
+/// The lines of a log that say what failed, at most 16: from a panic or a
+/// libFuzzer error on, without the stack trace; the last lines of the log
+/// otherwise.
+fn excerpt(log: &str) -> Vec<&str> {
     let lines: Vec<&str> = log.lines().collect();
     let start = lines
         .iter()
-        .position(|line| line.contains("panicked at") || line.contains("ERROR: libFuzzer"));
-    match start {
-        Some(start) => lines[start..]
-            .iter()
-            .take_while(|line| !line.starts_with("stack backtrace:"))
-            .take(EXCERPT_LINES)
-            .copied()
-            .collect(),
-        None => lines[lines.len().saturating_sub(EXCERPT_LINES)..].to_vec(),
-    }
+        .position(|line| line.contains("panicked at") || line.contains("ERROR: "))
+        .unwrap_or(lines.len().saturating_sub(16));
+    let failure = lines[start..]
+        .iter()
+        .take_while(|line| !line.starts_with("stack backtrace:"));
+    failure.take(16).copied().collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::Parser;
 
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|arg| (*arg).to_owned()).collect()
-    }
+    use super::*;
 
     #[test]
     fn parses_options() {
-        assert_eq!(Options::parse(vec![]), Ok(Options::default()));
-        assert_eq!(Options::default().time, Duration::from_secs(60));
-        let options = Options::parse(strings(&["--time", "5", "json_codec"])).unwrap();
-        assert_eq!(options.time, Duration::from_secs(5));
-        assert_eq!(options.targets, strings(&["json_codec"]));
-        let options = Options::parse(strings(&["--time=7"])).unwrap();
-        assert_eq!(options.time, Duration::from_secs(7));
-    }
-
-    #[test]
-    fn rejects_bad_options_with_a_message_naming_them() {
-        let error = Options::parse(strings(&["--time"])).unwrap_err();
-        assert!(error.contains("needs a number"), "{error}");
+        let parse = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("fuzz").chain(args.iter().copied()))
+        };
+        let args = parse(&[]).unwrap();
+        assert_eq!((args.time, args.targets.len()), (60, 0));
+        let args = parse(&["--time", "5", "json_codec"]).unwrap();
+        assert_eq!(
+            (args.time, &args.targets[..]),
+            (5, &["json_codec".to_owned()][..])
+        );
         for bad in ["0", "-3", "1.5", "soon"] {
-            let error = Options::parse(strings(&["--time", bad])).unwrap_err();
-            assert!(error.contains(&format!("`{bad}`")), "{error}");
+            assert!(parse(&["--time", bad]).is_err(), "{bad}");
         }
-        let error = Options::parse(strings(&["--timeout", "5"])).unwrap_err();
-        assert!(error.contains("--timeout"), "{error}");
+        let error = parse(&["json"]).unwrap_err().to_string();
+        assert!(error.contains("json_codec, server_relay"), "{error}");
     }
 
     #[test]
     fn finds_the_targets_and_their_seeds() {
-        let fuzz_dir = crate::workspace_root().unwrap().join("fuzz");
+        let fuzz_dir = crate::project_root().join("fuzz");
         let targets = targets(&fuzz_dir).unwrap();
         assert_eq!(targets, ["frame_decoder", "json_codec", "server_relay"]);
         let manifest = std::fs::read_to_string(fuzz_dir.join("Cargo.toml")).unwrap();
         for target in &targets {
             assert!(
                 manifest.contains(&format!("name = \"{target}\"")),
-                "fuzz/Cargo.toml declares no binary {target}"
+                "no binary {target}"
             );
             assert!(
-                count_files(&fuzz_dir.join("seeds").join(target)) > 0,
-                "fuzz/seeds/{target} is empty"
+                !files(&fuzz_dir.join("seeds").join(target)).is_empty(),
+                "no seeds for {target}"
             );
         }
-    }
-
-    #[test]
-    fn reads_the_host_triple_and_locked_versions() {
-        let version =
-            "rustc 1.95.0\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\nrelease: 1.95.0\n";
-        assert_eq!(
-            parse_host(version).as_deref(),
-            Some("x86_64-unknown-linux-gnu")
-        );
-        assert_eq!(parse_host("rustc 1.95.0\n"), None);
-        let lock = "[[package]]\nname = \"libfuzzer-sys\"\nversion = \"0.4.13\"\n";
-        assert_eq!(
-            locked_version(lock, "libfuzzer-sys").as_deref(),
-            Some("0.4.13")
-        );
-        assert_eq!(locked_version(lock, "libfuzzer"), None);
-        assert!(host_triple().is_ok());
     }
 
     #[test]
@@ -588,16 +333,21 @@ mod tests {
         let flags = rustflags("x86_64-unknown-linux-gnu");
         for flag in [
             "-Cpasses=sancov-module",
-            "-sanitizer-coverage-inline-8bit-counters",
             "-sanitizer-coverage-trace-compares",
             "--cfg fuzzing",
-            "-sanitizer-coverage-stack-depth",
+            "stack-depth",
         ] {
             assert!(flags.contains(flag), "{flags}");
         }
         assert!(!rustflags("aarch64-apple-darwin").contains("stack-depth"));
         // Nothing that needs nightly.
         assert!(!flags.contains("-Z"), "{flags}");
+        assert!(
+            build("rustc 1.95.0\nrelease: 1.95.0\n")
+                .unwrap_err()
+                .to_string()
+                .contains("no host")
+        );
     }
 
     /// The end of a real libFuzzer log after a panic.
@@ -605,71 +355,40 @@ mod tests {
 #820\tNEW    cov: 599 ft: 1598 corp: 91/4091b
 thread '<unnamed>' (29339) panicked at src/json_codec.rs:115:5:
 assertion `left == right` failed: the value came back different
-  left: Some(Number(6.341924377344583e+180))
- right: Some(Number(6.341924377344584e+180))
 stack backtrace:
    0: __rustc::rust_begin_unwind
 ==29339== ERROR: libFuzzer: deadly signal
 artifact_prefix='fuzz/artifacts/json_codec/'; Test unit written to fuzz/artifacts/json_codec/crash-1d68
-Base64: RlVaWik=
 stat::number_of_executed_units: 821
-stat::average_exec_per_sec:     0
-stat::new_units_added:          75
-stat::slowest_unit_time_sec:    0
-stat::peak_rss_mb:              71
 ";
 
     #[test]
-    fn reads_a_crash_log() {
-        assert_eq!(
-            Stats::parse(CRASH_LOG),
-            Stats {
-                executions: Some(821),
-                per_second: Some(0),
-                new_units: Some(75),
-                peak_rss_mb: Some(71),
-            }
-        );
-        assert_eq!(
-            artifact_path(CRASH_LOG),
-            Some(PathBuf::from("fuzz/artifacts/json_codec/crash-1d68"))
-        );
-        let excerpt = failure_excerpt(CRASH_LOG);
-        assert_eq!(excerpt.len(), 4, "{excerpt:?}");
+    fn a_failure_shows_the_panic_and_how_to_replay_the_input() {
+        let excerpt = excerpt(CRASH_LOG);
+        assert_eq!(excerpt.len(), 2, "{excerpt:?}");
         assert!(excerpt[0].contains("panicked at src/json_codec.rs"));
-        assert_eq!(Stats::parse("no stats"), Stats::default());
-        assert_eq!(artifact_path("no artifact"), None);
-    }
-
-    #[test]
-    fn reports_a_failure_with_its_input_and_how_to_replay_it() {
-        let run = Run {
-            target: "json_codec".to_owned(),
-            stats: Stats::parse(CRASH_LOG),
-            corpus: 91,
-            seeds: 29,
-            outcome: Outcome::Crashed {
-                status: std::process::Command::new("false").status().unwrap(),
-                artifact: artifact_path(CRASH_LOG),
-            },
-            log: PathBuf::from("fuzz/target/fuzz-logs/json_codec.log"),
-            log_text: CRASH_LOG.to_owned(),
+        assert_eq!(super::excerpt("a\nb\n"), ["a", "b"]);
+        let input = Path::new("fuzz/artifacts/json_codec/crash-1d68");
+        let stable = Engine::Stable {
+            binaries: PathBuf::from("fuzz/target/x/release"),
         };
-        let line = run.report_line();
-        assert!(line.starts_with("json_codec: FAILED"), "{line}");
-        assert!(line.contains("821 executions"), "{line}");
-        let binaries = Path::new("fuzz/target/x86_64-unknown-linux-gnu/release");
-        let details = run.failure_details(binaries).unwrap();
-        assert!(
-            details.contains(
-                "fuzz/target/x86_64-unknown-linux-gnu/release/json_codec fuzz/artifacts/json_codec/crash-1d68"
-            ),
-            "{details}"
+        let replay = stable.replay("json_codec", input);
+        assert_eq!(
+            replay,
+            "fuzz/target/x/release/json_codec fuzz/artifacts/json_codec/crash-1d68"
         );
-        assert!(details.contains("cargo fuzz run json_codec"), "{details}");
-        assert!(
-            details.contains("the value came back different"),
-            "{details}"
+        let stable_cargo_fuzz = Engine::CargoFuzz {
+            flags: "--sanitizer none",
+        };
+        let replay = stable_cargo_fuzz.replay("json_codec", input);
+        assert_eq!(
+            replay,
+            "cargo fuzz run json_codec fuzz/artifacts/json_codec/crash-1d68 --sanitizer none"
+        );
+        let replay = Engine::CargoFuzz { flags: "" }.replay("json_codec", input);
+        assert_eq!(
+            replay,
+            "cargo +nightly fuzz run json_codec fuzz/artifacts/json_codec/crash-1d68"
         );
     }
 }

@@ -1,92 +1,83 @@
-//! Project automation in the cargo-xtask style.
+//! Project automation in the cargo-xtask style: `cargo xtask TASK`, with
+//! `cargo xtask --help` for the tasks and `cargo xtask TASK --help` for
+//! their flags.
 //!
-//! `cargo xtask ci` runs every check CI runs; `cargo xtask e2e` builds
-//! `echo-server` and `echo-client` and runs the end-to-end scenarios against
-//! the real binaries; `cargo xtask fuzz` builds the fuzz targets on the
-//! stable toolchain and runs each for a bounded time; `cargo xtask soak`
-//! runs the release server under a long mixed load and checks that it does
-//! not leak (kept out of `ci` for its length); `cargo xtask bench` measures
-//! the release server beside a C epoll reference. `cargo xtask help`
-//! lists the tasks and their options.
-//!
-//! The arguments are parsed by hand, as rust-analyzer's xtask does, so that
-//! the automation builds quickly and pulls in no argument-parsing crate.
+//! Each task lives in a module of its own and is independent of the others;
+//! `ci` runs the others through their entry points. Every command runs
+//! through [`process::cmd`], from the workspace root wherever xtask is
+//! started.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
+mod client;
 mod e2e;
 mod fuzz;
+mod process;
 mod soak;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 
-const USAGE: &str = "\
-usage: cargo xtask <TASK> [OPTIONS]
+/// Project automation for the echo workspace.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
 
-tasks:
-  ci                          cargo fmt --check, clippy -D warnings, tests,
-                              docs with -D warnings, the e2e suite, a bench
-                              smoke run (bench --dev, 0.3 s per load), then a
-                              fuzz smoke run (fuzz --time 5)
-  e2e [--release] [NAME]...   build echo-server and echo-client, then run the
-                              end-to-end scenarios (only those whose name
-                              contains one of the NAMEs, when any is given)
-  fuzz [--time SECS] [TARGET]...
-                              build the fuzz targets of fuzz/ on stable Rust
-                              and run each under libFuzzer for SECS seconds
-                              (default 60; all targets unless some are named);
-                              fails on any crash, naming the input to replay
-  soak [--duration SECS] [--json]
-                              run the release server under a mixed load with
-                              churn and hostile clients for SECS seconds
-                              (default 60, at least 20), sampling its memory and open
-                              descriptors; fails on steady growth, a wrong
-                              echo, or a server that stopped serving
-  bench [--reference] [--json] [--duration SECS] [--warmup SECS]
-        [--rounds N] [--idle-connections N] [--traffic framed|raw] [--dev]
-        [NAME]...
-                              build the release binaries and measure
-                              echo-server pinned to CPU 0 with echo-client
-                              bench pinned to CPU 1: pingpong, fanin,
-                              pipelined and bulk (SECS each, default 3, after
-                              a warm-up run, default 1; the median of N
-                              rounds, default 3), framed and raw, and the
-                              memory of N idle connections (default 10000);
-                              --reference builds and measures the C epoll
-                              server of xtask/bench beside it, drives both
-                              servers with the C load generator there too
-                              (fanin, pipelined), and judges the
-                              performance targets; --dev measures the debug
-                              binaries (a check of the task, not figures)
-  help                        print this message
-";
-
-/// The task named on the command line, with its options.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Subcommand)]
 enum Task {
+    /// Every check CI runs, stopping at the first failure: formatting,
+    /// clippy, tests, docs, the feature sets, packaging, the e2e tests, a
+    /// bench smoke run and a fuzz smoke run.
     Ci,
-    E2e(e2e::Options),
-    Fuzz(fuzz::Options),
-    Soak(soak::Options),
-    Bench(bench::Options),
-    Help,
+    /// Build echo-server and echo-client, then run the end-to-end tests
+    /// against the real binaries.
+    E2e {
+        /// Build and test the release profile [default: the dev profile].
+        #[arg(long)]
+        release: bool,
+        /// Run only the tests whose name contains one of these [default: all].
+        #[arg(value_name = "FILTER")]
+        filters: Vec<String>,
+    },
+    /// Run each fuzz target for a bounded time on its corpus and seeds
+    /// (through cargo-fuzz when it is installed, else on stable Rust);
+    /// fails on any crash, naming the input to replay.
+    Fuzz(fuzz::Args),
+    /// Run the release server under a long mixed load with churn and
+    /// hostile clients, sampling its memory and descriptors; fails on steady
+    /// growth, a wrong echo, or a server that stopped serving.
+    Soak(soak::Args),
+    /// Measure the release echo-server pinned to one core with echo-client
+    /// pinned to another, beside a C epoll reference if asked, and judge the
+    /// performance targets.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
-    let task = match parse_args(std::env::args_os().skip(1)) {
-        Ok(task) => task,
-        Err(message) => {
-            eprint!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(task) {
-        Ok(code) => code,
+    // Usage errors exit 2, `--help` 0, as clap does.
+    let cli = Cli::parse();
+    let root = project_root();
+    let result = std::env::set_current_dir(&root)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| match cli.task {
+            Task::Ci => ci::run(&root),
+            Task::E2e { release, filters } => e2e::run(&root, release, &filters),
+            Task::Fuzz(args) => fuzz::run(&args),
+            Task::Soak(args) => soak::run(&args),
+            Task::Bench(args) => bench::run(&args),
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -94,169 +85,51 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(task: Task) -> Result<ExitCode> {
-    match task {
-        Task::Help => print!("{USAGE}"),
-        Task::Ci => ci::run(&workspace_root()?)?,
-        Task::E2e(options) => e2e::run(&workspace_root()?, options.release, &options.filters)?,
-        Task::Fuzz(options) => {
-            // The summary printed says which targets failed and why.
-            if fuzz::run(&workspace_root()?, &options)? > 0 {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        Task::Bench(options) => bench::run(&workspace_root()?, &options)?,
-        Task::Soak(options) => {
-            // The report printed names every failure.
-            if !soak::run(&workspace_root()?, &options)? {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Parses the arguments that follow `cargo xtask`.
-fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Task, String> {
-    let mut args = args.into_iter().map(|arg| {
-        arg.into_string()
-            .map_err(|arg| format!("argument {arg:?} is not valid UTF-8"))
-    });
-    let Some(task) = args.next().transpose()? else {
-        return Err("no task given".to_owned());
-    };
-    let rest = args.collect::<Result<Vec<String>, String>>()?;
-    match task.as_str() {
-        "ci" => match rest.first() {
-            None => Ok(Task::Ci),
-            Some(extra) => Err(format!("`ci` takes no arguments, got `{extra}`")),
-        },
-        "e2e" => e2e::Options::parse(rest).map(Task::E2e),
-        "fuzz" => fuzz::Options::parse(rest).map(Task::Fuzz),
-        "soak" => soak::Options::parse(rest).map(Task::Soak),
-        "bench" => bench::Options::parse(rest).map(Task::Bench),
-        "help" | "--help" | "-h" => Ok(Task::Help),
-        other => Err(format!("unknown task `{other}`")),
-    }
-}
-
-/// The workspace root: the parent of this crate's directory.
-///
-/// It comes from the path the crate was compiled from, not from the current
-/// directory, so the tasks work from anywhere inside the workspace.
-fn workspace_root() -> Result<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .context("the xtask crate's directory has no parent directory")
-}
-
-/// A `cargo` command run from the workspace root.
-///
-/// It is the cargo that runs this xtask, which cargo names in `$CARGO`, so a
-/// toolchain chosen with `cargo +toolchain xtask` is used throughout.
-fn cargo(root: &Path) -> Command {
-    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(program);
-    command.current_dir(root);
-    command
-}
-
-/// Runs `command` with inherited standard streams and fails unless it exits 0.
-fn run_checked(command: &mut Command) -> Result<()> {
-    let shown = show_command(command);
-    let status = command
-        .status()
-        .with_context(|| format!("could not start `{shown}`"))?;
-    if !status.success() {
-        bail!("`{shown}` failed ({status})");
-    }
-    Ok(())
-}
-
-/// The command as a person would type it, for messages: the program by its
-/// name alone, so that `$CARGO`'s full path into the toolchain shows as
-/// `cargo`.
-fn show_command(command: &Command) -> String {
-    let program = Path::new(command.get_program());
-    std::iter::once(program.file_name().unwrap_or(program.as_os_str()))
-        .chain(command.get_args())
-        .map(|part| part.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The workspace root: the parent of this crate's directory, from the path
+/// it was compiled from, so that the tasks work from anywhere.
+fn project_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Task, String> {
-        parse_args(args.iter().map(OsString::from))
+    #[test]
+    fn the_flags_are_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn parses_each_task() {
-        assert_eq!(parse(&["ci"]), Ok(Task::Ci));
-        assert_eq!(parse(&["help"]), Ok(Task::Help));
-        assert_eq!(parse(&["--help"]), Ok(Task::Help));
-        assert_eq!(parse(&["e2e"]), Ok(Task::E2e(e2e::Options::default())));
-        assert_eq!(
-            parse(&["e2e", "--release", "drain"]),
-            Ok(Task::E2e(e2e::Options {
-                release: true,
-                filters: vec!["drain".to_owned()],
-            }))
-        );
-        assert_eq!(
-            parse(&["fuzz", "--time", "5"]),
-            Ok(Task::Fuzz(fuzz::Options {
-                time: std::time::Duration::from_secs(5),
-                targets: Vec::new(),
-            }))
-        );
-        assert_eq!(parse(&["soak"]), Ok(Task::Soak(soak::Options::default())));
-        assert_eq!(
-            parse(&["bench"]),
-            Ok(Task::Bench(bench::Options::default()))
-        );
-    }
-
-    #[test]
-    fn rejects_bad_arguments_with_a_message_naming_them() {
-        assert_eq!(parse(&[]), Err("no task given".to_owned()));
-        assert_eq!(parse(&["deploy"]), Err("unknown task `deploy`".to_owned()));
-        assert_eq!(
-            parse(&["ci", "--fast"]),
-            Err("`ci` takes no arguments, got `--fast`".to_owned())
-        );
-        assert!(parse(&["e2e", "--fast"]).unwrap_err().contains("--fast"));
-        assert!(parse(&["fuzz", "--fast"]).unwrap_err().contains("--fast"));
-        assert!(parse(&["soak", "--fast"]).unwrap_err().contains("--fast"));
-        assert!(parse(&["bench", "--fast"]).unwrap_err().contains("--fast"));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn rejects_non_utf8_arguments() {
-        use std::os::unix::ffi::OsStringExt;
-
-        let error = parse_args([OsString::from_vec(b"\xffci".to_vec())]).unwrap_err();
-        assert!(error.contains("not valid UTF-8"), "{error}");
-    }
-
-    #[test]
-    fn shows_commands_as_typed() {
-        let mut command = Command::new("cargo");
-        command.args(["fmt", "--all", "--", "--check"]);
-        assert_eq!(show_command(&command), "cargo fmt --all -- --check");
-        let mut command = Command::new("/root/.rustup/toolchains/stable/bin/cargo");
-        command.args(["build", "-p", "echo-server"]);
-        assert_eq!(show_command(&command), "cargo build -p echo-server");
+    fn parses_each_task_and_rejects_bad_ones() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+        };
+        assert!(matches!(parse(&["ci"]).unwrap().task, Task::Ci));
+        let Task::E2e { release, filters } = parse(&["e2e", "--release", "drain"]).unwrap().task
+        else {
+            panic!("not e2e");
+        };
+        assert!(release);
+        assert_eq!(filters, ["drain"]);
+        for task in ["soak", "fuzz", "bench"] {
+            assert!(parse(&[task]).is_ok(), "{task}");
+            let error = parse(&[task, "--fast"]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::UnknownArgument);
+            assert_eq!(error.exit_code(), 2);
+        }
+        assert_eq!(parse(&["deploy"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["ci", "--fast"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
     }
 
     #[test]
     fn finds_the_workspace_root() {
-        let root = workspace_root().unwrap();
+        let root = project_root();
         assert!(root.join("Cargo.toml").is_file());
         assert!(root.join("xtask").is_dir());
     }

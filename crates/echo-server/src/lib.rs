@@ -12,8 +12,8 @@
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
 //! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`EchoStream`] |
 //! | `connection_end` | [`ConnectionEnd`], [`ConnectionSummary`]: why a connection ended and what it carried |
-| `mode` | [`Mode`]: framed or raw echo |
-| `relay` | the echo's decisions (what to write back, when), free of I/O |
+//! | `mode` | [`Mode`]: framed or raw echo |
+//! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | `udp` | UDP echo (RFC 862), beside the TCP listener |
 //! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |

@@ -1,22 +1,21 @@
 //! Measuring one server: a scenario's throughput, latency and CPU time, or
 //! the memory of idle connections.
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 use nix::sys::time::TimeVal;
+use nix::unistd::Pid;
+use serde::Serialize;
 use serde_json::Value;
 
-use super::scenario::{Scenario, Traffic};
-use super::servers::{CLIENT_CPU, ClientKind, Pinning, Programs, RunningServer, ServerKind};
-use echo_testkit::Spawn;
-use echo_testkit::procfs::memory_kib;
-use echo_testkit::wire::connect;
+use super::scenario::{Mode, Scenario};
+use super::servers::{CLIENT_CPU, ClientKind, Lab, ServerKind};
+use crate::client::{Latency, Report, read_report};
+use crate::process::{self, Server};
 
 /// How long `echo-client` waits to connect and for each echo: generous,
 /// since a timeout in a bench is a failure, not a figure.
@@ -26,10 +25,6 @@ const CLIENT_TIMEOUT_SECS: u64 = 10;
 /// connecting, the last echoes, and printing the report.
 const CLIENT_GRACE: Duration = Duration::from_secs(60);
 
-/// The clock ticks per second of `/proc/PID/stat`'s CPU times: `USER_HZ`,
-/// which Linux fixes at 100 for user space whatever the kernel's own tick.
-const PROC_TICKS_PER_SECOND: f64 = 100.0;
-
 /// The frame each idle connection sends once before it goes quiet: a 1-byte
 /// payload, which a raw echo returns unchanged too.
 const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
@@ -38,46 +33,58 @@ const IDLE_PING: [u8; 5] = [0, 0, 0, 1, b'i'];
 /// process's own files, pipes and the bench's connections.
 const SPARE_FDS: u64 = 64;
 
-/// The figures of one scenario against one server, driven by one client:
-/// of one client run, or the medians of several.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Run {
-    pub(crate) scenario: Scenario,
-    pub(crate) traffic: Traffic,
+/// Who was measured: a server in a mode, driven by a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Contender {
+    pub(crate) mode: Mode,
     pub(crate) server: ServerKind,
     pub(crate) client: ClientKind,
+}
+
+/// The figures of one scenario against one contender: of one client run,
+/// or the medians of several. As JSON, one flat object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Run {
+    #[serde(flatten)]
+    pub(crate) scenario: Scenario,
+    #[serde(flatten)]
+    pub(crate) who: Contender,
     /// Echoes: intact ones for echo-client, which checks them; whole ones
-    /// for the C load, which does not.
-    pub(crate) echoed: u64,
-    pub(crate) messages_per_s: f64,
-    /// Echoed payload, in 10⁶ bytes per second.
-    pub(crate) megabytes_per_s: f64,
-    /// Latency percentiles, from echo-client (the C load times nothing).
-    pub(crate) p50_us: Option<f64>,
-    pub(crate) p99_us: Option<f64>,
-    /// Server CPU time (user and system) per intact echo, in microseconds.
+    /// for the C load, which does not. Rates are of echoes per second and
+    /// of 10⁶ payload bytes per second; latencies come from echo-client
+    /// only (the C load times nothing).
+    #[serde(flatten)]
+    pub(crate) report: Report,
+    /// Server and client CPU time (user and system) per echo, in
+    /// microseconds.
     pub(crate) server_cpu_per_message_us: f64,
-    /// Client CPU time per intact echo, in microseconds.
     pub(crate) client_cpu_per_message_us: f64,
-    /// The share of one core the server used while the client ran.
+    /// The share of one core the server and the client used.
     pub(crate) server_load: f64,
-    /// The share of one core the client used.
     pub(crate) client_load: f64,
 }
 
 impl Run {
-    /// The figures of `runs` of one scenario against one server, each the
-    /// median of its values: one disturbed round on a shared machine moves
-    /// none of them. `None` if there are no runs.
+    /// The figures of `runs` of one scenario against one contender, each
+    /// the median of its values: one disturbed round on a shared machine
+    /// moves none of them. `None` if there are no runs.
     pub(crate) fn median(runs: &[Run]) -> Option<Run> {
         let first = runs.first()?;
         let of = |figure: fn(&Run) -> f64| median(runs.iter().map(figure));
+        let of_some = |figure: fn(&Run) -> Option<f64>| {
+            let present: Vec<f64> = runs.iter().filter_map(figure).collect();
+            (!present.is_empty()).then(|| median(present.into_iter()))
+        };
         Some(Run {
-            echoed: of(|run| run.echoed as f64) as u64,
-            messages_per_s: of(|run| run.messages_per_s),
-            megabytes_per_s: of(|run| run.megabytes_per_s),
-            p50_us: median_of_some(runs.iter().map(|run| run.p50_us)),
-            p99_us: median_of_some(runs.iter().map(|run| run.p99_us)),
+            report: Report {
+                echoed: of(|run| run.report.echoed as f64) as u64,
+                messages_per_s: of(|run| run.report.messages_per_s),
+                megabytes_per_s: of(|run| run.report.megabytes_per_s),
+                latency: Latency {
+                    p50: of_some(|run| run.report.latency.p50),
+                    p99: of_some(|run| run.report.latency.p99),
+                },
+            },
             server_cpu_per_message_us: of(|run| run.server_cpu_per_message_us),
             client_cpu_per_message_us: of(|run| run.client_cpu_per_message_us),
             server_load: of(|run| run.server_load),
@@ -100,279 +107,181 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// The median of the values that are there, or `None` if none is.
-fn median_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let present: Vec<f64> = values.flatten().collect();
-    (!present.is_empty()).then(|| median(present.into_iter()))
-}
-
-/// The resident memory of a server holding idle connections.
-#[derive(Debug, Clone, PartialEq)]
+/// The resident memory of a server holding idle connections: before the
+/// first, with every one open, each having echoed once, and per connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct IdleRun {
-    pub(crate) traffic: Traffic,
+    pub(crate) mode: Mode,
     pub(crate) server: ServerKind,
     pub(crate) connections: usize,
-    /// Before the first connection.
     pub(crate) rss_before_kib: u64,
-    /// With every connection open, each having echoed once.
     pub(crate) rss_after_kib: u64,
+    pub(crate) kib_per_connection: f64,
 }
 
 impl IdleRun {
-    /// Resident memory per connection, in KiB.
-    pub(crate) fn kib_per_connection(&self) -> f64 {
-        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64
-            / self.connections.max(1) as f64
+    pub(crate) fn new(
+        mode: Mode,
+        server: ServerKind,
+        connections: usize,
+        (before, after): (u64, u64),
+    ) -> Self {
+        let kib_per_connection = after.saturating_sub(before) as f64 / connections.max(1) as f64;
+        Self {
+            mode,
+            server,
+            connections,
+            rss_before_kib: before,
+            rss_after_kib: after,
+            kib_per_connection,
+        }
     }
 }
 
-/// Runs `echo-client bench`, or the C load generator, against servers,
-/// pinned to the client's core.
-#[derive(Debug)]
-pub(crate) struct LoadGenerator<'a> {
-    pub(crate) programs: &'a Programs,
-    pub(crate) pinning: &'a Pinning,
-    /// How long each measured run sends.
-    pub(crate) duration: Duration,
-    /// How long the unmeasured run before it sends.
-    pub(crate) warmup: Duration,
-}
-
-impl LoadGenerator<'_> {
-    /// Warms `server` up with the scenario's load from `client`, then
-    /// measures it.
+impl Lab {
+    /// Warms `server` up with the scenario's load from the contender's
+    /// client, then measures it.
     ///
     /// The warm-up is a client run of its own, so that the server's CPU
     /// time, read before and after the measured run, covers exactly the
     /// echoes that run counts.
     pub(crate) fn measure(
         &self,
-        server: &RunningServer,
-        kind: ServerKind,
-        client: ClientKind,
-        traffic: Traffic,
+        server: &Server,
+        who: Contender,
         scenario: Scenario,
     ) -> Result<Run> {
-        let client_run = |duration| match client {
-            ClientKind::EchoClient => self.client_run(server, traffic, scenario, duration),
-            ClientKind::Reference => self.reference_run(server, traffic, scenario, duration),
-        };
         if !self.warmup.is_zero() {
-            client_run(self.warmup).context("the warm-up run failed")?;
+            self.client_run(server, who, scenario, self.warmup)
+                .context("the warm-up run failed")?;
         }
         let server_cpu_before = process_cpu_seconds(server.pid())?;
         let children_cpu_before = reaped_children_cpu_seconds()?;
         let started = Instant::now();
-        let report = client_run(self.duration)?;
+        let report = self.client_run(server, who, scenario, self.duration)?;
         let wall_s = started.elapsed().as_secs_f64();
         let server_cpu_s = process_cpu_seconds(server.pid())? - server_cpu_before;
         let client_cpu_s = reaped_children_cpu_seconds()? - children_cpu_before;
         let per_message = |cpu_s: f64| cpu_s * 1e6 / report.echoed as f64;
         Ok(Run {
             scenario,
-            traffic,
-            server: kind,
-            client,
-            echoed: report.echoed,
-            messages_per_s: report.messages_per_s,
-            megabytes_per_s: report.megabytes_per_s,
-            p50_us: report.p50_us,
-            p99_us: report.p99_us,
+            who,
             server_cpu_per_message_us: per_message(server_cpu_s),
             client_cpu_per_message_us: per_message(client_cpu_s),
             server_load: server_cpu_s / wall_s,
             client_load: client_cpu_s / wall_s,
+            report,
         })
     }
 
-    /// One `echo-client bench --json` run of `duration`, which must end
-    /// with every echo intact.
+    /// One run of `duration` of the contender's client on the client's
+    /// core, which must end with every echo intact (echo-client) or without
+    /// a failed connection (the C load). A failure carries the client's
+    /// stderr.
     fn client_run(
         &self,
-        server: &RunningServer,
-        traffic: Traffic,
+        server: &Server,
+        who: Contender,
         scenario: Scenario,
         duration: Duration,
-    ) -> Result<ClientReport> {
-        let mut args: Vec<OsString> = traffic.client_flags().iter().map(Into::into).collect();
-        args.extend(
-            [
-                "--addr".to_owned(),
-                server.addr().to_string(),
-                "--timeout".to_owned(),
-                CLIENT_TIMEOUT_SECS.to_string(),
-                "bench".to_owned(),
-                "--json".to_owned(),
-                format!("--connections={}", scenario.connections),
-                format!("--size={}", scenario.size),
-                format!("--depth={}", scenario.depth),
-                format!("--duration={}", duration.as_secs_f64()),
-            ]
-            .map(Into::into),
-        );
-        let client = &self.programs.client;
-        self.pinned_client_run(client, args, duration, (scenario, traffic), |stdout, ok| {
-            ClientReport::parse(stdout, ok)
-        })
-    }
-
-    /// One run of the C load generator of `duration`, which must end
-    /// without a failed connection.
-    fn reference_run(
-        &self,
-        server: &RunningServer,
-        traffic: Traffic,
-        scenario: Scenario,
-        duration: Duration,
-    ) -> Result<ClientReport> {
-        let binary = &self
-            .programs
-            .reference
-            .as_ref()
-            .context("the reference client was not built")?
-            .client;
-        let args = [
-            server.addr().port().to_string(),
-            scenario.connections.to_string(),
-            scenario.depth.to_string(),
-            scenario.size.to_string(),
-            duration.as_secs_f64().to_string(),
-            traffic.name().to_owned(),
-        ]
-        .map(Into::into)
-        .to_vec();
-        self.pinned_client_run(binary, args, duration, (scenario, traffic), |stdout, ok| {
-            ClientReport::parse_reference(stdout, ok, scenario.size)
-        })
-    }
-
-    /// Runs a client, `binary` with `args`, on the client's CPU for
-    /// `duration` (and a grace period to finish), and reads its report
-    /// with `parse`, given its stdout and whether it exited 0. A failure
-    /// names the run and carries the client's stderr.
-    fn pinned_client_run(
-        &self,
-        binary: &Path,
-        args: Vec<OsString>,
-        duration: Duration,
-        (scenario, traffic): (Scenario, Traffic),
-        parse: impl FnOnce(&[u8], bool) -> Result<ClientReport>,
-    ) -> Result<ClientReport> {
-        let (program, mut command) = self.pinning.command(CLIENT_CPU, binary);
-        command.extend(args);
-        let deadline = Instant::now() + duration + CLIENT_GRACE;
-        let output = Spawn::new(&program).args(command).run(deadline)?;
-        parse(&output.stdout, output.status.success()).with_context(|| {
+    ) -> Result<Report> {
+        let load = scenario.load;
+        let command = match who.client {
+            ClientKind::EchoClient => {
+                let mode = who.mode.client_flags().iter().map(|&flag| flag.to_owned());
+                let args = mode.chain(load.args(server.addr(), CLIENT_TIMEOUT_SECS, duration));
+                self.cmd(CLIENT_CPU, &self.bins.client, args)
+            }
+            ClientKind::Reference => {
+                let args = [
+                    server.addr().port().into(),
+                    load.connections,
+                    load.depth,
+                    load.size,
+                ]
+                .map(|n| n.to_string())
+                .into_iter()
+                .chain([duration.as_secs_f64().to_string(), who.mode.to_string()]);
+                self.cmd(CLIENT_CPU, &self.reference()?.client, args)
+            }
+        };
+        let output = process::output_by(command, Instant::now() + duration + CLIENT_GRACE)?;
+        let ok = output.status.success();
+        let report = match who.client {
+            ClientKind::EchoClient => read_report(&output.stdout, ok),
+            ClientKind::Reference => reference_report(&output.stdout, ok, load.size),
+        };
+        report.with_context(|| {
+            let stderr = String::from_utf8_lossy(&output.stderr);
             format!(
-                "{} with {traffic} traffic, {}'s stderr: {}",
+                "{} in {} mode, {}'s stderr: {}",
                 scenario.name,
-                binary.file_name().unwrap_or_default().to_string_lossy(),
-                String::from_utf8_lossy(&output.stderr).trim_end()
+                who.mode,
+                who.client,
+                stderr.trim_end()
             )
         })
     }
 }
 
-/// What the bench takes from `echo-client bench --json`.
-#[derive(Debug, Clone, PartialEq)]
-struct ClientReport {
-    echoed: u64,
-    messages_per_s: f64,
-    megabytes_per_s: f64,
-    p50_us: Option<f64>,
-    p99_us: Option<f64>,
-}
-
-impl ClientReport {
-    /// Reads a report, which must show a run without an error or a failed
-    /// connection, from a client that exited 0.
-    fn parse(stdout: &[u8], exited_ok: bool) -> Result<Self> {
-        let echoed = crate::soak::judge_round(stdout, exited_ok)?;
-        ensure!(echoed > 0, "the bench echoed nothing");
-        let report: Value = serde_json::from_slice(stdout)?;
-        let number = |pointer: &str| {
-            report
-                .pointer(pointer)
-                .and_then(Value::as_f64)
-                .with_context(|| format!("the bench report has no number at {pointer}"))
-        };
-        Ok(Self {
-            echoed,
-            messages_per_s: number("/messages_per_s")?,
-            megabytes_per_s: number("/megabytes_per_s")?,
-            p50_us: Some(number("/latency_us/p50")?),
-            p99_us: Some(number("/latency_us/p99")?),
-        })
-    }
-
-    /// Reads the C load generator's one line, `{"echoed": N, "seconds": S}`,
-    /// from a run that exited 0, for messages of `size` payload bytes.
-    fn parse_reference(stdout: &[u8], exited_ok: bool, size: usize) -> Result<Self> {
-        ensure!(exited_ok, "the C load generator failed");
-        let report: Value = serde_json::from_slice(stdout)
-            .with_context(|| format!("unreadable output `{}`", String::from_utf8_lossy(stdout)))?;
-        let echoed = report
-            .get("echoed")
-            .and_then(Value::as_u64)
-            .context("the C load's output has no echo count")?;
-        let seconds = report
-            .get("seconds")
-            .and_then(Value::as_f64)
-            .filter(|seconds| *seconds > 0.0)
-            .context("the C load's output has no duration")?;
-        ensure!(echoed > 0, "the C load echoed nothing");
-        let messages_per_s = echoed as f64 / seconds;
-        Ok(Self {
-            echoed,
-            messages_per_s,
-            megabytes_per_s: messages_per_s * size as f64 / 1e6,
-            p50_us: None,
-            p99_us: None,
-        })
-    }
+/// Reads the C load generator's one line, `{"echoed": N, "seconds": S}`,
+/// from a run that exited 0, for messages of `size` payload bytes.
+fn reference_report(stdout: &[u8], exited_ok: bool, size: usize) -> Result<Report> {
+    ensure!(exited_ok, "the C load generator failed");
+    let report: Value = serde_json::from_slice(stdout)
+        .with_context(|| format!("unreadable output `{}`", String::from_utf8_lossy(stdout)))?;
+    let echoed = report["echoed"]
+        .as_u64()
+        .context("the C load's output has no echo count")?;
+    ensure!(echoed > 0, "the C load echoed nothing");
+    let seconds = report["seconds"].as_f64().filter(|seconds| *seconds > 0.0);
+    let messages_per_s = echoed as f64 / seconds.context("the C load's output has no duration")?;
+    Ok(Report {
+        echoed,
+        messages_per_s,
+        megabytes_per_s: messages_per_s * size as f64 / 1e6,
+        latency: Latency::default(),
+    })
 }
 
 /// Opens `connections` connections to `server`, echoes one small frame on
 /// each, and reads the server's resident memory with all of them open and
 /// quiet. The connections close when it returns.
 pub(crate) fn measure_idle(
-    server: &RunningServer,
-    kind: ServerKind,
-    traffic: Traffic,
+    server: &Server,
+    (mode, kind): (Mode, ServerKind),
     connections: usize,
     deadline: Instant,
 ) -> Result<IdleRun> {
-    let rss_before_kib = memory_kib(server.pid(), "VmRSS")?;
+    let rss_before_kib = process::rss_kib(server.pid())?;
     let mut open = Vec::with_capacity(connections);
     for index in 0..connections {
-        let stream =
-            connect(server.addr(), deadline).with_context(|| format!("idle connection {index}"))?;
-        ping(&stream, deadline).with_context(|| format!("idle connection {index}"))?;
-        open.push(stream);
+        let left = deadline.saturating_duration_since(Instant::now());
+        ensure!(
+            !left.is_zero(),
+            "the deadline passed after {index} idle connections"
+        );
+        let ping = || {
+            let mut stream = TcpStream::connect_timeout(&server.addr(), left)?;
+            stream.set_read_timeout(Some(left))?;
+            stream.write_all(&IDLE_PING)?;
+            let mut echo = [0; IDLE_PING.len()];
+            stream.read_exact(&mut echo)?;
+            ensure!(
+                echo == IDLE_PING,
+                "the echo {echo:?} differs from {IDLE_PING:?}"
+            );
+            Ok(stream)
+        };
+        open.push(ping().with_context(|| format!("idle connection {index}"))?);
     }
-    let rss_after_kib = memory_kib(server.pid(), "VmRSS")?;
-    Ok(IdleRun {
-        traffic,
-        server: kind,
+    let rss_after_kib = process::rss_kib(server.pid())?;
+    Ok(IdleRun::new(
+        mode,
+        kind,
         connections,
-        rss_before_kib,
-        rss_after_kib,
-    })
-}
-
-/// Sends [`IDLE_PING`] and reads its echo.
-fn ping(mut stream: &TcpStream, deadline: Instant) -> Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    ensure!(!left.is_zero(), "the deadline passed");
-    stream.set_read_timeout(Some(left))?;
-    stream.write_all(&IDLE_PING)?;
-    let mut echo = [0; IDLE_PING.len()];
-    stream.read_exact(&mut echo)?;
-    ensure!(
-        echo == IDLE_PING,
-        "the echo {echo:?} differs from {IDLE_PING:?}"
-    );
-    Ok(())
+        (rss_before_kib, rss_after_kib),
+    ))
 }
 
 /// Raises this process's open-file limit as far as allowed, for the servers
@@ -389,23 +298,9 @@ pub(crate) fn make_room_for_connections(wanted: usize) -> Result<usize> {
 }
 
 /// The CPU time, user and system, that process `pid` has used so far.
-fn process_cpu_seconds(pid: u32) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
-    parse_cpu_ticks(&stat)
-        .map(|ticks| ticks as f64 / PROC_TICKS_PER_SECOND)
-        .with_context(|| format!("{path} has no CPU times"))
-}
-
-/// `utime + stime` from the text of `/proc/PID/stat`. The command name in
-/// parentheses may hold spaces, so fields are counted from after its `)`:
-/// `state` is field 3 and `utime`, `stime` are fields 14 and 15.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, fields) = stat.rsplit_once(')')?;
-    let mut fields = fields.split_whitespace().skip(14 - 3);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+fn process_cpu_seconds(pid: Pid) -> Result<f64> {
+    let stat = process::proc(pid)?.stat()?;
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// The CPU time used by every child process reaped so far: read around the
@@ -418,52 +313,22 @@ fn reaped_children_cpu_seconds() -> Result<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::scenario::SCENARIOS;
     use super::*;
 
     #[test]
-    fn reads_cpu_ticks_past_a_command_name_with_spaces_and_parentheses() {
-        let stat = "4242 (echo (x) srv) S 1 4242 4242 0 -1 4194560 650 0 0 0 \
-                    123 45 0 0 20 0 2 0 98765 12345678 900 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(stat), Some(123 + 45));
-        assert_eq!(parse_cpu_ticks("4242 (short) S 1 2"), None);
-        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
-    }
-
-    #[test]
     fn this_process_has_used_some_cpu() {
-        let pid = std::process::id();
-        let first = process_cpu_seconds(pid).unwrap();
-        assert!(first >= 0.0);
+        assert!(process_cpu_seconds(Pid::this()).unwrap() >= 0.0);
         assert!(reaped_children_cpu_seconds().unwrap() >= 0.0);
     }
 
     #[test]
-    fn client_reports_must_be_clean() {
-        let good = br#"{"echoed": 1000, "errors": {"total": 0}, "connections": {"failed": 0},
-            "messages_per_s": 500.0, "megabytes_per_s": 0.032,
-            "latency_us": {"p50": 50.5, "p99": 90.0}}"#;
-        let report = ClientReport::parse(good, true).unwrap();
-        assert_eq!(report.echoed, 1000);
-        assert_eq!(report.p99_us, Some(90.0));
-        assert!(ClientReport::parse(good, false).is_err());
-        let corrupt = br#"{"echoed": 10, "errors": {"total": 2}, "connections": {"failed": 0},
-            "first_error": "connection 0: the echo of message 3 differs"}"#;
-        let error = ClientReport::parse(corrupt, false).unwrap_err().to_string();
-        assert!(error.contains("message 3 differs"), "{error}");
-        let nothing = br#"{"echoed": 0, "errors": {"total": 0}, "connections": {"failed": 0}}"#;
-        assert!(ClientReport::parse(nothing, true).is_err());
-    }
-
-    #[test]
     fn reference_client_reports_give_rates_without_latencies() {
-        let report =
-            ClientReport::parse_reference(br#"{"echoed": 3000, "seconds": 1.5}"#, true, 64)
-                .unwrap();
-        assert_eq!(report.echoed, 3000);
-        assert_eq!(report.messages_per_s, 2000.0);
+        let report = reference_report(br#"{"echoed": 3000, "seconds": 1.5}"#, true, 64).unwrap();
+        assert_eq!((report.echoed, report.messages_per_s), (3000, 2000.0));
         assert_eq!(report.megabytes_per_s, 2000.0 * 64.0 / 1e6);
-        assert_eq!((report.p50_us, report.p99_us), (None, None));
-        let failed = ClientReport::parse_reference(b"", false, 64).unwrap_err();
+        assert_eq!(report.latency, Latency::default());
+        let failed = reference_report(b"", false, 64).unwrap_err();
         assert!(failed.to_string().contains("failed"), "{failed}");
         for bad in [
             &br#"{"echoed": 0, "seconds": 1.0}"#[..],
@@ -471,21 +336,29 @@ mod tests {
             br#"{"seconds": 1.0}"#,
             b"garbage",
         ] {
-            assert!(ClientReport::parse_reference(bad, true, 64).is_err());
+            assert!(reference_report(bad, true, 64).is_err());
         }
     }
 
     fn run(messages_per_s: f64, p50_us: f64, server_cpu_per_message_us: f64) -> Run {
-        Run {
-            scenario: super::super::scenario::SCENARIOS[0],
-            traffic: Traffic::Framed,
+        let who = Contender {
+            mode: Mode::Framed,
             server: ServerKind::EchoServer,
             client: ClientKind::EchoClient,
+        };
+        let report = Report {
             echoed: messages_per_s as u64 * 5,
             messages_per_s,
             megabytes_per_s: messages_per_s * 64e-6,
-            p50_us: Some(p50_us),
-            p99_us: Some(2.0 * p50_us),
+            latency: Latency {
+                p50: Some(p50_us),
+                p99: Some(2.0 * p50_us),
+            },
+        };
+        Run {
+            scenario: SCENARIOS[0],
+            who,
+            report,
             server_cpu_per_message_us,
             client_cpu_per_message_us: 1.0,
             server_load: 0.5,
@@ -501,39 +374,39 @@ mod tests {
             run(200.0, 90.0, 2.0),
         ];
         let median = Run::median(&runs).unwrap();
-        assert_eq!(median.messages_per_s, 200.0);
-        assert_eq!(median.p50_us, Some(50.0));
-        assert_eq!(median.p99_us, Some(100.0));
+        assert_eq!(median.report.messages_per_s, 200.0);
+        assert_eq!(
+            (median.report.latency.p50, median.report.latency.p99),
+            (Some(50.0), Some(100.0))
+        );
         assert_eq!(median.server_cpu_per_message_us, 2.0);
-        assert_eq!(median.echoed, 1000);
+        assert_eq!(median.report.echoed, 1000);
         assert_eq!(median.scenario, runs[0].scenario);
         // With an even count, the mean of the two middle values.
-        let pair = Run::median(&runs[..2]).unwrap();
-        assert_eq!(pair.messages_per_s, 200.0);
+        assert_eq!(
+            Run::median(&runs[..2]).unwrap().report.messages_per_s,
+            200.0
+        );
         assert_eq!(Run::median(&[]), None);
         // Latencies absent from some runs (the C load times nothing) are
         // the median of those present, and absent from all, absent.
         let mut untimed = runs.clone();
-        untimed[0].p50_us = None;
+        untimed[0].report.latency.p50 = None;
         assert_eq!(
-            Run::median(&untimed).unwrap().p50_us,
+            Run::median(&untimed).unwrap().report.latency.p50,
             Some((10.0 + 90.0) / 2.0)
         );
         for run in &mut untimed {
-            run.p50_us = None;
+            run.report.latency.p50 = None;
         }
-        assert_eq!(Run::median(&untimed).unwrap().p50_us, None);
+        assert_eq!(Run::median(&untimed).unwrap().report.latency.p50, None);
     }
 
     #[test]
     fn idle_memory_per_connection() {
-        let idle = IdleRun {
-            traffic: Traffic::Raw,
-            server: ServerKind::Reference,
-            connections: 1000,
-            rss_before_kib: 1000,
-            rss_after_kib: 3000,
-        };
-        assert_eq!(idle.kib_per_connection(), 2.0);
+        let idle = IdleRun::new(Mode::Raw, ServerKind::Reference, 1000, (1000, 3000));
+        assert_eq!(idle.kib_per_connection, 2.0);
+        let shrunk = IdleRun::new(Mode::Raw, ServerKind::Reference, 0, (1000, 900));
+        assert_eq!(shrunk.kib_per_connection, 0.0);
     }
 }

@@ -8,86 +8,72 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use echo_testkit::{Output, Pipe, Process, Spawn};
+use duct::Expression;
+use serde::Serialize;
 
-use super::scenario::Traffic;
+use super::scenario::Mode;
+use crate::process::{self, Bins, Server};
 
-/// The C source of the reference server, from the workspace root.
-const REFERENCE_SERVER_SOURCE: &str = "xtask/bench/epoll_echo.c";
-/// The C source of the reference client (the load generator), from the
-/// workspace root.
-const REFERENCE_CLIENT_SOURCE: &str = "xtask/bench/epoll_load.c";
+/// How long a server may take to start.
+const SERVER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The core the server runs on, and the one the client runs on.
 pub(crate) const SERVER_CPU: usize = 0;
 pub(crate) const CLIENT_CPU: usize = 1;
 
 /// Which server is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ServerKind {
     /// The C epoll echo server of `xtask/bench/epoll_echo.c`: one thread,
     /// one 64 KiB buffer, echoing bytes as they arrive.
+    #[serde(rename = "C epoll")]
     Reference,
-    /// `echo-server`, in the mode that serves the traffic.
+    /// `echo-server`, in the mode that serves the load.
+    #[serde(rename = "echo-server")]
     EchoServer,
 }
 
-impl ServerKind {
-    /// The name in the table and in JSON.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ServerKind::Reference => "C epoll",
-            ServerKind::EchoServer => "echo-server",
-        }
-    }
-}
-
-impl fmt::Display for ServerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Which client drives a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) enum ClientKind {
     /// `echo-client bench`, which checks every byte and times every echo.
+    #[serde(rename = "echo-client")]
     EchoClient,
     /// The C load generator of `xtask/bench/epoll_load.c`: one thread,
     /// epoll, nothing checked or timed. What drives a server hardest from
     /// one core, so that the server is what runs out.
+    #[serde(rename = "C load")]
     Reference,
 }
 
-impl ClientKind {
-    /// The name in the table and in JSON.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ClientKind::EchoClient => "echo-client",
-            ClientKind::Reference => "C load",
-        }
+/// The name in the table and in JSON, the one serde gives.
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.serialize(f)
     }
 }
 
 impl fmt::Display for ClientKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.serialize(f)
     }
 }
 
-/// The programs a bench runs.
+/// What a bench runs, where and for how long: `echo-server`,
+/// `echo-client`, the compiled C reference server and client when asked
+/// for, `taskset` if the machine has it and at least two cores to pin to,
+/// and how long each measured run sends, after an unmeasured one.
 #[derive(Debug)]
-pub(crate) struct Programs {
-    pub(crate) server: PathBuf,
-    pub(crate) client: PathBuf,
-    /// The compiled reference server and client, when asked for.
+pub(crate) struct Lab {
+    pub(crate) bins: Bins,
     pub(crate) reference: Option<References>,
+    taskset: Option<PathBuf>,
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
 }
 
 /// The compiled C references.
@@ -97,52 +83,69 @@ pub(crate) struct References {
     pub(crate) client: PathBuf,
 }
 
-/// Compiles the reference server and client with the system C compiler
-/// (`$CC`, or `cc`) into `out_dir`, optimised as C programs would be shipped
-/// (`-O2`).
-pub(crate) fn build_references(root: &Path, out_dir: &Path) -> Result<References> {
+/// Compiles the reference server and client of `xtask/bench` with the
+/// system C compiler (`$CC`, or `cc`) into `out_dir`, optimised as C
+/// programs would be shipped (`-O2`).
+pub(crate) fn build_references(out_dir: &Path) -> Result<References> {
     std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("could not create {}", out_dir.display()))?;
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let build = |name: &str| -> Result<PathBuf> {
+        let binary = out_dir.join(name);
+        let args = format!("-O2 -o {} xtask/bench/{name}.c", binary.display());
+        process::cmd(&compiler, args.split_whitespace())
+            .run()
+            .with_context(|| {
+                format!(
+                    "could not build xtask/bench/{name}.c with the C compiler `{}` \
+                 (install one, or set CC; or leave out --reference)",
+                    compiler.to_string_lossy()
+                )
+            })?;
+        Ok(binary)
+    };
     Ok(References {
-        server: build_c(root, REFERENCE_SERVER_SOURCE, &out_dir.join("epoll_echo"))?,
-        client: build_c(root, REFERENCE_CLIENT_SOURCE, &out_dir.join("epoll_load"))?,
+        server: build("epoll_echo")?,
+        client: build("epoll_load")?,
     })
 }
 
-/// Compiles the C program `source` into `binary`.
-fn build_c(root: &Path, source: &str, binary: &Path) -> Result<PathBuf> {
-    let compiler = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let mut command = Command::new(&compiler);
-    command
-        .current_dir(root)
-        .args(["-O2", "-o"])
-        .arg(binary)
-        .arg(source);
-    eprintln!("==> {}", crate::show_command(&command));
-    crate::run_checked(&mut command).with_context(|| {
-        format!(
-            "could not build {source} with the C compiler `{}` \
-             (install one, or set CC; or leave out --reference)",
-            compiler.to_string_lossy()
-        )
-    })?;
-    Ok(binary.to_path_buf())
-}
-
-/// How programs are put on a core.
-#[derive(Debug, Clone)]
-pub(crate) struct Pinning {
-    /// `taskset`, if the machine has it and at least two cores to pin to.
-    taskset: Option<PathBuf>,
-}
-
-impl Pinning {
-    /// Pins with `taskset` if it is on the `PATH` and this process may use
-    /// two cores or more; otherwise runs everything unpinned.
-    pub(crate) fn detect() -> Self {
+impl Lab {
+    /// The programs, pinned with `taskset` if it is on the `PATH` and this
+    /// process may use two cores or more; unpinned otherwise.
+    pub(crate) fn new(
+        bins: Bins,
+        reference: Option<References>,
+        (duration, warmup): (Duration, Duration),
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let taskset = (cores >= 2).then(|| find_on_path("taskset")).flatten();
-        Self { taskset }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let taskset = std::env::split_paths(&path)
+            .map(|dir| dir.join("taskset"))
+            .find(|path| cores >= 2 && path.is_file());
+        Self {
+            bins,
+            reference,
+            taskset,
+            duration,
+            warmup,
+        }
+    }
+
+    /// The servers measured: the reference if it was built, and echo-server.
+    pub(crate) fn servers(&self) -> Vec<ServerKind> {
+        let reference = self.reference.is_some().then_some(ServerKind::Reference);
+        reference
+            .into_iter()
+            .chain([ServerKind::EchoServer])
+            .collect()
+    }
+
+    /// The C references, which must have been built.
+    pub(crate) fn reference(&self) -> Result<&References> {
+        self.reference
+            .as_ref()
+            .context("the C references were not built")
     }
 
     /// Whether programs are pinned.
@@ -150,19 +153,8 @@ impl Pinning {
         self.taskset.is_some()
     }
 
-    /// The program and leading arguments that run `program` on `cpu`.
-    pub(crate) fn command(&self, cpu: usize, program: &Path) -> (PathBuf, Vec<OsString>) {
-        match &self.taskset {
-            Some(taskset) => (
-                taskset.clone(),
-                vec!["-c".into(), cpu.to_string().into(), program.into()],
-            ),
-            None => (program.to_path_buf(), Vec::new()),
-        }
-    }
-
     /// Says where programs run, for the report.
-    pub(crate) fn describe(&self) -> String {
+    pub(crate) fn placement(&self) -> String {
         if self.is_pinned() {
             format!("server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU} (taskset)")
         } else {
@@ -170,82 +162,41 @@ impl Pinning {
                 .to_owned()
         }
     }
-}
 
-/// The first `name` in a directory of `PATH`.
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-}
+    /// `program args...` on `cpu`, without the environment the binaries
+    /// read.
+    pub(crate) fn cmd<A: Into<OsString>>(
+        &self,
+        cpu: usize,
+        program: &Path,
+        args: impl IntoIterator<Item = A>,
+    ) -> Expression {
+        let args = args.into_iter().map(Into::into);
+        process::isolated(match &self.taskset {
+            Some(taskset) => {
+                let pin = ["-c".into(), cpu.to_string().into(), program.into()];
+                process::cmd(taskset, pin.into_iter().chain(args))
+            }
+            None => process::cmd(program, args),
+        })
+    }
 
-/// A server under measurement, killed when dropped.
-#[derive(Debug)]
-pub(crate) struct RunningServer {
-    process: Process,
-    addr: SocketAddr,
-}
-
-impl RunningServer {
-    /// Starts `kind` on a free loopback port, serving `traffic`, pinned to
-    /// the server's core, and waits until it says it is listening.
-    pub(crate) fn start(
-        kind: ServerKind,
-        traffic: Traffic,
-        programs: &Programs,
-        pinning: &Pinning,
-        extra: &[&str],
-        deadline: Instant,
-    ) -> Result<Self> {
-        let (binary, args): (&Path, Vec<&str>) = match kind {
-            ServerKind::Reference => (
-                &programs
-                    .reference
-                    .as_ref()
-                    .context("the reference server was not built")?
-                    .server,
-                vec!["0"],
-            ),
-            ServerKind::EchoServer => (
-                &programs.server,
-                [
-                    &["--listen", "127.0.0.1:0", "--mode", traffic.name()][..],
-                    extra,
-                ]
-                .concat(),
-            ),
+    /// Starts `kind` on a free loopback port, serving `mode` with `extra`
+    /// arguments, pinned to the server's core, and waits until it says it
+    /// is listening.
+    pub(crate) fn start(&self, kind: ServerKind, mode: Mode, extra: &[&str]) -> Result<Server> {
+        let command = match kind {
+            // The reference echoes bytes, whatever the mode; it takes the port.
+            ServerKind::Reference => self.cmd(SERVER_CPU, &self.reference()?.server, ["0"]),
+            ServerKind::EchoServer => {
+                let mode = mode.to_string();
+                let args = [&["--listen", "127.0.0.1:0", "--mode", &mode], extra].concat();
+                self.cmd(SERVER_CPU, &self.bins.server, args)
+            }
         };
-        let (program, mut all_args) = pinning.command(SERVER_CPU, binary);
-        all_args.extend(args.iter().map(OsString::from));
-        let process = Spawn::new(&program).args(all_args).start()?;
-        let line = process
-            .wait_for_line(Pipe::Stdout, deadline, |line| {
-                parse_listening_line(line).is_some()
-            })
-            .with_context(|| format!("{kind} did not say it was listening"))?;
-        let addr = parse_listening_line(&line).context("the listening line changed")?;
-        Ok(Self { process, addr })
+        let deadline = Instant::now() + SERVER_DEADLINE;
+        Server::start(command, deadline).with_context(|| format!("starting {kind}"))
     }
-
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    /// Stops the server with SIGTERM and waits for it to exit.
-    pub(crate) fn stop(mut self, deadline: Instant) -> Result<Output> {
-        Ok(self.process.stop(deadline)?)
-    }
-}
-
-/// The address in a line such as `echo-server listening on 127.0.0.1:9999
-/// (framed)` or `epoll_echo listening on 127.0.0.1:9999`.
-fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("listening on ")?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -253,35 +204,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_both_servers_listening_lines() {
-        let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
-        assert_eq!(
-            parse_listening_line("echo-server listening on 127.0.0.1:4321 (framed)\n"),
-            Some(addr)
-        );
-        assert_eq!(
-            parse_listening_line("epoll_echo listening on 127.0.0.1:4321\n"),
-            Some(addr)
-        );
-        assert_eq!(parse_listening_line("starting\n"), None);
-        assert_eq!(parse_listening_line("listening on nowhere\n"), None);
-    }
-
-    #[test]
     fn pinning_prefixes_taskset_only_when_pinned() {
-        let program = Path::new("/bin/echo-server");
-        let unpinned = Pinning { taskset: None };
-        assert_eq!(
-            unpinned.command(1, program),
-            (program.to_path_buf(), Vec::new())
-        );
-        let pinned = Pinning {
-            taskset: Some(PathBuf::from("/usr/bin/taskset")),
+        // `echo` stands in for taskset, to show the arguments it gets.
+        let bins = || Bins {
+            server: PathBuf::new(),
+            client: PathBuf::new(),
         };
-        let (taskset, args) = pinned.command(1, program);
-        assert_eq!(taskset, Path::new("/usr/bin/taskset"));
-        assert_eq!(args, ["-c", "1", "/bin/echo-server"]);
-        assert!(pinned.describe().contains("CPU 1"));
-        assert!(unpinned.describe().contains("unpinned"));
+        let unpinned = Lab {
+            taskset: None,
+            ..Lab::new(bins(), None, (Duration::ZERO, Duration::ZERO))
+        };
+        let pinned = Lab {
+            taskset: Some(PathBuf::from("echo")),
+            ..Lab::new(bins(), None, (Duration::ZERO, Duration::ZERO))
+        };
+        let command = pinned.cmd(1, Path::new("echo-server"), ["--mode", "raw"]);
+        assert_eq!(command.read().unwrap(), "-c 1 echo-server --mode raw");
+        assert_eq!(
+            unpinned.cmd(1, Path::new("echo"), ["raw"]).read().unwrap(),
+            "raw"
+        );
+        assert!(pinned.placement().contains("CPU 1"));
+        assert!(unpinned.placement().contains("unpinned"));
+        assert_eq!(unpinned.servers(), [ServerKind::EchoServer]);
+        assert!(unpinned.reference().is_err());
     }
 }

@@ -1,0 +1,331 @@
+//! How xtask runs programs. Every command goes through [`cmd`], which shows
+//! it on stderr as a person would type it and hands it to duct; [`Server`]
+//! is a program left running while a task works with it, killed when
+//! dropped; [`output_by`] runs one to its end within a deadline.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use duct::{Expression, Handle, ReaderHandle};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// `program args...`, shown on stderr first. Every command xtask runs is
+/// made here, right where it runs.
+pub(crate) fn cmd<A: Into<OsString>>(
+    program: impl Into<OsString>,
+    args: impl IntoIterator<Item = A>,
+) -> Expression {
+    let program = program.into();
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    eprintln!("$ {}", shown(&program, &args));
+    duct::cmd(program, args)
+}
+
+/// `cargo args...`, with the cargo that runs this xtask, which cargo names
+/// in `$CARGO`, so that `cargo +toolchain xtask` uses that toolchain
+/// throughout.
+pub(crate) fn cargo<A: Into<OsString>>(args: impl IntoIterator<Item = A>) -> Expression {
+    cmd(
+        std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+        args,
+    )
+}
+
+/// The command as typed: a program outside the current directory by its
+/// name alone (so that `$CARGO`'s path into the toolchain shows as `cargo`),
+/// arguments that hold spaces quoted.
+fn shown(program: &OsString, args: &[OsString]) -> String {
+    let program = Path::new(program);
+    let program = match std::env::current_dir() {
+        Ok(dir) if program.is_absolute() => program
+            .strip_prefix(&dir)
+            .ok()
+            .or_else(|| program.file_name().map(Path::new))
+            .unwrap_or(program),
+        _ => program,
+    };
+    std::iter::once(program.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(|part| match part.to_string_lossy() {
+            part if part.is_empty() || part.contains(char::is_whitespace) => format!("'{part}'"),
+            part => part.into_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits for a started command until `deadline`, killing it if it is still
+/// running then. The command must be `unchecked`, so that its output is
+/// returned whatever its exit status.
+pub(crate) fn finish_by(handle: Handle, deadline: Instant) -> Result<Output> {
+    if handle.wait_deadline(deadline)?.is_none() {
+        handle.kill()?;
+        let output = handle.into_output()?;
+        bail!(
+            "it was still running at its deadline and was killed; its stderr: {}",
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok(handle.into_output()?)
+}
+
+/// Runs `command` to its end with its output captured, killing it if it is
+/// still running at `deadline`.
+pub(crate) fn output_by(command: Expression, deadline: Instant) -> Result<Output> {
+    let handle = command
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .start()?;
+    finish_by(handle, deadline)
+}
+
+/// `command` without the environment variables the binaries read, every
+/// `ECHO_*` and `RUST_LOG`, so that the developer's settings cannot change
+/// what a task measures or checks.
+pub(crate) fn isolated(command: Expression) -> Expression {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name == "RUST_LOG" || name.as_encoded_bytes().starts_with(b"ECHO_"))
+        .fold(command, |command, name| command.env_remove(name))
+}
+
+/// The `echo-server` and `echo-client` binaries.
+#[derive(Debug)]
+pub(crate) struct Bins {
+    pub(crate) server: PathBuf,
+    pub(crate) client: PathBuf,
+}
+
+/// Builds `echo-server` and `echo-client` (the release profile, or the dev
+/// one) and finds them where cargo says it put them, whatever the target
+/// directory.
+pub(crate) fn build_binaries(release: bool) -> Result<Bins> {
+    let mut args = vec![
+        "build",
+        "-p",
+        "echo-server",
+        "-p",
+        "echo-client",
+        "--message-format=json-render-diagnostics",
+    ];
+    if release {
+        args.push("--release");
+    }
+    let messages = cargo(args).read()?;
+    let find = |name: &str| {
+        messages
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|message| message["target"]["name"] == name)
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .with_context(|| format!("cargo built no executable `{name}`"))
+    };
+    Ok(Bins {
+        server: find("echo-server")?,
+        client: find("echo-client")?,
+    })
+}
+
+/// A server left running while a task works with it. Its standard output is
+/// read on a thread of its own, so that it never blocks on a full pipe; its
+/// standard error is kept for when it fails. It is killed when dropped, so no
+/// way out of a task leaves it behind.
+#[derive(Debug)]
+pub(crate) struct Server {
+    handle: Arc<ReaderHandle>,
+    pid: Pid,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `command` and waits until it prints a line that says
+    /// `listening on ADDR`.
+    pub(crate) fn start(command: Expression, deadline: Instant) -> Result<Self> {
+        let handle = Arc::new(command.stderr_capture().unchecked().reader()?);
+        let pid = handle
+            .pids()
+            .first()
+            .copied()
+            .context("duct started no process")?;
+        let pid = Pid::from_raw(i32::try_from(pid).context("the pid does not fit a pid_t")?);
+        let lines = read_lines(Arc::clone(&handle));
+        let addr = loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => match listening_addr(&line) {
+                    Some(addr) => break addr,
+                    None => continue,
+                },
+                Err(RecvTimeoutError::Timeout) => bail!("the server did not say it was listening"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let stderr = match handle.try_wait()? {
+                        Some(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
+                        None => String::new(),
+                    };
+                    bail!("the server exited without saying it was listening: {stderr}");
+                }
+            }
+        };
+        Ok(Self { handle, pid, addr })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Stops the server with SIGTERM and waits until `deadline` for it to
+    /// exit; returns how it exited and its standard error.
+    pub(crate) fn stop(self, deadline: Instant) -> Result<Output> {
+        // A server that has exited (and been reaped) is not signalled: its
+        // pid may belong to another process by now.
+        if self.handle.try_wait()?.is_none() {
+            kill(self.pid, Signal::SIGTERM).context("could not send SIGTERM")?;
+        }
+        loop {
+            if let Some(output) = self.handle.try_wait()? {
+                return Ok(output.clone());
+            }
+            if Instant::now() >= deadline {
+                bail!("the server did not exit after SIGTERM and was killed");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.handle.kill();
+    }
+}
+
+/// Reads the lines of `handle`'s standard output on a thread of its own,
+/// until its end.
+fn read_lines(handle: Arc<ReaderHandle>) -> Receiver<String> {
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(&*handle).lines() {
+            // The receiver goes once the server has said where it listens;
+            // the rest is still read, so that the server never blocks.
+            let Ok(line) = line else { break };
+            let _ = sender.send(line);
+        }
+    });
+    lines
+}
+
+/// The address in a line such as `echo-server listening on 127.0.0.1:9999
+/// (framed)` or `epoll_echo listening on 127.0.0.1:9999`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("listening on ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// What Linux's `/proc` says of process `pid`: its memory, descriptors and
+/// CPU time.
+pub(crate) fn proc(pid: Pid) -> Result<procfs::process::Process> {
+    procfs::process::Process::new(pid.as_raw()).with_context(|| format!("process {pid} is gone"))
+}
+
+/// The resident memory of process `pid`, in KiB.
+pub(crate) fn rss_kib(pid: Pid) -> Result<u64> {
+    proc(pid)?
+        .status()?
+        .vmrss
+        .with_context(|| format!("process {pid} has no VmRSS"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shows(program: &str, args: &[&str]) -> String {
+        let args: Vec<OsString> = args.iter().map(Into::into).collect();
+        shown(&program.into(), &args)
+    }
+
+    #[test]
+    fn shows_commands_as_typed() {
+        assert_eq!(
+            shows("cargo", &["fmt", "--all", "--", "--check"]),
+            "cargo fmt --all -- --check"
+        );
+        assert_eq!(
+            shows("/root/.rustup/toolchains/stable/bin/cargo", &["build"]),
+            "cargo build"
+        );
+        let here = std::env::current_dir().unwrap().join("target/release/x");
+        assert_eq!(shows(here.to_str().unwrap(), &[]), "target/release/x");
+        assert_eq!(shows("sh", &["-c", "exit 3", ""]), "sh -c 'exit 3' ''");
+    }
+
+    #[test]
+    fn parses_both_servers_listening_lines() {
+        let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let parsed = listening_addr("echo-server listening on 127.0.0.1:4321 (framed)");
+        assert_eq!(parsed, Some(addr));
+        let parsed = listening_addr("epoll_echo listening on 127.0.0.1:4321");
+        assert_eq!(parsed, Some(addr));
+        assert_eq!(listening_addr("starting"), None);
+        assert_eq!(listening_addr("listening on nowhere"), None);
+    }
+
+    fn in_secs(secs: u64) -> Instant {
+        Instant::now() + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_server_is_found_by_its_listening_line_and_stopped_by_sigterm() {
+        let script = "trap 'echo stopping >&2; exit 0' TERM; \
+                      echo 'starting'; echo 'fake listening on 127.0.0.1:5 (framed)'; \
+                      while :; do sleep 0.05; done";
+        let server = Server::start(duct::cmd!("sh", "-c", script), in_secs(30)).unwrap();
+        assert_eq!(server.addr(), "127.0.0.1:5".parse().unwrap());
+        assert!(rss_kib(server.pid()).unwrap() > 0);
+        let output = server.stop(in_secs(30)).unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(output.stderr, b"stopping\n");
+    }
+
+    #[test]
+    fn a_server_that_does_not_listen_is_reported() {
+        let exits = duct::cmd!("sh", "-c", "echo 'cannot bind' >&2; exit 1");
+        let error = Server::start(exits, in_secs(30)).unwrap_err().to_string();
+        assert!(
+            error.contains("exited without") && error.contains("cannot bind"),
+            "{error}"
+        );
+        let hangs = duct::cmd!("sleep", "30");
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let error = Server::start(hangs, deadline).unwrap_err().to_string();
+        assert!(error.contains("did not say it was listening"), "{error}");
+    }
+
+    #[test]
+    fn a_command_that_outlives_its_deadline_is_killed() {
+        let output = output_by(duct::cmd!("sh", "-c", "echo out; exit 3"), in_secs(30)).unwrap();
+        assert_eq!(
+            (output.status.code(), &output.stdout[..]),
+            (Some(3), &b"out\n"[..])
+        );
+        let started = Instant::now();
+        let stuck = duct::cmd!("sh", "-c", "echo 'stuck here' >&2; exec sleep 30");
+        let error = output_by(stuck, Instant::now() + Duration::from_millis(200)).unwrap_err();
+        assert!(error.to_string().contains("stuck here"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}
