@@ -7,6 +7,7 @@ use std::time::Duration;
 use echo_proto::DEFAULT_ADDR;
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 
+use crate::Delay;
 use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
 
 /// How long open connections get to finish after a shutdown request, by default.
@@ -75,6 +76,13 @@ pub struct Config {
     /// How long a connection may go without reading or writing a byte before
     /// it is closed.
     pub idle_timeout: Duration,
+    // Issue #13, greet: the greeting and the delay.
+    /// Whether each TCP connection opens with a greeting (see
+    /// [`echo_proto::greeting`]): one frame in framed mode, one line in raw
+    /// mode.
+    pub greeting: bool,
+    /// How long each echo is held back, if at all.
+    pub delay: Option<Delay>,
 }
 
 impl Default for Config {
@@ -89,6 +97,9 @@ impl Default for Config {
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            // Issue #13, greet.
+            greeting: false,
+            delay: None,
         }
     }
 }

@@ -17,6 +17,8 @@ use tracing::{Level, debug, enabled};
 
 use crate::Metrics;
 use crate::buffer_pool::BufferPool;
+use crate::delay::{self, Delay};
+use crate::greeting;
 use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
 use crate::{Config, Mode};
 
@@ -126,6 +128,9 @@ pub struct EchoService {
     idle_timeout: Duration,
     buffers: BufferPool,
     metrics: Arc<Metrics>,
+    /// The greeting's bytes, sent as each connection opens, if asked for.
+    greeting: Option<Box<[u8]>>,
+    delay: Option<Delay>,
 }
 
 impl EchoService {
@@ -147,6 +152,8 @@ impl EchoService {
                 POOLED_BUFFERS,
             ),
             metrics,
+            greeting: greeting::bytes(config),
+            delay: config.delay,
         }
     }
 
@@ -170,9 +177,17 @@ impl EchoService {
     ) -> ConnectionSummary {
         let mut relay = RelayBuffer::new(self.mode, self.max_frame_len);
         let mut bytes = 0;
-        let end = self
-            .relay(&mut stream, &mut relay, &mut bytes, shutdown)
-            .await;
+        let greeted = match &self.greeting {
+            Some(greeting) => greeting::send(&mut stream, greeting, self.idle_timeout).await,
+            None => Ok(()),
+        };
+        let end = match greeted {
+            Ok(()) => {
+                self.relay(&mut stream, &mut relay, &mut bytes, shutdown)
+                    .await
+            }
+            Err(end) => end,
+        };
         relay.release_if_empty(&self.buffers);
         if matches!(
             end,
@@ -262,6 +277,13 @@ impl EchoService {
                 describe(relay, n);
             }
             let frames = relay.frames() - frames_before;
+            // `--delay`: the echo waits, and so does reading, so that a held
+            // echo costs no more memory than one written at once.
+            if let Some(delay) = &self.delay {
+                if !relay.ready().is_empty() {
+                    delay::hold(delay, deadline.as_mut(), self.idle_timeout).await;
+                }
+            }
             match self.write_ready(stream, relay, deadline.as_mut()).await {
                 Ok(written) => {
                     *bytes_echoed += written;

@@ -17,6 +17,9 @@
 //! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
 //! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
+//! | [`delay`](Delay) | [`Delay`]: `--delay`, each echo held back, parsed and drawn |
+//! | `greeting` | `--greeting`: the greeting each connection opens with |
+//! | `instance` | the instance's default name, the host name |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
 //!
 //! # How a connection is served
@@ -69,6 +72,9 @@ mod accept;
 mod buffer_pool;
 mod config;
 mod connection;
+mod delay;
+mod greeting;
+mod instance;
 pub mod listening;
 mod metrics;
 mod relay;
@@ -80,6 +86,7 @@ pub use config::{
     Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Mode,
 };
 pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, EchoStream};
+pub use delay::{Delay, DelayError, MAX_DELAY};
 pub use metrics::{Metrics, RejectReason, serve_metrics};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
