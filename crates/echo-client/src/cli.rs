@@ -112,7 +112,8 @@ impl Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection options (for every command)")]
 struct Options {
-    /// The server's address, as HOST:PORT
+    /// The server's address, as HOST:PORT; an IPv6 address in brackets, as
+    /// in [::1]:9999
     #[arg(
         long,
         global = true,

@@ -178,7 +178,11 @@ impl EchoService {
         let mut relay = RelayBuffer::new(self.mode, self.max_frame_len);
         let mut bytes = 0;
         let greeted = match &self.greeting {
-            Some(greeting) => greeting::send(&mut stream, greeting, self.idle_timeout).await,
+            // Boxed, so that its state (a timer among it) is not part of
+            // every connection's future, greeting or not.
+            Some(greeting) => {
+                Box::pin(greeting::send(&mut stream, greeting, self.idle_timeout)).await
+            }
             None => Ok(()),
         };
         let end = match greeted {
@@ -281,7 +285,9 @@ impl EchoService {
             // echo costs no more memory than one written at once.
             if let Some(delay) = &self.delay {
                 if !relay.ready().is_empty() {
-                    delay::hold(delay, deadline.as_mut(), self.idle_timeout).await;
+                    // Boxed, as the greeting is: its timer is paid for
+                    // only by the echoes that wait.
+                    Box::pin(delay::hold(delay, deadline.as_mut(), self.idle_timeout)).await;
                 }
             }
             match self.write_ready(stream, relay, deadline.as_mut()).await {
