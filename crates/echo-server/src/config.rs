@@ -83,6 +83,9 @@ pub struct Config {
     pub greeting: bool,
     /// How long each echo is held back, if at all.
     pub delay: Option<Delay>,
+    /// The name this server instance goes by in its greeting: by default the
+    /// host name, which tells the instances behind a load balancer apart.
+    pub instance: String,
 }
 
 impl Default for Config {
@@ -100,6 +103,7 @@ impl Default for Config {
             // Issue #13, greet.
             greeting: false,
             delay: None,
+            instance: crate::instance::default_instance(),
         }
     }
 }
@@ -111,5 +115,13 @@ mod tests {
     #[test]
     fn the_default_address_serves_this_machine_only() {
         assert!(Config::default().listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn the_default_instance_is_the_host_name() {
+        assert_eq!(
+            Config::default().instance,
+            crate::instance::default_instance()
+        );
     }
 }

@@ -15,10 +15,7 @@ pub(crate) fn bytes(config: &Config) -> Option<Box<[u8]>> {
     if !config.greeting {
         return None;
     }
-    let greeting = Greeting::new(
-        env!("CARGO_PKG_VERSION"),
-        crate::instance::default_instance(),
-    );
+    let greeting = Greeting::new(env!("CARGO_PKG_VERSION"), &*config.instance);
     Some(
         match config.mode {
             Mode::Framed => greeting.encode_framed(),

@@ -198,6 +198,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         idle_timeout: cli.idle_timeout,
         greeting: cli.greeting,
         delay: cli.delay,
+        // The instance's name, the host name, until a flag names it.
+        ..Config::default()
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may

@@ -43,12 +43,16 @@ fn greeting_config(mode: Mode) -> Config {
 
 #[tokio::test]
 async fn framed_connections_open_with_a_greeting_frame_then_echo() {
-    let server = Running::start(greeting_config(Mode::Framed)).await;
+    let server = Running::start(Config {
+        instance: "web-7".to_owned(),
+        ..greeting_config(Mode::Framed)
+    })
+    .await;
     let mut stream = within(TcpStream::connect(server.addr)).await.unwrap();
     let greeting = Greeting::parse(&within(read_frame(&mut stream)).await).unwrap();
     assert_eq!(greeting.server, SERVER_NAME);
     assert_eq!(greeting.version, env!("CARGO_PKG_VERSION"));
-    assert!(!greeting.instance.is_empty());
+    assert_eq!(greeting.instance, "web-7");
     stream
         .write_all(&frame(b"after the greeting"))
         .await
