@@ -47,6 +47,7 @@ mod schedule;
 mod sent_bytes;
 mod tally;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +58,7 @@ use tokio::task::JoinSet;
 use self::connection::{Plan, Signal, nanos};
 use self::tally::Collector;
 use crate::error::ClientError;
+use crate::greeting;
 use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::stats::{LatencyStats, LatencySummary};
@@ -103,6 +105,13 @@ pub struct BenchConfig {
     /// How often to report the figures of the last interval, if at all.
     #[serde(rename = "report_interval_s", with = "units::optional_seconds")]
     pub report_interval: Option<Duration>,
+    // Issue #13, greet.
+    /// Whether each connection opens with a greeting to read first (a
+    /// server started with `--greeting`), which names the instance that
+    /// serves it: the report then counts connections and echoes per
+    /// instance. Framed and raw TCP only.
+    #[serde(default)]
+    pub expect_greeting: bool,
 }
 
 /// When a bench stops sending (after the warmup).
@@ -132,6 +141,7 @@ impl Default for BenchConfig {
             rate: None,
             timeout: Duration::from_secs(5),
             report_interval: None,
+            expect_greeting: false,
         }
     }
 }
@@ -183,6 +193,9 @@ impl BenchConfig {
                     "the rate must be a positive number of messages per second, not {rate}"
                 ));
             }
+        }
+        if self.expect_greeting && self.mode == Mode::Udp {
+            return invalid("a greeting comes only over TCP (framed or raw), not UDP".to_owned());
         }
         if self.timeout.is_zero() {
             return invalid("the timeout must be more than 0".to_owned());
@@ -313,6 +326,12 @@ pub struct BenchReport {
     pub first_error: Option<String>,
     /// Whether the run was interrupted before its end.
     pub interrupted: bool,
+    /// With [`BenchConfig::expect_greeting`]: for each server instance that
+    /// greeted, how many connections it served and how many measured echoes
+    /// came back on them, which shows how a load balancer spread the load.
+    /// Empty otherwise (and then left out of the JSON).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instances: BTreeMap<String, InstanceCounts>,
     /// Every latency behind [`latency`](Self::latency), for other
     /// percentiles. Not in the JSON: a report read back from it has none.
     #[serde(skip)]
@@ -330,6 +349,16 @@ pub struct ConnectionCounts {
     /// Could not be opened, or failed before the end (closed, reset, or no
     /// echo within the timeout).
     pub failed: usize,
+}
+
+/// What one server instance served in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InstanceCounts {
+    /// Connections it greeted.
+    pub connections: u64,
+    /// Intact echoes of messages sent after the warmup, on those connections.
+    pub echoed: u64,
 }
 
 /// What went wrong in a run.
@@ -411,17 +440,32 @@ pub async fn run_with(
     // Connect everything first, so that connecting is not measured.
     let mut connecting = JoinSet::new();
     for index in 0..config.connections {
-        let (addr, candidates, mode, timeout) = (
+        let (addr, candidates, mode, timeout, expect_greeting) = (
             config.addr.clone(),
             Arc::clone(&candidates),
             config.mode,
             config.timeout,
+            config.expect_greeting,
         );
         connecting.spawn(async move {
-            let opened = tokio::time::timeout(timeout, transport::open(&addr, &candidates, mode))
-                .await
-                .unwrap_or_else(|_elapsed| Err(ClientError::connect_timeout(&addr, timeout)));
-            (index, opened)
+            let opened = async {
+                let mut link =
+                    tokio::time::timeout(timeout, transport::open(&addr, &candidates, mode))
+                        .await
+                        .unwrap_or_else(|_elapsed| {
+                            Err(ClientError::connect_timeout(&addr, timeout))
+                        })?;
+                // The greeting, like an echo, gets a timeout of its own.
+                let instance = if expect_greeting {
+                    let greeting =
+                        greeting::receive(&mut link.receiver, &addr, mode, timeout).await?;
+                    Some(greeting.instance)
+                } else {
+                    None
+                };
+                Ok((link, instance))
+            };
+            (index, opened.await)
         });
     }
     let mut links = Vec::with_capacity(config.connections);
@@ -462,12 +506,13 @@ pub async fn run_with(
     let stop = Signal::default();
     let mut connections = JoinSet::new();
     let connected = links.len();
-    for (index, link) in links {
+    for (index, (link, instance)) in links {
         let id = u32::try_from(index).expect("validated: at most u32::MAX connections");
         connections.spawn(connection::run(
             id,
             link.sender,
             link.receiver,
+            instance,
             config.quota(index),
             Arc::clone(&plan),
             stop.clone(),
@@ -667,6 +712,7 @@ impl<'a> Clock<'a> {
             intervals: self.intervals,
             first_error: totals.first_error.take(),
             interrupted,
+            instances: std::mem::take(&mut totals.instances),
             latency_stats,
         }
     }
@@ -726,6 +772,14 @@ mod tests {
         bad(|c| c.rate = Some(0.0), "rate");
         bad(|c| c.rate = Some(f64::NAN), "rate");
         bad(|c| c.timeout = Duration::ZERO, "timeout");
+        bad(
+            |c| {
+                c.mode = Mode::Udp;
+                c.size = 64;
+                c.expect_greeting = true;
+            },
+            "not UDP",
+        );
         bad(
             |c| c.report_interval = Some(Duration::ZERO),
             "report interval",

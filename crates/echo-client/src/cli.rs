@@ -76,13 +76,20 @@ impl Cli {
     }
 
     /// Checks what clap cannot check alone, because it depends on two
-    /// options at once: the message size against the mode.
+    /// options at once: the message size against the mode, and a greeting,
+    /// which UDP has none of.
     ///
     /// # Errors
     ///
     /// A usage error, which exits with code 2 like clap's own.
     pub(crate) fn validate(&self) -> Result<(), clap::Error> {
         let mode = self.options.mode();
+        if self.options.expect_greeting && mode == Mode::Udp {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--expect-greeting: a greeting comes only over TCP (framed or raw), not UDP",
+            ));
+        }
         let size = match &self.command {
             Some(Command::Ping(args)) => args.size,
             Some(Command::Bench(args)) => args.size,
@@ -105,7 +112,8 @@ impl Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection options (for every command)")]
 struct Options {
-    /// The server's address, as HOST:PORT
+    /// The server's address, as HOST:PORT; an IPv6 address in brackets, as
+    /// in [::1]:9999
     #[arg(
         long,
         global = true,
@@ -168,6 +176,20 @@ struct Options {
     /// message [default: off]
     #[arg(long, global = true)]
     udp: bool,
+
+    // Issue #13, greet.
+    /// Read the greeting of a server started with --greeting before the
+    /// first echo, on every connection (framed or raw TCP, not UDP); an
+    /// error if none comes within --timeout or it is not the greeting's
+    /// JSON. -v prints the instance that answered; bench counts connections
+    /// and echoes per instance [default: off]
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_EXPECT_GREETING",
+        value_parser = FalseyValueParser::new()
+    )]
+    expect_greeting: bool,
 }
 
 impl Options {
@@ -185,6 +207,14 @@ impl Options {
     /// The `--verbose` line that says where a command connected, and how.
     fn note_connected(&self, peer: SocketAddr, mode: Mode) {
         self.note(format_args!("connected to {peer} ({mode})"));
+    }
+
+    /// The `--verbose` line that says which server instance greeted.
+    fn note_greeting(&self, greeting: &echo_client::Greeting) {
+        self.note(format_args!(
+            "greeted by instance {} ({} {})",
+            greeting.instance, greeting.server, greeting.version
+        ));
     }
 
     /// Prints one line of `--verbose` commentary to stderr.
@@ -428,6 +458,10 @@ mod tests {
         assert_eq!(default("timeout"), expected("5", "ECHO_TIMEOUT"));
         assert_eq!(default("verbose").1, Some("ECHO_VERBOSE".to_owned()));
         assert_eq!(default("mode"), expected("framed", "ECHO_MODE"));
+        assert_eq!(
+            default("expect_greeting").1,
+            Some("ECHO_EXPECT_GREETING".to_owned())
+        );
     }
 
     #[test]
@@ -565,6 +599,28 @@ mod tests {
         let full = io::Error::from(io::ErrorKind::StorageFull);
         let error = printed(Err(full)).unwrap_err();
         assert!(format!("{error:#}").starts_with("cannot write to standard output"));
+    }
+
+    #[test]
+    fn a_greeting_is_expected_over_tcp_only() {
+        assert!(
+            parse(&["--expect-greeting", "x"])
+                .unwrap()
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            parse(&["bench", "--raw", "--expect-greeting"])
+                .unwrap()
+                .validate()
+                .is_ok()
+        );
+        let error = parse(&["--udp", "ping", "--expect-greeting"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("not UDP"), "{error}");
     }
 
     #[test]

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use echo_proto::FrameError;
+use echo_proto::greeting::Greeting;
 
 use crate::error::ClientError;
+use crate::greeting;
 use crate::mode::Mode;
 use crate::transport::{self, Receiver, Sender};
 
@@ -140,6 +142,47 @@ impl Client {
             sender: link.sender,
             receiver: link.receiver,
         })
+    }
+
+    /// Reads the greeting that a server told to greet (`echo-server
+    /// --greeting`) opens each connection with, and says who answered. Call
+    /// it first, before any echo, and only when the server is known to
+    /// greet: the greeting is an extension of the protocol that nothing on
+    /// the wire announces. It must arrive within the timeout given to
+    /// [`connect`](Client::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NoGreeting`] if none came in time or the connection
+    /// ended first, [`ClientError::BadGreeting`] if the first frame (or, in
+    /// raw mode, line) is not a greeting, and [`ClientError::InvalidSetting`]
+    /// over UDP, where there is no connection to greet.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use echo_client::{Client, ClientError};
+    /// # use echo_server::{Config, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::bind(Config {
+    /// #     listen: "127.0.0.1:0".parse()?,
+    /// #     greeting: true,
+    /// #     ..Config::default()
+    /// # }).await?;
+    /// # let addr = server.local_addr();
+    /// # tokio::spawn(server.run(std::future::pending()));
+    /// // A server started with --greeting.
+    /// let mut client = Client::connect(addr, Duration::from_secs(5)).await?;
+    /// let greeting = client.read_greeting().await?;
+    /// assert_eq!(greeting.server, "echo-server");
+    /// println!("served by {}", greeting.instance);
+    /// assert_eq!(&client.echo(b"hi").await?[..], b"hi");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read_greeting(&mut self) -> Result<Greeting, ClientError> {
+        greeting::receive(&mut self.receiver, &self.addr, self.mode, self.timeout).await
     }
 
     /// The socket address of the server this client is connected to.

@@ -138,6 +138,26 @@ pub enum ClientError {
         addr: String,
     },
 
+    /// A greeting was expected (see [`echo_proto::greeting`]) and none came:
+    /// not within the timeout, or the connection ended first.
+    #[error("no greeting from {addr}: {why}")]
+    NoGreeting {
+        /// The address as given.
+        addr: String,
+        /// What happened instead, in words.
+        why: String,
+    },
+
+    /// What came first on the connection is not a greeting: not a JSON
+    /// object with the greeting's fields.
+    #[error("{addr} sent something other than a greeting")]
+    BadGreeting {
+        /// The address as given.
+        addr: String,
+        /// What was wrong with it.
+        source: echo_proto::greeting::GreetingError,
+    },
+
     /// Reading or writing the socket failed for a reason other than the
     /// server closing it.
     #[error("I/O error on the connection to {addr}")]

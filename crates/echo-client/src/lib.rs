@@ -20,13 +20,14 @@
 //! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry | payload |
 //! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
 //! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode |
-//! | `src/client.rs` | [`Client`]: connect, echo one message, pipeline many | error, mode, transport |
+//! | `src/greeting.rs` | reading the greeting a server may open a connection with | error, mode, transport |
+//! | `src/client.rs` | [`Client`]: connect, read a greeting, echo one message, pipeline many | error, greeting, mode, transport |
 //! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time, over a [`Client`] | client, error, mode, payload, stats, units |
 //! | `src/bench/schedule.rs` | when each message of a paced bench is due | |
 //! | `src/bench/sent_bytes.rs` | a pipelined connection's messages as sent: the writer sends from them, the reader verifies a read's echoes against them in one comparison | payload |
 //! | `src/bench/tally.rs` | counting outcomes per connection, and for the run | stats |
 //! | `src/bench/connection.rs` | one bench connection: its writer, its reader, their window | schedule, sent_bytes, tally, error, mode, payload, transport |
-//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] | connection, tally, error, mode, payload, stats, transport, units |
+//! | `src/bench.rs` | [`bench::run`]: the load generator, and its [`bench::BenchReport`] | connection, tally, error, greeting, mode, payload, stats, transport, units |
 //! | `src/report.rs` | rendering for people: ping's lines, the bench's banner and results | bench, mode, ping, stats |
 //! | `src/lib.rs` | this overview and the public re-exports | every module |
 //! | `src/main.rs` | the `echo-client` binary: logging, runtime, exit codes | the library, cli |
@@ -131,6 +132,7 @@
 pub mod bench;
 mod client;
 mod error;
+mod greeting;
 mod mode;
 mod payload;
 pub mod ping;
@@ -140,5 +142,6 @@ mod transport;
 mod units;
 
 pub use client::Client;
+pub use echo_proto::greeting::Greeting;
 pub use error::ClientError;
 pub use mode::{MAX_DATAGRAM_LEN, Mode, ParseModeError};

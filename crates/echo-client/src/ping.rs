@@ -209,6 +209,16 @@ impl Pinger {
         })
     }
 
+    /// Reads the greeting of a server that greets, before the first ping:
+    /// see [`Client::read_greeting`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::read_greeting`].
+    pub async fn read_greeting(&mut self) -> Result<echo_proto::greeting::Greeting, ClientError> {
+        self.client.read_greeting().await
+    }
+
     /// The socket address being pinged.
     pub fn peer_addr(&self) -> SocketAddr {
         self.client.peer_addr()

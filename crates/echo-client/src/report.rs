@@ -246,6 +246,9 @@ impl fmt::Display for IntervalReport {
 /// errors       0
 /// connections  1 of 1 connected, 0 failed
 /// ```
+///
+/// With greetings expected, a line per server instance follows, in name
+/// order: `instance     web-1: 5 connections, 256170 echoed`.
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -297,6 +300,14 @@ impl fmt::Display for BenchReport {
             "connections  {} of {} connected, {} failed",
             connections.connected, connections.requested, connections.failed
         )?;
+        for (instance, counts) in &self.instances {
+            write!(
+                f,
+                "\ninstance     {instance}: {}, {} echoed",
+                count(counts.connections, "connection"),
+                counts.echoed
+            )?;
+        }
         if let Some(error) = &self.first_error {
             write!(f, "\nfirst error  {error}")?;
         }

@@ -408,6 +408,55 @@ impl Receiver {
         }
     }
 
+    /// Waits for the next line of a TCP stream and returns it without its
+    /// `\n`. Once more than `max_len` bytes have come without one, they are
+    /// returned as they are, for the caller to find too long. `Ok(None)`
+    /// means that the stream ended cleanly before anything came, and always
+    /// over UDP, which has no lines.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Truncated`] when the stream ends inside a line, and
+    /// [`FrameError::Io`] when the socket fails.
+    pub(crate) async fn next_line(&mut self, max_len: usize) -> Result<Option<&[u8]>, FrameError> {
+        let ReceiverKind::Tcp {
+            half,
+            buffer,
+            consumed,
+            ..
+        } = &mut self.kind
+        else {
+            return Ok(None);
+        };
+        loop {
+            let pending = &buffer[*consumed..];
+            let line = match pending.iter().position(|&byte| byte == b'\n') {
+                Some(end) => Some((end, end + 1)),
+                None if pending.len() > max_len => Some((pending.len(), pending.len())),
+                None => None,
+            };
+            if let Some((end, next)) = line {
+                let start = *consumed;
+                *consumed += next;
+                return Ok(Some(&buffer[start..start + end]));
+            }
+            buffer.advance(std::mem::take(consumed));
+            buffer.reserve(READ_CHUNK);
+            let read = half.read_buf(buffer).await?;
+            self.reads += 1;
+            if read == 0 {
+                return if buffer.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated {
+                        received: buffer.len() as u64,
+                        expected: buffer.len() as u64 + 1,
+                    })
+                };
+            }
+        }
+    }
+
     /// The next echo if it has already arrived in full, without waiting or
     /// reading: `None` if it has not (and always over UDP, where each
     /// datagram takes a read). A caller that handles the echoes of one read

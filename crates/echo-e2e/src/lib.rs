@@ -11,11 +11,14 @@
 //! | `cli.rs` | both binaries as users run them: echoes through the real server, usage errors (exit 2), runtime failures (exit 1) |
 //! | `client_tools.rs` | `echo-client ping` and `bench` against the server in each mode |
 //! | `server_ops.rs` | the metrics endpoint scraped over HTTP, and a Python client written from PROTOCOL.md |
+//! | `greeting.rs` | `--greeting` and `--expect-greeting` in framed and raw mode (the instance named, the bench's counts per instance, a server that does not greet), and `--delay` timed by the test's clock |
+//! | `ipv6.rs` | every listener kind on `[::1]` and `[::]`, and the client reaching `[::1]:PORT` (skipped without an IPv6 loopback) |
 //! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
 //!
 //! What a crate's own tests cover in-process is not repeated here: these
 //! tests need the real processes (their exit codes, signals, `/proc`, the
-//! wire between two binaries). Every server binds port 0 on 127.0.0.1,
+//! wire between two binaries). Every server binds port 0 on 127.0.0.1 (or
+//! on `[::1]` and `[::]` for the IPv6 tests, whose traffic stays on `[::1]`),
 //! every wait has a deadline, and every process is killed when its test
 //! ends, however it ends.
 //!

@@ -16,6 +16,7 @@
 //! | [`test_vectors`] | the test vectors of `PROTOCOL.md`, parsed from it, to test any implementation against | always |
 //! | [`FrameCodec`], [`FrameCodecBuilder`] | a tokio-util `Decoder`/`Encoder` for frames | `codec` |
 //! | [`JsonCodec`], [`JsonCodecError`] | typed messages as JSON over the same frames | `json` |
+//! | [`greeting`] | the optional greeting a server sends as a connection opens: its JSON, its bytes in each mode, and its parser | `greeting` |
 //!
 //! Nothing in the crate performs I/O of its own except the blocking helpers,
 //! and nothing allocates from a length a peer announced: memory follows the
@@ -23,7 +24,7 @@
 //!
 //! # Features
 //!
-//! Both are on by default. Without them (`default-features = false`) the
+//! All three are on by default. Without them (`default-features = false`) the
 //! crate depends on `thiserror` alone and offers the frame format and its
 //! parser, the scanner, the blocking helpers and the test vectors.
 //!
@@ -31,6 +32,8 @@
 //!   `FramedWrite`; pulls in `tokio-util` and `bytes`.
 //! - `json`: [`JsonCodec`], typed messages as JSON; implies `codec` and
 //!   pulls in `serde` and `serde_json`.
+//! - `greeting`: [`greeting::Greeting`], the optional greeting of
+//!   `PROTOCOL.md`; pulls in `serde` and `serde_json`, not the codecs.
 //!
 //! On docs.rs every feature is on, and each item that needs one says so.
 //!
@@ -131,7 +134,10 @@
 //! cases of the specification in [`test_vectors`].
 // Without its feature, an item linked from this page is not there to link
 // to. The default build has every item, and checks every link.
-#![cfg_attr(not(feature = "json"), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(
+    not(all(feature = "json", feature = "greeting")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 #![doc = ""]
 #![doc = include_str!("../PROTOCOL.md")]
 #![forbid(unsafe_code)]
@@ -144,6 +150,9 @@ pub mod frame;
 #[cfg(feature = "codec")]
 mod frame_codec;
 mod frame_scanner;
+#[cfg(feature = "greeting")]
+#[cfg_attr(docsrs, doc(cfg(feature = "greeting")))]
+pub mod greeting;
 #[cfg(feature = "json")]
 mod json_codec;
 pub mod test_vectors;

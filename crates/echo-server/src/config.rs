@@ -6,6 +6,7 @@ use std::time::Duration;
 use echo_proto::DEFAULT_ADDR;
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 
+use crate::Delay;
 use crate::Mode;
 use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
 
@@ -56,6 +57,16 @@ pub struct Config {
     /// How long a connection may go without reading or writing a byte before
     /// it is closed.
     pub idle_timeout: Duration,
+    // Issue #13, greet: the greeting and the delay.
+    /// Whether each TCP connection opens with a greeting (see
+    /// [`echo_proto::greeting`]): one frame in framed mode, one line in raw
+    /// mode.
+    pub greeting: bool,
+    /// How long each echo is held back, if at all.
+    pub delay: Option<Delay>,
+    /// The name this server instance goes by in its greeting: by default the
+    /// host name, which tells the instances behind a load balancer apart.
+    pub instance: String,
 }
 
 impl Default for Config {
@@ -70,6 +81,10 @@ impl Default for Config {
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            // Issue #13, greet.
+            greeting: false,
+            delay: None,
+            instance: crate::instance::default_instance(),
         }
     }
 }
@@ -81,5 +96,13 @@ mod tests {
     #[test]
     fn the_default_address_serves_this_machine_only() {
         assert!(Config::default().listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn the_default_instance_is_the_host_name() {
+        assert_eq!(
+            Config::default().instance,
+            crate::instance::default_instance()
+        );
     }
 }

@@ -5,12 +5,11 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use echo_proto::frame;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, enabled};
@@ -18,6 +17,9 @@ use tracing::{Level, debug, enabled};
 use crate::Metrics;
 use crate::buffer_pool::BufferPool;
 use crate::connection_end::{ConnectionEnd, ConnectionSummary};
+use crate::delay::{self, Delay};
+use crate::echo_stream::EchoStream;
+use crate::greeting;
 use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
 use crate::{Config, Mode};
 
@@ -32,30 +34,6 @@ pub const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 
 /// How many spare relay buffers the pool keeps for connections to reuse.
 const POOLED_BUFFERS: usize = 64;
-
-/// A byte stream the echo can be served on.
-///
-/// Anything that reads and writes bytes qualifies. A stream that can also say
-/// when it has data without being read, as a TCP stream can, lets an idle
-/// connection give its relay buffer back while it waits, which is what keeps
-/// thousands of idle connections cheap.
-pub trait EchoStream: AsyncRead + AsyncWrite + Unpin {
-    /// Polls until a read would find data, end of stream or an error, without
-    /// reading. The default answers at once, so the connection keeps its
-    /// buffer while it waits.
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let _ = cx;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl EchoStream for TcpStream {
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
-    }
-}
-
-impl EchoStream for tokio::io::DuplexStream {}
 
 /// The echo, as every connection of a server shares it: the settings, the
 /// pool of relay buffers and the metrics.
@@ -88,6 +66,9 @@ pub struct EchoService {
     idle_timeout: Duration,
     buffers: BufferPool,
     metrics: Arc<Metrics>,
+    /// The greeting's bytes, sent as each connection opens, if asked for.
+    greeting: Option<Box<[u8]>>,
+    delay: Option<Delay>,
 }
 
 impl EchoService {
@@ -109,6 +90,8 @@ impl EchoService {
                 POOLED_BUFFERS,
             ),
             metrics,
+            greeting: greeting::bytes(config),
+            delay: config.delay,
         }
     }
 
@@ -132,9 +115,21 @@ impl EchoService {
     ) -> ConnectionSummary {
         let mut relay = RelayBuffer::new(self.mode, self.max_frame_len);
         let mut bytes = 0;
-        let end = self
-            .relay(&mut stream, &mut relay, &mut bytes, shutdown)
-            .await;
+        let greeted = match &self.greeting {
+            // Boxed, so that its state (a timer among it) is not part of
+            // every connection's future, greeting or not.
+            Some(greeting) => {
+                Box::pin(greeting::send(&mut stream, greeting, self.idle_timeout)).await
+            }
+            None => Ok(()),
+        };
+        let end = match greeted {
+            Ok(()) => {
+                self.relay(&mut stream, &mut relay, &mut bytes, shutdown)
+                    .await
+            }
+            Err(end) => end,
+        };
         relay.release_if_empty(&self.buffers);
         if matches!(
             end,
@@ -224,6 +219,15 @@ impl EchoService {
                 describe(relay, n);
             }
             let frames = relay.frames() - frames_before;
+            // `--delay`: the echo waits, and so does reading, so that a held
+            // echo costs no more memory than one written at once.
+            if let Some(delay) = &self.delay {
+                if !relay.ready().is_empty() {
+                    // Boxed, as the greeting is: its timer is paid for
+                    // only by the echoes that wait.
+                    Box::pin(delay::hold(delay, deadline.as_mut(), self.idle_timeout)).await;
+                }
+            }
             match self.write_ready(stream, relay, deadline.as_mut()).await {
                 Ok(written) => {
                     *bytes_echoed += written;

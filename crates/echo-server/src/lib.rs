@@ -11,6 +11,7 @@
 //! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
 //! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`EchoStream`] |
+//! | `echo_stream` | [`EchoStream`]: the byte streams the echo can be served on |
 //! | `connection_end` | [`ConnectionEnd`], [`ConnectionSummary`]: why a connection ended and what it carried |
 //! | `mode` | [`Mode`]: framed or raw echo |
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
@@ -19,6 +20,9 @@
 //! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
 //! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
+//! | [`delay`](Delay) | [`Delay`]: `--delay`, each echo held back, parsed and drawn |
+//! | `greeting` | `--greeting`: the greeting each connection opens with |
+//! | `instance` | the instance's default name, the host name |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
 //!
 //! # How a connection is served
@@ -72,6 +76,10 @@ mod buffer_pool;
 mod config;
 mod connection;
 mod connection_end;
+mod delay;
+mod echo_stream;
+mod greeting;
+mod instance;
 pub mod listening;
 mod metrics;
 mod mode;
@@ -81,8 +89,10 @@ mod shutdown;
 mod udp;
 
 pub use config::{Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
-pub use connection::{DRAIN_SETTLE, EchoService, EchoStream};
+pub use connection::{DRAIN_SETTLE, EchoService};
 pub use connection_end::{ConnectionEnd, ConnectionSummary};
+pub use delay::{Delay, DelayError, MAX_DELAY};
+pub use echo_stream::EchoStream;
 pub use metrics::{Metrics, RejectReason, serve_metrics};
 pub use mode::Mode;
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use clap::builder::TypedValueParser;
+use clap::builder::{FalseyValueParser, TypedValueParser};
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
-use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Mode, Server, ShutdownSignal};
+use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Mode, Server, ShutdownSignal};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +28,7 @@ use tracing_subscriber::EnvFilter;
                   echo-server --listen 127.0.0.1:0\n  \
                   echo-server --mode raw --udp 127.0.0.1:9999\n  \
                   echo-server --metrics 127.0.0.1:9898\n  \
+                  echo-server --listen [::]:9999 --greeting --delay 10ms..50ms\n  \
                   RUST_LOG=debug echo-server --max-frame 65536"
 )]
 struct Cli {
@@ -108,6 +109,23 @@ struct Cli {
     /// per line) for log collectors. The level comes from RUST_LOG.
     #[arg(long, env = "ECHO_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    // Issue #13, greet: the greeting and the delay.
+    /// Open each TCP connection with a greeting that says which server
+    /// answered: one frame in framed mode, one line in raw mode, holding
+    /// {"server":"echo-server","version":...,"instance":HOSTNAME}. Clients
+    /// must be told to expect it (echo-client --expect-greeting); see
+    /// PROTOCOL.md [default: off]
+    #[arg(long, env = "ECHO_GREETING", value_parser = FalseyValueParser::new())]
+    greeting: bool,
+
+    /// Hold each echo back this long before writing it, as a slow backend
+    /// would: a duration such as 30ms, 1.5s or 250us, or a range such as
+    /// 10ms..50ms drawn uniformly for each echo. Only the connection whose
+    /// echo waits is held back, and it reads nothing more meanwhile
+    /// [default: no delay]
+    #[arg(long, env = "ECHO_DELAY", value_name = "DURATION")]
+    delay: Option<Delay>,
 }
 
 /// The formats `--log-format` offers.
@@ -178,6 +196,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
         max_connections: cli.max_connections,
         idle_timeout: cli.idle_timeout,
+        greeting: cli.greeting,
+        delay: cli.delay,
+        // The instance's name, the host name, until a flag names it.
+        ..Config::default()
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may
@@ -191,6 +213,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         max_frame = config.max_frame_len,
         max_connections = config.max_connections,
         idle_timeout = ?config.idle_timeout,
+        greeting = config.greeting,
+        delay = config.delay.map(|delay| delay.to_string()),
         "serving echo"
     );
 

@@ -150,6 +150,16 @@ fn a_taken_address_is_one_clear_error_and_exit_1() {
 }
 
 #[test]
+fn a_bad_delay_is_a_usage_error_that_names_it() {
+    let output = run(&["--delay", "30"]);
+    assert_eq!(output.status.code(), Some(2), "{output}");
+    assert!(
+        output.stderr_text().contains("`30` has no unit"),
+        "{output}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [
         &["--listen", "nonsense"][..],
@@ -187,6 +197,9 @@ fn help_shows_every_default_and_env_var() {
         "[default: 300]",
         "[env: ECHO_LOG_FORMAT=]",
         "[default: text]",
+        "[env: ECHO_GREETING=]",
+        "[env: ECHO_DELAY=]",
+        "[default: no delay]",
     ] {
         assert!(stdout.contains(expected), "missing {expected}: {stdout}");
     }

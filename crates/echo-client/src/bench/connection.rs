@@ -203,6 +203,7 @@ pub(super) async fn run(
     id: u32,
     sender: Sender,
     receiver: Receiver,
+    instance: Option<String>,
     quota: Option<u64>,
     plan: Arc<Plan>,
     stop: Signal,
@@ -228,6 +229,7 @@ pub(super) async fn run(
     let reader = Reader {
         id,
         receiver,
+        instance,
         plan,
         window,
         abort,
@@ -399,6 +401,9 @@ fn max_batch(len: usize) -> u64 {
 struct Reader {
     id: u32,
     receiver: Receiver,
+    /// The server instance that greeted the connection, if greetings were
+    /// expected.
+    instance: Option<String>,
     plan: Arc<Plan>,
     window: Arc<Window>,
     abort: Signal,
@@ -441,6 +446,9 @@ impl Reader {
             });
         }
         tally.flush(plan.now());
+        if let Some(instance) = &self.instance {
+            tally.count_instance(instance);
+        }
         if failure.is_some() {
             plan.collector.lock().failed_connections += 1;
         }

@@ -8,8 +8,10 @@
 //! number of connections, the lock is taken rarely, and progress and interval
 //! figures are never more than a flush period behind.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use super::InstanceCounts;
 use crate::stats::LatencyStats;
 
 /// How many runs of equal latencies a tally holds before it flushes.
@@ -41,6 +43,9 @@ pub(super) struct Totals {
     pub(super) failed_connections: u64,
     /// The first error seen, in words.
     pub(super) first_error: Option<String>,
+    /// Connections and measured echoes per server instance, when greetings
+    /// were expected: each connection adds its own once, as it ends.
+    pub(super) instances: BTreeMap<String, InstanceCounts>,
 }
 
 impl Totals {
@@ -105,6 +110,9 @@ pub(super) struct Tally<'a> {
     last_echo_nanos: u64,
     last_flush_nanos: u64,
     first_error: Option<String>,
+    /// Measured echoes handed to the collector so far, added up at each
+    /// flush rather than at each echo: the connection's share of the run.
+    flushed_echoed: u64,
 }
 
 impl<'a> Tally<'a> {
@@ -123,6 +131,7 @@ impl<'a> Tally<'a> {
             last_echo_nanos: 0,
             last_flush_nanos: 0,
             first_error: None,
+            flushed_echoed: 0,
         }
     }
 
@@ -166,6 +175,16 @@ impl<'a> Tally<'a> {
         }
     }
 
+    /// Counts this connection, and the measured echoes it has flushed, for
+    /// the server `instance` that greeted it. Called once, after the last
+    /// flush.
+    pub(super) fn count_instance(&self, instance: &str) {
+        let mut totals = self.collector.lock();
+        let counts = totals.instances.entry(instance.to_owned()).or_default();
+        counts.connections += 1;
+        counts.echoed += self.flushed_echoed;
+    }
+
     /// Hands everything counted to the collector; `now` is the time, in
     /// nanoseconds from the start.
     pub(super) fn flush(&mut self, now: u64) {
@@ -181,6 +200,7 @@ impl<'a> Tally<'a> {
         }
         self.latencies.clear();
         totals.echoed_all += std::mem::take(&mut self.echoed_all);
+        self.flushed_echoed += self.echoed;
         totals.echoed += std::mem::take(&mut self.echoed);
         totals.corrupted += std::mem::take(&mut self.corrupted);
         totals.missing += std::mem::take(&mut self.missing);
@@ -224,6 +244,25 @@ mod tests {
             (500, 2_000)
         );
         assert_eq!(totals.interval_latency.count(), 2);
+    }
+
+    #[test]
+    fn instances_count_their_connections_and_measured_echoes() {
+        let collector = Collector::new(false);
+        for (instance, echoes) in [("a", 3), ("b", 1), ("a", 2)] {
+            let mut tally = Tally::new(&collector, 1_000);
+            tally.echoed(0, 10);
+            tally.echoed_many(1_000, 2_000, echoes);
+            tally.flush(3_000);
+            tally.count_instance(instance);
+        }
+        let totals = collector.lock();
+        let counts = |name: &str| {
+            let counts = totals.instances[name];
+            (counts.connections, counts.echoed)
+        };
+        assert_eq!((counts("a"), counts("b")), ((2, 5), (1, 1)));
+        assert_eq!(totals.echoed, 6);
     }
 
     #[test]

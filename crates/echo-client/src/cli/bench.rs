@@ -197,6 +197,7 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
         rate: args.rate,
         timeout: options.timeout,
         report_interval: args.report_interval,
+        expect_greeting: options.expect_greeting,
     };
     Ok(config)
 }

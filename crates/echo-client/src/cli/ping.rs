@@ -70,6 +70,9 @@ pub(super) async fn run(options: &Options, args: PingArgs) -> anyhow::Result<()>
         Pinger::connect(&options.addr, options.mode(), args.size, options.timeout).await?;
     let peer = pinger.peer_addr();
     options.note_connected(peer, pinger.mode());
+    if options.expect_greeting {
+        options.note_greeting(&pinger.read_greeting().await?);
+    }
     let mut stdout = io::stdout().lock();
     let mut say = |line: &str| -> anyhow::Result<ControlFlow<()>> {
         if args.json {

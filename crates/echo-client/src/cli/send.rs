@@ -14,8 +14,11 @@ use super::{Options, SendArgs, print_line, printed};
 
 /// Connects, then sends every message and prints every echo.
 pub(super) async fn run(options: &Options, args: SendArgs) -> anyhow::Result<()> {
-    let client = Client::connect_with(&options.addr, options.mode(), options.timeout).await?;
+    let mut client = Client::connect_with(&options.addr, options.mode(), options.timeout).await?;
     options.note_connected(client.peer_addr(), client.mode());
+    if options.expect_greeting {
+        options.note_greeting(&client.read_greeting().await?);
+    }
     let mut session = Session {
         client,
         options,
