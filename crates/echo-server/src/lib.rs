@@ -14,7 +14,8 @@
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | `udp` | UDP echo (RFC 862), beside the TCP listener |
-//! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
+//! | [`metrics`](Metrics) | [`Metrics`]: the counters, in the OpenMetrics text format |
+//! | `admin` | the admin endpoint on hyper: `/metrics`, `/healthz`, `/readyz`, `/info` |
 //! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
@@ -66,6 +67,7 @@
 #![deny(missing_docs)]
 
 mod accept;
+mod admin;
 mod buffer_pool;
 mod config;
 mod connection;
@@ -78,9 +80,10 @@ mod udp;
 
 pub use config::{
     Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Mode,
+    default_instance,
 };
 pub use connection::{ConnectionEnd, ConnectionSummary, DRAIN_SETTLE, EchoService, EchoStream};
-pub use metrics::{Metrics, RejectReason, serve_metrics};
+pub use metrics::{Metrics, RejectReason};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;
