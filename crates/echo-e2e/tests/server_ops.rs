@@ -3,9 +3,8 @@
 //! language from the protocol's specification alone.
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::net::{Shutdown, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use echo_e2e::{http_get, start_server};
 use echo_testkit::wire::{self, Deadlined};
