@@ -13,6 +13,7 @@
 //! | `server_ops.rs` | the metrics endpoint scraped over HTTP, and a Python client written from PROTOCOL.md |
 //! | `greeting.rs` | `--greeting` and `--expect-greeting` in framed and raw mode (the instance named, the bench's counts per instance, a server that does not greet), and `--delay` timed by the test's clock |
 //! | `ipv6.rs` | every listener kind on `[::1]` and `[::]`, and the client reaching `[::1]:PORT` (skipped without an IPv6 loopback) |
+//! | `admin.rs` | the admin endpoint of the binary: readiness through a lame-duck drain, `--admin` and `--metrics`, a real Prometheus scraping it |
 //! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
 //!
 //! What a crate's own tests cover in-process is not repeated here: these
@@ -26,9 +27,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use echo_testkit::wire::{self, Deadlined};
 use echo_testkit::{Error, Kind, Process, Spawn};
 
 /// Starts `echo-server --listen 127.0.0.1:0 ARGS...` and waits until it has
@@ -71,4 +74,43 @@ pub fn start_server<const N: usize>(
 /// ```
 pub fn client(addr: SocketAddr) -> Result<Spawn, Error> {
     Ok(Spawn::bin("echo-client")?.args(["--addr".to_owned(), addr.to_string()]))
+}
+
+/// An HTTP response, read to its end.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code, such as `200`.
+    pub status: String,
+    /// The body.
+    pub body: String,
+}
+
+/// Sends `GET PATH` to `addr` with `Connection: close` and reads the
+/// response to the end of the stream. It panics on any failure: it is for
+/// tests, which want the failure's text.
+///
+/// ```no_run
+/// let addr = "127.0.0.1:9898".parse()?;
+/// let response = echo_e2e::http_get(addr, "/readyz", echo_testkit::deadline());
+/// assert_eq!(response.status, "200");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+pub fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> HttpResponse {
+    let stream = wire::connect(addr, deadline).unwrap();
+    let mut conn = Deadlined::new(&stream, deadline);
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head: {response:?}"));
+    let status = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    HttpResponse {
+        status,
+        body: body.to_owned(),
+    }
 }

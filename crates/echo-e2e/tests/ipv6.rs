@@ -1,4 +1,4 @@
-//! IPv6: every listener kind (framed and raw TCP, UDP, metrics) on `[::1]`
+//! IPv6: every listener kind (framed and raw TCP, UDP, admin) on `[::1]`
 //! and on `[::]`, and the client connecting to `[::1]:PORT`, between the
 //! real binaries. On a machine without an IPv6 loopback each test prints a
 //! SKIPPED line and returns.
@@ -46,14 +46,9 @@ fn every_listener_serves_on_the_ipv6_loopback() {
     let deadline = deadline();
     let (_framed, [tcp, udp, metrics]) = server(
         &[
-            "--listen",
-            "[::1]:0",
-            "--udp",
-            "[::1]:0",
-            "--metrics",
-            "[::1]:0",
+            "--listen", "[::1]:0", "--udp", "[::1]:0", "--admin", "[::1]:0",
         ],
-        [Kind::Framed, Kind::Udp, Kind::Metrics],
+        [Kind::Framed, Kind::Udp, Kind::Admin],
     );
     for addr in [tcp, udp, metrics] {
         assert_eq!(addr.ip(), Ipv6Addr::LOCALHOST, "{addr}");

@@ -2,44 +2,13 @@
 //! over HTTP from the running binary, and a client written in another
 //! language from the protocol's specification alone.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::io::Write;
+use std::net::{Shutdown, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use echo_e2e::start_server;
+use echo_e2e::{http_get, start_server};
 use echo_testkit::wire::{self, Deadlined};
 use echo_testkit::{Kind, Spawn, deadline, wait_until};
-
-/// An HTTP response, read to its end.
-#[derive(Debug)]
-struct HttpResponse {
-    /// The status code, such as `200`.
-    status: String,
-    body: String,
-}
-
-/// Sends `GET PATH` to `addr` and reads the response to the end of the
-/// stream, since the server closes after each response.
-fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> HttpResponse {
-    let stream = wire::connect(addr, deadline).unwrap();
-    let mut conn = Deadlined::new(&stream, deadline);
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head: {response:?}"));
-    let status = head.split(' ').nth(1).unwrap_or_default().to_owned();
-    HttpResponse {
-        status,
-        body: body.to_owned(),
-    }
-}
 
 /// The value of `series` (a metric name with its labels, as the exposition
 /// writes them) in an exposition, if it is there.
@@ -84,7 +53,7 @@ fn the_metrics_endpoint_counts_what_happened_over_the_wire() {
         "16",
     ];
     let (mut server, [addr, udp_addr, metrics]) =
-        start_server(&args, [Kind::Framed, Kind::Udp, Kind::Metrics], deadline).unwrap();
+        start_server(&args, [Kind::Framed, Kind::Udp, Kind::Admin], deadline).unwrap();
 
     // Before anything happens, every series is there, at zero.
     let first = http_get(metrics, "/metrics", deadline);

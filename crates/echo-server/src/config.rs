@@ -39,8 +39,6 @@ pub struct Config {
     pub mode: Mode,
     /// Where to serve UDP echo too, if anywhere.
     pub udp: Option<SocketAddr>,
-    /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
-    pub metrics: Option<SocketAddr>,
     /// The longest frame payload accepted; a header announcing more closes
     /// the connection.
     pub max_frame_len: usize,
@@ -64,8 +62,16 @@ pub struct Config {
     pub greeting: bool,
     /// How long each echo is held back, if at all.
     pub delay: Option<Delay>,
-    /// The name this server instance goes by in its greeting: by default the
-    /// host name, which tells the instances behind a load balancer apart.
+    // The admin endpoint, readiness and the instance name (issue #13).
+    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/readyz`,
+    /// `/info`), if anywhere.
+    pub admin: Option<SocketAddr>,
+    /// How long, once a shutdown is requested, the server goes on accepting
+    /// and echoing with `/readyz` answering 503, so that load balancers take
+    /// it out of rotation before its listener closes. Then the drain starts.
+    pub drain_delay: Duration,
+    /// The name of this server in `/info` and in the `echo_build_info`
+    /// gauge: which server answered. By default, the host name.
     pub instance: String,
 }
 
@@ -75,7 +81,6 @@ impl Default for Config {
             listen: DEFAULT_ADDR,
             mode: Mode::Framed,
             udp: None,
-            metrics: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
@@ -84,9 +89,26 @@ impl Default for Config {
             // Issue #13, greet.
             greeting: false,
             delay: None,
-            instance: crate::instance::default_instance(),
+            // The admin endpoint, readiness and the instance name (issue #13).
+            admin: None,
+            drain_delay: Duration::ZERO,
+            instance: default_instance(),
         }
     }
+}
+
+/// The default instance name: the host name, or `echo-server` if the host
+/// has none that is text.
+///
+/// ```
+/// assert!(!echo_server::default_instance().is_empty());
+/// ```
+pub fn default_instance() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "echo-server".to_owned())
 }
 
 #[cfg(test)]
@@ -100,9 +122,6 @@ mod tests {
 
     #[test]
     fn the_default_instance_is_the_host_name() {
-        assert_eq!(
-            Config::default().instance,
-            crate::instance::default_instance()
-        );
+        assert_eq!(Config::default().instance, default_instance());
     }
 }

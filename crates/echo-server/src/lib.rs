@@ -17,7 +17,8 @@
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
 //! | `udp` | UDP echo (RFC 862), beside the TCP listener |
-//! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
+//! | [`metrics`](Metrics) | [`Metrics`]: the counters, in the OpenMetrics text format |
+//! | `admin` | the admin endpoint on hyper: `/metrics`, `/healthz`, `/readyz`, `/info` |
 //! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //! | [`delay`](Delay) | [`Delay`]: `--delay`, each echo held back, parsed and drawn |
@@ -72,6 +73,7 @@
 #![deny(missing_docs)]
 
 mod accept;
+mod admin;
 mod buffer_pool;
 mod config;
 mod connection;
@@ -79,7 +81,6 @@ mod connection_end;
 mod delay;
 mod echo_stream;
 mod greeting;
-mod instance;
 pub mod listening;
 mod metrics;
 mod mode;
@@ -88,12 +89,14 @@ mod server;
 mod shutdown;
 mod udp;
 
-pub use config::{Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use config::{
+    Config, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, default_instance,
+};
 pub use connection::{DRAIN_SETTLE, EchoService};
 pub use connection_end::{ConnectionEnd, ConnectionSummary};
 pub use delay::{Delay, DelayError, MAX_DELAY};
 pub use echo_stream::EchoStream;
-pub use metrics::{Metrics, RejectReason, serve_metrics};
+pub use metrics::{Metrics, RejectReason};
 pub use mode::Mode;
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};

@@ -30,7 +30,7 @@ const PREFIX: &str = "echo-server listening on ";
 
 /// What a listener serves: the `KIND` in parentheses at the end of its line.
 ///
-/// More kinds may come (TLS listeners, an admin endpoint), so a `match` on
+/// More kinds may come (TLS listeners), so a `match` on
 /// it needs a wildcard arm.
 ///
 /// ```
@@ -38,6 +38,8 @@ const PREFIX: &str = "echo-server listening on ";
 /// use echo_server::listening::Kind;
 ///
 /// assert_eq!(Kind::from(Mode::Raw), Kind::Raw);
+/// assert_eq!("admin".parse::<Kind>()?, Kind::Admin);
+/// // What versions before the admin endpoint printed.
 /// assert_eq!("metrics".parse::<Kind>()?, Kind::Metrics);
 /// assert_eq!(Kind::Udp.to_string(), "udp");
 /// assert!("tcp".parse::<Kind>().is_err());
@@ -52,13 +54,22 @@ pub enum Kind {
     Raw,
     /// UDP echo (`--udp`).
     Udp,
-    /// The Prometheus endpoint over HTTP (`--metrics`).
+    /// The Prometheus endpoint over HTTP, as versions before the admin
+    /// endpoint announced it; still parsed, no longer printed.
     Metrics,
+    /// The admin endpoint over HTTP (`--admin`, or its synonym `--metrics`).
+    Admin,
 }
 
 impl Kind {
     /// Every kind, in the order the server announces its listeners.
-    const ALL: [Kind; 4] = [Kind::Framed, Kind::Raw, Kind::Udp, Kind::Metrics];
+    const ALL: [Kind; 5] = [
+        Kind::Framed,
+        Kind::Raw,
+        Kind::Udp,
+        Kind::Metrics,
+        Kind::Admin,
+    ];
 
     /// The kind as its line spells it.
     pub const fn as_str(self) -> &'static str {
@@ -67,6 +78,7 @@ impl Kind {
             Kind::Raw => "raw",
             Kind::Udp => "udp",
             Kind::Metrics => "metrics",
+            Kind::Admin => "admin",
         }
     }
 }
@@ -103,9 +115,9 @@ impl FromStr for Kind {
 /// ```
 /// use echo_server::listening::{Kind, Listening};
 ///
-/// let line = "echo-server listening on 127.0.0.1:9100 (metrics)";
+/// let line = "echo-server listening on 127.0.0.1:9100 (admin)";
 /// let listening: Listening = line.parse()?;
-/// assert_eq!(listening, Listening::new("127.0.0.1:9100".parse()?, Kind::Metrics));
+/// assert_eq!(listening, Listening::new("127.0.0.1:9100".parse()?, Kind::Admin));
 /// assert_eq!(listening.to_string(), line);
 ///
 /// // Other lines are errors that say what is wrong.
@@ -164,7 +176,7 @@ pub enum ParseError {
     #[error("`{0}` is not an IP:PORT address")]
     BadAddr(String),
     /// The kind is none this version knows.
-    #[error("`{0}` is not a kind of listener (framed, raw, udp or metrics)")]
+    #[error("`{0}` is not a kind of listener (framed, raw, udp, metrics or admin)")]
     UnknownKind(String),
 }
 
@@ -250,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             ParseError::UnknownKind("tcp".to_owned()).to_string(),
-            "`tcp` is not a kind of listener (framed, raw, udp or metrics)"
+            "`tcp` is not a kind of listener (framed, raw, udp, metrics or admin)"
         );
     }
 }

@@ -29,6 +29,7 @@ use tracing_subscriber::EnvFilter;
                   echo-server --mode raw --udp 127.0.0.1:9999\n  \
                   echo-server --metrics 127.0.0.1:9898\n  \
                   echo-server --listen [::]:9999 --greeting --delay 10ms..50ms\n  \
+                  echo-server --admin 127.0.0.1:9898 --drain-delay 10\n  \
                   RUST_LOG=debug echo-server --max-frame 65536"
 )]
 struct Cli {
@@ -52,12 +53,6 @@ struct Cli {
     /// datagram is answered with an identical one. Off unless given.
     #[arg(long, env = "ECHO_UDP", value_name = "ADDR")]
     udp: Option<SocketAddr>,
-
-    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics:
-    /// connections, frames and bytes echoed, rejections and protocol errors.
-    /// Off unless given.
-    #[arg(long, env = "ECHO_METRICS", value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
 
     /// Largest frame payload accepted, in bytes (at most 4294967295). A
     /// header announcing more closes that connection, after the frames before
@@ -126,6 +121,42 @@ struct Cli {
     /// [default: no delay]
     #[arg(long, env = "ECHO_DELAY", value_name = "DURATION")]
     delay: Option<Delay>,
+    // The admin endpoint, readiness and the instance name (issue #13).
+    /// Serve the admin endpoint over HTTP/1.1 on this address, as IP:PORT:
+    /// GET /metrics (Prometheus, OpenMetrics text), /healthz (200 while the
+    /// process runs), /readyz (200 while accepting, 503 once a shutdown
+    /// starts) and /info (JSON: version, instance, listeners, limits). Off
+    /// unless given.
+    #[arg(long, env = "ECHO_ADMIN", value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+
+    /// The former name of --admin, still accepted.
+    #[arg(
+        long,
+        env = "ECHO_METRICS",
+        value_name = "ADDR",
+        hide = true,
+        conflicts_with = "admin"
+    )]
+    metrics: Option<SocketAddr>,
+
+    /// Seconds, after Ctrl-C or SIGTERM, during which /readyz answers 503
+    /// while the server goes on accepting and echoing, so that load balancers
+    /// take it out of rotation before its listener closes; then the drain
+    /// (--drain-timeout) starts.
+    #[arg(
+        long,
+        env = "ECHO_DRAIN_DELAY",
+        value_name = "SECS",
+        default_value = "0",
+        value_parser = parse_seconds
+    )]
+    drain_delay: Duration,
+
+    /// The name of this server in /info and in the echo_build_info metric:
+    /// which server answered. Default: the host name.
+    #[arg(long, env = "ECHO_INSTANCE", value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    instance: Option<String>,
 }
 
 /// The formats `--log-format` offers.
@@ -190,7 +221,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         listen: cli.listen,
         mode: cli.mode,
         udp: cli.udp,
-        metrics: cli.metrics,
         max_frame_len: cli.max_frame,
         drain_timeout: cli.drain_timeout,
         relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
@@ -198,8 +228,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         idle_timeout: cli.idle_timeout,
         greeting: cli.greeting,
         delay: cli.delay,
-        // The instance's name, the host name, until a flag names it.
-        ..Config::default()
+        admin: cli.admin.or(cli.metrics),
+        drain_delay: cli.drain_delay,
+        instance: cli.instance.unwrap_or_else(echo_server::default_instance),
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may
@@ -215,6 +246,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         idle_timeout = ?config.idle_timeout,
         greeting = config.greeting,
         delay = config.delay.map(|delay| delay.to_string()),
+        instance = %config.instance,
         "serving echo"
     );
 

@@ -13,10 +13,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::accept::{Acceptor, is_connection_error};
+use crate::admin::{Admin, serve_admin};
 use crate::connection::EchoService;
 use crate::connection_end::ConnectionEnd;
 use crate::listening::{Kind, Listening};
-use crate::{Config, Metrics, RejectReason, serve_metrics, udp};
+use crate::{Config, Metrics, RejectReason, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
 /// connections beyond what the accept loop has taken yet waits here instead
@@ -61,7 +62,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     udp: Option<(UdpSocket, SocketAddr)>,
-    metrics_listener: Option<(TcpListener, SocketAddr)>,
+    admin_listener: Option<(TcpListener, SocketAddr)>,
     metrics: Arc<Metrics>,
     config: Config,
 }
@@ -89,24 +90,60 @@ impl Server {
             Some(addr) => Some(bind_udp(addr).await?),
             None => None,
         };
-        let metrics_listener = match config.metrics {
-            Some(addr) => Some(bind_metrics(addr).await?),
+        let admin_listener = match config.admin {
+            Some(addr) => Some(bind_admin(addr).await?),
             None => None,
         };
         Ok(Self {
             listener,
             local_addr,
             udp,
-            metrics_listener,
-            metrics: Arc::new(Metrics::new()),
+            admin_listener,
+            metrics: Arc::new(Metrics::for_instance(&config.instance)),
             config,
         })
     }
 
-    /// The address of the Prometheus endpoint, if one was asked for, with the
-    /// real port.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
+    /// The address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`,
+    /// `/info`), if one was asked for, with the real port.
+    ///
+    /// ```
+    /// use echo_server::{Config, Server};
+    /// use std::io::{Read, Write};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::bind(Config {
+    ///     listen: "127.0.0.1:0".parse()?,
+    ///     admin: Some("127.0.0.1:0".parse()?),
+    ///     instance: "edge-1".to_owned(),
+    ///     ..Config::default()
+    /// })
+    /// .await?;
+    /// let admin = server.admin_addr().expect("an admin endpoint");
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let serving = tokio::spawn(server.run(async {
+    ///     let _ = stopped.await;
+    /// }));
+    ///
+    /// let info = tokio::task::spawn_blocking(move || {
+    ///     let mut stream = std::net::TcpStream::connect(admin)?;
+    ///     stream.write_all(b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    ///     let mut response = String::new();
+    ///     stream.read_to_string(&mut response)?;
+    ///     Ok::<_, std::io::Error>(response)
+    /// })
+    /// .await??;
+    /// assert!(info.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(info.contains(r#""instance":"edge-1""#));
+    ///
+    /// stop.send(()).ok();
+    /// serving.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The server's metrics, which the endpoint serves (if there is one).
@@ -126,7 +163,8 @@ impl Server {
     }
 
     /// Every listener the server has bound, in the order the binary
-    /// announces them: the TCP echo first, then UDP and metrics if asked for.
+    /// announces them: the TCP echo first, then UDP and the admin endpoint if
+    /// asked for.
     ///
     /// ```
     /// use echo_server::listening::Kind;
@@ -148,33 +186,33 @@ impl Server {
     pub fn listeners(&self) -> Vec<Listening> {
         let tcp = Listening::new(self.local_addr, self.config.mode.into());
         let udp = self.udp_addr().map(|addr| Listening::new(addr, Kind::Udp));
-        let metrics = self
-            .metrics_addr()
-            .map(|addr| Listening::new(addr, Kind::Metrics));
-        [Some(tcp), udp, metrics].into_iter().flatten().collect()
+        let admin = self
+            .admin_addr()
+            .map(|addr| Listening::new(addr, Kind::Admin));
+        [Some(tcp), udp, admin].into_iter().flatten().collect()
     }
 
-    /// Serves connections until `shutdown` completes, then drains: it stops
-    /// accepting, lets every open connection echo what it has received, and
+    /// Serves connections until `shutdown` completes; then `/readyz` answers
+    /// 503 at once, the server goes on accepting and echoing for the drain
+    /// delay, and then drains: it stops accepting, lets every open connection echo what it has received, and
     /// returns once all have closed or the drain timeout has passed, whichever
     /// comes first. Connections still open then are closed.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let info = self.info();
         let Self {
             listener,
             udp,
-            metrics_listener,
+            admin_listener,
             metrics,
             config,
             ..
         } = self;
         // The endpoint outlives the drain, so that it can be watched.
-        let metrics_stop = CancellationToken::new();
-        let metrics_endpoint = metrics_listener.map(|(listener, _)| {
-            tokio::spawn(serve_metrics(
-                listener,
-                Arc::clone(&metrics),
-                metrics_stop.clone(),
-            ))
+        let admin_stop = CancellationToken::new();
+        let shutting_down = CancellationToken::new();
+        let admin_endpoint = admin_listener.map(|(listener, _)| {
+            let admin = Admin::new(Arc::clone(&metrics), shutting_down.clone(), info);
+            tokio::spawn(serve_admin(listener, Arc::new(admin), admin_stop.clone()))
         });
         let connections = Connections {
             tracker: TaskTracker::new(),
@@ -198,9 +236,24 @@ impl Server {
             ))
         });
 
-        tokio::select! {
-            () = accept_loop(&listener, &connections) => {}
-            () = shutdown => {}
+        // The accept loop borrows the listener until the drain starts.
+        {
+            let accepting = accept_loop(&listener, &connections);
+            tokio::pin!(accepting);
+            tokio::select! {
+                () = &mut accepting => {}
+                () = shutdown => {}
+            }
+            // Lame duck: not ready from now on, but still serving, so that load
+            // balancers see the 503 and move away before the listener closes.
+            shutting_down.cancel();
+            if !config.drain_delay.is_zero() {
+                info!(drain_delay = ?config.drain_delay, "not ready: serving on until the drain delay passes");
+                tokio::select! {
+                    () = &mut accepting => {}
+                    () = tokio::time::sleep(config.drain_delay) => {}
+                }
+            }
         }
 
         // Clients whose connections the kernel has already completed are
@@ -231,11 +284,41 @@ impl Server {
             connections.abort.cancel();
             tracker.wait().await;
         }
-        metrics_stop.cancel();
-        if let Some(endpoint) = metrics_endpoint {
+        admin_stop.cancel();
+        if let Some(endpoint) = admin_endpoint {
             let _ = endpoint.await;
         }
         info!(elapsed = ?started.elapsed(), "shutdown complete");
+    }
+}
+
+impl Server {
+    /// What `/info` says of this server, but its uptime: version, instance,
+    /// listeners and limits.
+    fn info(&self) -> serde_json::Map<String, serde_json::Value> {
+        let config = &self.config;
+        let listeners: Vec<serde_json::Value> = self
+            .listeners()
+            .iter()
+            .map(|line| serde_json::json!({"addr": line.addr.to_string(), "kind": line.kind.as_str()}))
+            .collect();
+        let info = serde_json::json!({
+            "server": "echo-server",
+            "version": env!("CARGO_PKG_VERSION"),
+            "instance": config.instance,
+            "listeners": listeners,
+            "limits": {
+                "max_frame_len": config.max_frame_len,
+                "max_connections": config.max_connections,
+                "idle_timeout_secs": config.idle_timeout.as_secs_f64(),
+                "drain_timeout_secs": config.drain_timeout.as_secs_f64(),
+                "drain_delay_secs": config.drain_delay.as_secs_f64(),
+            },
+        });
+        match info {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("json! of an object is an object"),
+        }
     }
 }
 
@@ -289,8 +372,8 @@ impl Connections {
     }
 }
 
-/// Binds the Prometheus endpoint's listener.
-async fn bind_metrics(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+/// Binds the admin endpoint's listener.
+async fn bind_admin(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
     let bind_error = |source| ServerError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;

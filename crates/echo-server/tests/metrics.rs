@@ -37,7 +37,7 @@ async fn the_counters_match_a_known_workload() {
         max_connections: 1,
         max_frame_len: 16,
         udp: Some("127.0.0.1:0".parse().unwrap()),
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        admin: Some("127.0.0.1:0".parse().unwrap()),
         ..Config::default()
     })
     .await;
@@ -102,17 +102,17 @@ async fn the_counters_match_a_known_workload() {
 #[tokio::test]
 async fn the_endpoint_serves_the_same_text_over_http() {
     let mut server = Running::start(Config {
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        admin: Some("127.0.0.1:0".parse().unwrap()),
         ..Config::default()
     })
     .await;
-    let metrics_addr = server.metrics_addr.expect("a metrics address");
+    let metrics_addr = server.admin_addr.expect("an admin address");
     let mut client = server.framed().await;
     assert_echo(&mut client, b"counted").await;
 
     let mut scrape = within(TcpStream::connect(metrics_addr)).await.unwrap();
     scrape
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut response = String::new();

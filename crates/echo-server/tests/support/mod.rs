@@ -27,7 +27,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub udp_addr: Option<std::net::SocketAddr>,
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub metrics: std::sync::Arc<echo_server::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -43,7 +43,7 @@ impl Running {
         .expect("bind an ephemeral port");
         let addr = server.local_addr();
         let udp_addr = server.udp_addr();
-        let metrics_addr = server.metrics_addr();
+        let admin_addr = server.admin_addr();
         let metrics = std::sync::Arc::clone(server.metrics());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -52,7 +52,7 @@ impl Running {
         Running {
             addr,
             udp_addr,
-            metrics_addr,
+            admin_addr,
             metrics,
             stop: Some(stop),
             task,
