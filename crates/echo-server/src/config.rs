@@ -8,6 +8,7 @@ use echo_proto::DEFAULT_ADDR;
 use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 
 use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
+use crate::tls::TlsConfig;
 
 /// How long open connections get to finish after a shutdown request, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,6 +76,9 @@ pub struct Config {
     /// How long a connection may go without reading or writing a byte before
     /// it is closed.
     pub idle_timeout: Duration,
+    // TLS (issue #13).
+    /// Where to serve TLS too, if anywhere, and with which files.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -89,6 +93,8 @@ impl Default for Config {
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            // TLS (issue #13).
+            tls: None,
         }
     }
 }

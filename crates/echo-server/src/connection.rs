@@ -18,6 +18,7 @@ use tracing::{Level, debug, enabled};
 use crate::Metrics;
 use crate::buffer_pool::BufferPool;
 use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
+use crate::tls::HandshakeError;
 use crate::{Config, Mode};
 
 /// How many payload bytes a debug log line shows of each frame.
@@ -81,6 +82,8 @@ pub enum ConnectionEnd {
     ProtocolError(FrameError),
     /// The connection failed: reset by the client, or another I/O error.
     Io(io::Error),
+    /// The TLS handshake did not complete: nothing was echoed.
+    TlsHandshake(HandshakeError),
 }
 
 impl fmt::Display for ConnectionEnd {
@@ -91,6 +94,7 @@ impl fmt::Display for ConnectionEnd {
             ConnectionEnd::IdleTimeout(after) => write!(f, "idle for {after:?}"),
             ConnectionEnd::ProtocolError(error) => write!(f, "protocol error: {error}"),
             ConnectionEnd::Io(error) => write!(f, "I/O error: {error}"),
+            ConnectionEnd::TlsHandshake(error) => error.fmt(f),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | [`metrics`](Metrics) | [`Metrics`] and the Prometheus endpoint, [`serve_metrics`] |
 //! | `accept` | accepting connections with back-off on errors |
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
+//! | [`tls`](TlsConfig) | [`TlsConfig`], loading and checking the TLS files ([`tls_server_config`], I/O-free), the handshake, [`TlsReloader`] |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
 //!
 //! # How a connection is served
@@ -74,6 +75,7 @@ mod metrics;
 mod relay;
 mod server;
 mod shutdown;
+mod tls;
 mod udp;
 
 pub use config::{
@@ -84,3 +86,7 @@ pub use metrics::{Metrics, RejectReason, serve_metrics};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;
+pub use tls::{
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, HandshakeError, TlsConfig, TlsError, TlsFile, TlsPem,
+    TlsReloader, load as load_tls, server_config as tls_server_config,
+};

@@ -54,11 +54,22 @@ pub enum Kind {
     Udp,
     /// The Prometheus endpoint over HTTP (`--metrics`).
     Metrics,
+    /// TLS, echoing whole frames (`--tls-listen`, `--mode framed`).
+    FramedTls,
+    /// TLS, echoing bytes as they arrive (`--tls-listen`, `--mode raw`).
+    RawTls,
 }
 
 impl Kind {
     /// Every kind, in the order the server announces its listeners.
-    const ALL: [Kind; 4] = [Kind::Framed, Kind::Raw, Kind::Udp, Kind::Metrics];
+    const ALL: [Kind; 6] = [
+        Kind::Framed,
+        Kind::Raw,
+        Kind::FramedTls,
+        Kind::RawTls,
+        Kind::Udp,
+        Kind::Metrics,
+    ];
 
     /// The kind as its line spells it.
     pub const fn as_str(self) -> &'static str {
@@ -67,6 +78,23 @@ impl Kind {
             Kind::Raw => "raw",
             Kind::Udp => "udp",
             Kind::Metrics => "metrics",
+            Kind::FramedTls => "framed+tls",
+            Kind::RawTls => "raw+tls",
+        }
+    }
+
+    /// The kind of the TLS listener of a server in `mode`.
+    ///
+    /// ```
+    /// use echo_server::Mode;
+    /// use echo_server::listening::Kind;
+    ///
+    /// assert_eq!(Kind::tls(Mode::Raw).to_string(), "raw+tls");
+    /// ```
+    pub const fn tls(mode: Mode) -> Self {
+        match mode {
+            Mode::Framed => Kind::FramedTls,
+            Mode::Raw => Kind::RawTls,
         }
     }
 }
@@ -164,7 +192,7 @@ pub enum ParseError {
     #[error("`{0}` is not an IP:PORT address")]
     BadAddr(String),
     /// The kind is none this version knows.
-    #[error("`{0}` is not a kind of listener (framed, raw, udp or metrics)")]
+    #[error("`{0}` is not a kind of listener (framed, raw, framed+tls, raw+tls, udp or metrics)")]
     UnknownKind(String),
 }
 
@@ -193,6 +221,19 @@ mod tests {
     fn the_tcp_kind_follows_the_mode() {
         assert_eq!(Kind::from(Mode::Framed), Kind::Framed);
         assert_eq!(Kind::from(Mode::Raw), Kind::Raw);
+        assert_eq!(Kind::tls(Mode::Framed), Kind::FramedTls);
+        assert_eq!(Kind::tls(Mode::Raw), Kind::RawTls);
+    }
+
+    #[test]
+    fn tls_kinds_spell_mode_plus_tls() {
+        assert_eq!("framed+tls".parse(), Ok(Kind::FramedTls));
+        assert_eq!("raw+tls".parse(), Ok(Kind::RawTls));
+        assert_eq!(Kind::FramedTls.to_string(), "framed+tls");
+        assert_eq!(
+            "tls".parse::<Kind>(),
+            Err(ParseError::UnknownKind("tls".to_owned()))
+        );
     }
 
     #[test]
@@ -250,7 +291,7 @@ mod tests {
         );
         assert_eq!(
             ParseError::UnknownKind("tcp".to_owned()).to_string(),
-            "`tcp` is not a kind of listener (framed, raw, udp or metrics)"
+            "`tcp` is not a kind of listener (framed, raw, framed+tls, raw+tls, udp or metrics)"
         );
     }
 }
