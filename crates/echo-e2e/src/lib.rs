@@ -11,6 +11,7 @@
 //! | `cli.rs` | both binaries as users run them: echoes through the real server, usage errors (exit 2), runtime failures (exit 1) |
 //! | `client_tools.rs` | `echo-client ping` and `bench` against the server in each mode |
 //! | `server_ops.rs` | the metrics endpoint scraped over HTTP, and a Python client written from PROTOCOL.md |
+//! | `tls.rs` | the TLS listener against independent peers (`openssl s_client`, Python's `ssl`), its usage errors, and SIGHUP reloading its certificate |
 //! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
 //!
 //! What a crate's own tests cover in-process is not repeated here: these
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use echo_testkit::{Error, Kind, Process, Spawn};
@@ -68,4 +70,16 @@ pub fn start_server<const N: usize>(
 /// ```
 pub fn client(addr: SocketAddr) -> Result<Spawn, Error> {
     Ok(Spawn::bin("echo-client")?.args(["--addr".to_owned(), addr.to_string()]))
+}
+
+/// The first `program` in the directories of `PATH`, for tests that need a
+/// tool (python3, openssl) and skip, saying so, without it.
+///
+/// ```
+/// assert!(echo_e2e::find_on_path("no-such-program-here").is_none());
+/// ```
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }
