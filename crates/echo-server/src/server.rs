@@ -13,9 +13,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::accept::{Acceptor, is_connection_error};
-use crate::connection::{ConnectionEnd, EchoService};
+use crate::connection::{ConnectionEnd, ConnectionSummary, EchoService};
 use crate::listening::{Kind, Listening};
-use crate::tls::{self, TlsError, TlsReloader};
+use crate::tls::{self, HandshakeError, TlsError, TlsReloader};
 use crate::{Config, Metrics, RejectReason, serve_metrics, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
@@ -436,15 +436,10 @@ async fn handle(
             info!(%peer, "connection opened");
             service.serve(stream, drain).await
         }
-        Some(tls) => match tls.handshake(stream).await {
-            Ok(stream) => {
-                let (version, subject) = tls::describe(&stream);
-                match subject {
-                    Some(subject) => info!(%peer, tls = version, %subject, "connection opened"),
-                    None => info!(%peer, tls = version, "connection opened"),
-                }
-                service.serve(stream, drain).await
-            }
+        // Boxed: the TLS session (some kilobytes) would otherwise be part of
+        // every connection's task, plain ones included.
+        Some(tls) => match Box::pin(serve_tls(stream, peer, service, drain, tls)).await {
+            Ok(summary) => summary,
             Err(error) => {
                 warn!(%peer, elapsed = ?started.elapsed(), "connection closed: {error}");
                 return ConnectionEnd::TlsHandshake(error);
@@ -466,4 +461,21 @@ async fn handle(
         warn!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
     }
     summary.end
+}
+
+/// Makes the TLS handshake on `stream`, logs the connection, and serves it.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: &EchoService,
+    drain: &CancellationToken,
+    tls: &TlsReloader,
+) -> Result<ConnectionSummary, HandshakeError> {
+    let stream = tls.handshake(stream).await?;
+    let (version, subject) = tls::describe(&stream);
+    match subject {
+        Some(subject) => info!(%peer, tls = version, %subject, "connection opened"),
+        None => info!(%peer, tls = version, "connection opened"),
+    }
+    Ok(service.serve(stream, drain).await)
 }
