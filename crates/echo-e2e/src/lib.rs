@@ -14,6 +14,7 @@
 //! | `greeting.rs` | `--greeting` and `--expect-greeting` in framed and raw mode (the instance named, the bench's counts per instance, a server that does not greet), and `--delay` timed by the test's clock |
 //! | `ipv6.rs` | every listener kind on `[::1]` and `[::]`, and the client reaching `[::1]:PORT` (skipped without an IPv6 loopback) |
 //! | `admin.rs` | the admin endpoint of the binary: readiness through a lame-duck drain, `--admin` and `--metrics`, a real Prometheus scraping it |
+//! | `tls.rs` | the TLS listener against independent peers (`openssl s_client`, Python's `ssl`), its usage errors, and SIGHUP reloading its certificate |
 //! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
 //!
 //! What a crate's own tests cover in-process is not repeated here: these
@@ -29,6 +30,7 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use echo_testkit::wire::{self, Deadlined};
@@ -113,4 +115,16 @@ pub fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> HttpResponse
         status,
         body: body.to_owned(),
     }
+}
+
+/// The first `program` in the directories of `PATH`, for tests that need a
+/// tool (python3, openssl) and skip, saying so, without it.
+///
+/// ```
+/// assert!(echo_e2e::find_on_path("no-such-program-here").is_none());
+/// ```
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }

@@ -4,9 +4,9 @@
 
 use std::io::Write;
 use std::net::{Shutdown, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use echo_e2e::{http_get, start_server};
+use echo_e2e::{find_on_path, http_get, start_server};
 use echo_testkit::wire::{self, Deadlined};
 use echo_testkit::{Kind, Spawn, deadline, wait_until};
 
@@ -184,13 +184,6 @@ fn the_metrics_endpoint_counts_what_happened_over_the_wire() {
             .contains("the connection limit is reached"),
         "{output}"
     );
-}
-
-/// The first `program` in the directories of `PATH`.
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }
 
 #[test]

@@ -9,6 +9,7 @@ use echo_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use crate::Delay;
 use crate::Mode;
 use crate::relay::DEFAULT_RELAY_BUFFER_LEN;
+use crate::tls::TlsConfig;
 
 /// How long open connections get to finish after a shutdown request, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,6 +74,9 @@ pub struct Config {
     /// The name of this server in `/info` and in the `echo_build_info`
     /// gauge: which server answered. By default, the host name.
     pub instance: String,
+    // TLS (issue #13).
+    /// Where to serve TLS too, if anywhere, and with which files.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -93,6 +97,8 @@ impl Default for Config {
             admin: None,
             drain_delay: Duration::ZERO,
             instance: default_instance(),
+            // TLS (issue #13).
+            tls: None,
         }
     }
 }

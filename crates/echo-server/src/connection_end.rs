@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use echo_proto::FrameError;
 
+use crate::tls::HandshakeError;
+
 /// How a connection ended, and what it carried.
 #[derive(Debug)]
 pub struct ConnectionSummary {
@@ -35,6 +37,8 @@ pub enum ConnectionEnd {
     ProtocolError(FrameError),
     /// The connection failed: reset by the client, or another I/O error.
     Io(io::Error),
+    /// The TLS handshake did not complete: nothing was echoed.
+    TlsHandshake(HandshakeError),
 }
 
 impl fmt::Display for ConnectionEnd {
@@ -45,6 +49,7 @@ impl fmt::Display for ConnectionEnd {
             ConnectionEnd::IdleTimeout(after) => write!(f, "idle for {after:?}"),
             ConnectionEnd::ProtocolError(error) => write!(f, "protocol error: {error}"),
             ConnectionEnd::Io(error) => write!(f, "I/O error: {error}"),
+            ConnectionEnd::TlsHandshake(error) => error.fmt(f),
         }
     }
 }

@@ -23,7 +23,7 @@
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //! | [`delay`](Delay) | [`Delay`]: `--delay`, each echo held back, parsed and drawn |
 //! | `greeting` | `--greeting`: the greeting each connection opens with |
-//! | `instance` | the instance's default name, the host name |
+//! | [`tls`](TlsConfig) | [`TlsConfig`], loading and checking the TLS files ([`tls_server_config`], I/O-free), the handshake, [`TlsReloader`] |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
 //!
 //! # How a connection is served
@@ -87,6 +87,7 @@ mod mode;
 mod relay;
 mod server;
 mod shutdown;
+mod tls;
 mod udp;
 
 pub use config::{
@@ -101,3 +102,7 @@ pub use mode::Mode;
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;
+pub use tls::{
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, HandshakeError, TlsConfig, TlsError, TlsFile, TlsPem,
+    TlsReloader, load as load_tls, server_config as tls_server_config,
+};

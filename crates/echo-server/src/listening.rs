@@ -59,13 +59,19 @@ pub enum Kind {
     Metrics,
     /// The admin endpoint over HTTP (`--admin`, or its synonym `--metrics`).
     Admin,
+    /// TLS, echoing whole frames (`--tls-listen`, `--mode framed`).
+    FramedTls,
+    /// TLS, echoing bytes as they arrive (`--tls-listen`, `--mode raw`).
+    RawTls,
 }
 
 impl Kind {
     /// Every kind, in the order the server announces its listeners.
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 7] = [
         Kind::Framed,
         Kind::Raw,
+        Kind::FramedTls,
+        Kind::RawTls,
         Kind::Udp,
         Kind::Metrics,
         Kind::Admin,
@@ -79,6 +85,23 @@ impl Kind {
             Kind::Udp => "udp",
             Kind::Metrics => "metrics",
             Kind::Admin => "admin",
+            Kind::FramedTls => "framed+tls",
+            Kind::RawTls => "raw+tls",
+        }
+    }
+
+    /// The kind of the TLS listener of a server in `mode`.
+    ///
+    /// ```
+    /// use echo_server::Mode;
+    /// use echo_server::listening::Kind;
+    ///
+    /// assert_eq!(Kind::tls(Mode::Raw).to_string(), "raw+tls");
+    /// ```
+    pub const fn tls(mode: Mode) -> Self {
+        match mode {
+            Mode::Framed => Kind::FramedTls,
+            Mode::Raw => Kind::RawTls,
         }
     }
 }
@@ -176,7 +199,9 @@ pub enum ParseError {
     #[error("`{0}` is not an IP:PORT address")]
     BadAddr(String),
     /// The kind is none this version knows.
-    #[error("`{0}` is not a kind of listener (framed, raw, udp, metrics or admin)")]
+    #[error(
+        "`{0}` is not a kind of listener (framed, raw, framed+tls, raw+tls, udp, admin or metrics)"
+    )]
     UnknownKind(String),
 }
 
@@ -205,6 +230,19 @@ mod tests {
     fn the_tcp_kind_follows_the_mode() {
         assert_eq!(Kind::from(Mode::Framed), Kind::Framed);
         assert_eq!(Kind::from(Mode::Raw), Kind::Raw);
+        assert_eq!(Kind::tls(Mode::Framed), Kind::FramedTls);
+        assert_eq!(Kind::tls(Mode::Raw), Kind::RawTls);
+    }
+
+    #[test]
+    fn tls_kinds_spell_mode_plus_tls() {
+        assert_eq!("framed+tls".parse(), Ok(Kind::FramedTls));
+        assert_eq!("raw+tls".parse(), Ok(Kind::RawTls));
+        assert_eq!(Kind::FramedTls.to_string(), "framed+tls");
+        assert_eq!(
+            "tls".parse::<Kind>(),
+            Err(ParseError::UnknownKind("tls".to_owned()))
+        );
     }
 
     #[test]
@@ -262,7 +300,7 @@ mod tests {
         );
         assert_eq!(
             ParseError::UnknownKind("tcp".to_owned()).to_string(),
-            "`tcp` is not a kind of listener (framed, raw, udp, metrics or admin)"
+            "`tcp` is not a kind of listener (framed, raw, framed+tls, raw+tls, udp, admin or metrics)"
         );
     }
 }

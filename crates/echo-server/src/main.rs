@@ -4,14 +4,17 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use clap::builder::{FalseyValueParser, TypedValueParser};
+use clap::{CommandFactory, Parser};
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
-use echo_server::{Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Mode, Server, ShutdownSignal};
+use echo_server::{
+    Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Mode, Server, ShutdownSignal, TlsConfig, TlsReloader,
+};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +33,7 @@ use tracing_subscriber::EnvFilter;
                   echo-server --metrics 127.0.0.1:9898\n  \
                   echo-server --listen [::]:9999 --greeting --delay 10ms..50ms\n  \
                   echo-server --admin 127.0.0.1:9898 --drain-delay 10\n  \
+                  echo-server --tls-listen 127.0.0.1:9443 --tls-cert cert.pem --tls-key key.pem\n  \
                   RUST_LOG=debug echo-server --max-frame 65536"
 )]
 struct Cli {
@@ -157,6 +161,65 @@ struct Cli {
     /// which server answered. Default: the host name.
     #[arg(long, env = "ECHO_INSTANCE", value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     instance: Option<String>,
+    // TLS (issue #13).
+    /// Also serve the echo over TLS (1.2 and 1.3) on this address, as
+    /// IP:PORT, in the same mode as --listen. Needs --tls-cert and
+    /// --tls-key. SIGHUP reloads the certificate, key and client CA. Off
+    /// unless given.
+    #[arg(long, env = "ECHO_TLS_LISTEN", value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+
+    /// The TLS certificate chain, PEM, the server's certificate first.
+    /// Needs --tls-listen and --tls-key.
+    #[arg(long, env = "ECHO_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1). Needs
+    /// --tls-listen and --tls-cert.
+    #[arg(long, env = "ECHO_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Require TLS clients to present a certificate signed by a CA in this
+    /// PEM file (mutual TLS); its subject is logged with the connection.
+    /// Off unless given.
+    #[arg(long, env = "ECHO_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Seconds a TLS client has to complete its handshake before it is
+    /// closed (and counted in echo_tls_handshake_failures_total).
+    #[arg(
+        long,
+        env = "ECHO_TLS_HANDSHAKE_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10",
+        value_parser = parse_seconds
+    )]
+    tls_handshake_timeout: Duration,
+}
+
+impl Cli {
+    /// The TLS settings, if TLS is asked for, or the usage error that says
+    /// what is missing.
+    fn tls(&self) -> Result<Option<TlsConfig>, String> {
+        let (listen, cert, key) = (self.tls_listen, &self.tls_cert, &self.tls_key);
+        let Some(listen) = listen else {
+            return match (cert, key, &self.tls_client_ca) {
+                (None, None, None) => Ok(None),
+                _ => Err("--tls-cert, --tls-key and --tls-client-ca need --tls-listen".to_owned()),
+            };
+        };
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let mut tls = TlsConfig::new(listen, cert, key);
+                tls.client_ca.clone_from(&self.tls_client_ca);
+                tls.handshake_timeout = self.tls_handshake_timeout;
+                Ok(Some(tls))
+            }
+            (None, None) => Err("--tls-listen needs --tls-cert and --tls-key".to_owned()),
+            (Some(_), None) => Err("--tls-listen needs --tls-key as well as --tls-cert".to_owned()),
+            (None, Some(_)) => Err("--tls-listen needs --tls-cert as well as --tls-key".to_owned()),
+        }
+    }
 }
 
 /// The formats `--log-format` offers.
@@ -185,8 +248,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let tls = match cli.tls() {
+        Ok(tls) => tls,
+        Err(message) => Cli::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+            .exit(),
+    };
     init_logging(cli.log_format);
-    match run(cli) {
+    match run(cli, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -200,7 +269,7 @@ fn main() -> ExitCode {
 /// thread per core or, on a single core, the single-threaded scheduler, which
 /// serves the same connections without the bookkeeping of handing work
 /// between threads that one core cannot use.
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = if cores > 1 {
         tokio::runtime::Builder::new_multi_thread()
@@ -213,10 +282,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
-    runtime.block_on(serve(cli))
+    runtime.block_on(serve(cli, tls))
 }
 
-async fn serve(cli: Cli) -> anyhow::Result<()> {
+async fn serve(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
     let config = Config {
         listen: cli.listen,
         mode: cli.mode,
@@ -231,11 +300,15 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         admin: cli.admin.or(cli.metrics),
         drain_delay: cli.drain_delay,
         instance: cli.instance.unwrap_or_else(echo_server::default_instance),
+        tls,
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may
     // signal at once.
     let signal = ShutdownSignal::install().context("cannot listen for shutdown signals")?;
+    if let Some(reloader) = server.tls_reloader() {
+        reload_on_sighup(reloader).context("cannot listen for SIGHUP")?;
+    }
 
     announce(&server).context("cannot write to stdout")?;
     info!(
@@ -256,6 +329,27 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             info!(signal = name, "shutdown requested");
         })
         .await;
+    Ok(())
+}
+
+/// Reloads the TLS files on every SIGHUP, for as long as the process runs.
+/// The handler is installed here, before the server is announced, so that a
+/// SIGHUP sent at once reloads rather than kills.
+fn reload_on_sighup(reloader: TlsReloader) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                info!("SIGHUP: reloading the TLS files");
+                // The reload logs and counts its outcome itself.
+                let _ = reloader.reload();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
     Ok(())
 }
 

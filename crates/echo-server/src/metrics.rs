@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::connection_end::ConnectionEnd;
+use crate::tls::HandshakeError;
 
 /// The label set of every labelled family here: one label, such as
 /// `reason="limit"`.
@@ -64,7 +65,7 @@ impl RejectReason {
 /// |---|---|---|---|
 /// | `echo_connections_open` | gauge | | TCP connections open now |
 /// | `echo_connections_accepted_total` | counter | | TCP connections accepted (not those refused at the limit) |
-/// | `echo_connections_closed_total` | counter | `reason`: `client_closed`, `drained`, `idle_timeout`, `protocol_error`, `io_error` | TCP connections closed, by why |
+/// | `echo_connections_closed_total` | counter | `reason`: `client_closed`, `drained`, `idle_timeout`, `protocol_error`, `io_error`, `tls_handshake` | TCP connections closed, by why |
 /// | `echo_connections_rejected_total` | counter | `reason`: `limit`, `idle`, `protocol_error` | TCP connections refused at the limit or cut off by the server |
 /// | `echo_protocol_errors_total` | counter | `kind`: `frame_too_large`, `truncated` | protocol errors, by kind |
 /// | `echo_frames_echoed_total` | counter | | frames echoed over TCP |
@@ -72,6 +73,8 @@ impl RejectReason {
 /// | `echo_udp_datagrams_total` | counter | | UDP datagrams echoed |
 /// | `echo_udp_bytes_total` | counter | | UDP payload bytes echoed |
 /// | `echo_build_info` | gauge | `version`, `instance` | always 1, with what answers (only from [`Metrics::for_instance`]) |
+/// | `echo_tls_handshake_failures_total` | counter | `reason`: `timeout`, `error` | TLS handshakes that did not complete |
+/// | `echo_tls_reloads_total` | counter | `result`: `ok`, `error` | reloads of the TLS files (SIGHUP) |
 ///
 /// ```
 /// use echo_server::{ConnectionEnd, Metrics};
@@ -101,6 +104,9 @@ pub struct Metrics {
     bytes_echoed: Counter,
     udp_datagrams: Counter,
     udp_bytes: Counter,
+    // TLS (issue #13).
+    tls_handshake_failures: Family<Label, Counter>,
+    tls_reloads: Family<Label, Counter>,
 }
 
 impl Metrics {
@@ -117,6 +123,8 @@ impl Metrics {
             bytes_echoed: Counter::default(),
             udp_datagrams: Counter::default(),
             udp_bytes: Counter::default(),
+            tls_handshake_failures: Family::default(),
+            tls_reloads: Family::default(),
         };
         metrics.create_labelled_series();
         metrics.register()
@@ -162,6 +170,7 @@ impl Metrics {
                 expected: 0,
             }),
             ConnectionEnd::Io(io::ErrorKind::Other.into()),
+            ConnectionEnd::TlsHandshake(HandshakeError::Timeout(Duration::ZERO)),
         ];
         for end in &ends {
             create_at_zero(&self.connections_closed, reason_label(closed_reason(end)));
@@ -178,6 +187,12 @@ impl Metrics {
         ];
         for error in &errors {
             create_at_zero(&self.protocol_errors, kind_label(error.kind()));
+        }
+        for reason in HandshakeError::REASONS {
+            create_at_zero(&self.tls_handshake_failures, reason_label(reason));
+        }
+        for ok in [true, false] {
+            create_at_zero(&self.tls_reloads, result_label(ok));
         }
     }
 
@@ -198,7 +213,7 @@ impl Metrics {
         registry.register(
             "echo_connections_closed",
             "TCP connections closed, by why they ended: client_closed, drained (server shutdown), \
-             idle_timeout, protocol_error or io_error",
+             idle_timeout, protocol_error, io_error or tls_handshake",
             self.connections_closed.clone(),
         );
         registry.register(
@@ -233,6 +248,18 @@ impl Metrics {
             "UDP payload bytes echoed",
             self.udp_bytes.clone(),
         );
+        registry.register(
+            "echo_tls_handshake_failures",
+            "TLS handshakes that did not complete, by why: timeout (--tls-handshake-timeout) \
+             or error (the client went away, was refused or spoke something else)",
+            self.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "echo_tls_reloads",
+            "Reloads of the TLS certificate, key and client CA (SIGHUP), by result: ok or \
+             error (the previous ones stay in use)",
+            self.tls_reloads.clone(),
+        );
         self
     }
 
@@ -259,6 +286,11 @@ impl Metrics {
                     .get_or_create(&kind_label(error.kind()))
                     .inc();
             }
+            ConnectionEnd::TlsHandshake(error) => {
+                self.tls_handshake_failures
+                    .get_or_create(&reason_label(error.reason()))
+                    .inc();
+            }
             ConnectionEnd::ClientClosed | ConnectionEnd::Drained | ConnectionEnd::Io(_) => {}
         }
     }
@@ -283,6 +315,11 @@ impl Metrics {
     pub fn udp_datagram(&self, bytes: usize) {
         self.udp_datagrams.inc();
         self.udp_bytes.inc_by(bytes as u64);
+    }
+
+    /// Counts one reload of the TLS files, which succeeded or not.
+    pub fn tls_reloaded(&self, ok: bool) {
+        self.tls_reloads.get_or_create(&result_label(ok)).inc();
     }
 
     /// The metrics in the OpenMetrics text format, ending with `# EOF`.
@@ -313,6 +350,11 @@ fn reason_label(value: &'static str) -> Label {
     [("reason", value)]
 }
 
+/// A `result` label: `ok` or `error`.
+fn result_label(ok: bool) -> Label {
+    [("result", if ok { "ok" } else { "error" })]
+}
+
 /// A `kind` label.
 fn kind_label(value: &'static str) -> Label {
     [("kind", value)]
@@ -327,6 +369,7 @@ fn closed_reason(end: &ConnectionEnd) -> &'static str {
         ConnectionEnd::IdleTimeout(_) => "idle_timeout",
         ConnectionEnd::ProtocolError(_) => "protocol_error",
         ConnectionEnd::Io(_) => "io_error",
+        ConnectionEnd::TlsHandshake(_) => "tls_handshake",
     }
 }
 

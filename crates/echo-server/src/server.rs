@@ -15,8 +15,9 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 use crate::accept::{Acceptor, is_connection_error};
 use crate::admin::{Admin, serve_admin};
 use crate::connection::EchoService;
-use crate::connection_end::ConnectionEnd;
+use crate::connection_end::{ConnectionEnd, ConnectionSummary};
 use crate::listening::{Kind, Listening};
+use crate::tls::{self, HandshakeError, TlsError, TlsReloader};
 use crate::{Config, Metrics, RejectReason, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of
@@ -36,6 +37,9 @@ pub enum ServerError {
         /// What the operating system said.
         source: io::Error,
     },
+    /// The TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A framed echo server bound to its address, ready to [`run`](Self::run).
@@ -65,6 +69,8 @@ pub struct Server {
     admin_listener: Option<(TcpListener, SocketAddr)>,
     metrics: Arc<Metrics>,
     config: Config,
+    /// The TLS listener, its address, and the TLS configuration it uses.
+    tls: Option<(TcpListener, SocketAddr, TlsReloader)>,
 }
 
 impl Server {
@@ -72,20 +78,21 @@ impl Server {
     /// until [`run`](Self::run) is awaited, but clients can already connect:
     /// they wait in the accept queue.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
-        let addr = config.listen;
-        let bind_error = |source| ServerError::Bind { addr, source };
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(bind_error)?;
-        // A restarted server can bind at once, even while connections of the
-        // previous one linger in TIME_WAIT.
-        socket.set_reuseaddr(true).map_err(bind_error)?;
-        socket.bind(addr).map_err(bind_error)?;
-        let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let metrics = Arc::new(Metrics::for_instance(&config.instance));
+        // The files first: a bad one is the likelier mistake, and it binds
+        // nothing.
+        let tls = match &config.tls {
+            Some(tls) => Some(TlsReloader::load(tls.clone(), Arc::clone(&metrics))?),
+            None => None,
+        };
+        let (listener, local_addr) = bind_tcp(config.listen)?;
+        let tls = match tls {
+            Some(reloader) => {
+                let (listener, addr) = bind_tcp(reloader.config().listen)?;
+                Some((listener, addr, reloader))
+            }
+            None => None,
+        };
         let udp = match config.udp {
             Some(addr) => Some(bind_udp(addr).await?),
             None => None,
@@ -99,8 +106,9 @@ impl Server {
             local_addr,
             udp,
             admin_listener,
-            metrics: Arc::new(Metrics::for_instance(&config.instance)),
+            metrics,
             config,
+            tls,
         })
     }
 
@@ -146,6 +154,19 @@ impl Server {
         self.admin_listener.as_ref().map(|(_, addr)| *addr)
     }
 
+    /// The address of the TLS listener, if one was asked for, with the real
+    /// port.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(_, addr, _)| *addr)
+    }
+
+    /// What reloads the TLS certificate, key and client CA (the binary calls
+    /// it on SIGHUP), if the server serves TLS. It stays usable while the
+    /// server runs.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(|(_, _, reloader)| reloader.clone())
+    }
+
     /// The server's metrics, which the endpoint serves (if there is one).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -185,11 +206,14 @@ impl Server {
     /// ```
     pub fn listeners(&self) -> Vec<Listening> {
         let tcp = Listening::new(self.local_addr, self.config.mode.into());
+        let tls = self
+            .tls_addr()
+            .map(|addr| Listening::new(addr, Kind::tls(self.config.mode)));
         let udp = self.udp_addr().map(|addr| Listening::new(addr, Kind::Udp));
         let admin = self
             .admin_addr()
             .map(|addr| Listening::new(addr, Kind::Admin));
-        [Some(tcp), udp, admin].into_iter().flatten().collect()
+        [Some(tcp), tls, udp, admin].into_iter().flatten().collect()
     }
 
     /// Serves connections until `shutdown` completes; then `/readyz` answers
@@ -205,6 +229,7 @@ impl Server {
             admin_listener,
             metrics,
             config,
+            tls,
             ..
         } = self;
         // The endpoint outlives the drain, so that it can be watched.
@@ -237,8 +262,17 @@ impl Server {
         });
 
         // The accept loop borrows the listener until the drain starts.
+        let (tls_listener, tls) = tls.map(|(listener, _, tls)| (listener, tls)).unzip();
         {
-            let accepting = accept_loop(&listener, &connections);
+            let accepting = async {
+                let accept_tls = async {
+                    match &tls_listener {
+                        Some(listener) => accept_loop(listener, &connections, tls.as_ref()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::join!(accept_loop(&listener, &connections, None), accept_tls);
+            };
             tokio::pin!(accepting);
             tokio::select! {
                 () = &mut accepting => {}
@@ -259,7 +293,10 @@ impl Server {
         // Clients whose connections the kernel has already completed are
         // served, and drained, like the others; once the listener is closed,
         // new clients are refused.
-        accept_waiting(listener, &connections);
+        accept_waiting(listener, &connections, None);
+        if let Some(listener) = tls_listener {
+            accept_waiting(listener, &connections, tls.as_ref());
+        }
         connections.drain.cancel();
         if let Some(udp) = udp {
             // It returns as soon as it sees the cancellation.
@@ -336,9 +373,11 @@ struct Connections {
 }
 
 impl Connections {
-    /// Serves `stream` on its own task, or closes it at once if the
-    /// connection limit is reached.
-    fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+    /// Serves `stream` on its own task (after a TLS handshake there, if
+    /// `tls` is given), or closes it at once if the connection limit is
+    /// reached.
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, tls: Option<&TlsReloader>) {
+        let tls = tls.cloned();
         let metrics = self.service.metrics();
         let Ok(permit) = Arc::clone(&self.limit).try_acquire_owned() else {
             // Closing at once tells the client where it stands, and costs the
@@ -354,7 +393,7 @@ impl Connections {
         self.tracker.spawn(
             async move {
                 let end = tokio::select! {
-                    end = handle(stream, peer, &service, &drain) => end,
+                    end = handle(stream, peer, &service, &drain, tls.as_ref()) => end,
                     () = abort.cancelled() => {
                         warn!(%peer, "connection closed unfinished at the drain timeout");
                         ConnectionEnd::Drained
@@ -370,6 +409,24 @@ impl Connections {
             .instrument(debug_span!("connection", %peer)),
         );
     }
+}
+
+/// Binds a TCP echo listener.
+fn bind_tcp(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    // A restarted server can bind at once, even while connections of the
+    // previous one linger in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local_addr))
 }
 
 /// Binds the admin endpoint's listener.
@@ -389,12 +446,18 @@ async fn bind_udp(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerErr
 }
 
 /// Accepts connections until the task is dropped, each served by its own
-/// task.
-async fn accept_loop(listener: &TcpListener, connections: &Connections) {
-    let mut acceptor = Acceptor::new(listener, "echo");
+/// task, over TLS if `tls` is given. The handshake is not made here but in
+/// the connection's task, so that a slow client holds back no other.
+async fn accept_loop(listener: &TcpListener, connections: &Connections, tls: Option<&TlsReloader>) {
+    let serves = if tls.is_some() {
+        "echo over TLS"
+    } else {
+        "echo"
+    };
+    let mut acceptor = Acceptor::new(listener, serves);
     loop {
         let (stream, peer) = acceptor.accept().await;
-        connections.serve(stream, peer);
+        connections.serve(stream, peer, tls);
     }
 }
 
@@ -403,7 +466,7 @@ async fn accept_loop(listener: &TcpListener, connections: &Connections) {
 ///
 /// It asks the socket directly rather than through the runtime, whose idea of
 /// whether connections are waiting may lag behind the kernel's.
-fn accept_waiting(listener: TcpListener, connections: &Connections) {
+fn accept_waiting(listener: TcpListener, connections: &Connections, tls: Option<&TlsReloader>) {
     let listener = match listener.into_std() {
         Ok(listener) => listener,
         Err(error) => {
@@ -418,7 +481,7 @@ fn accept_waiting(listener: TcpListener, connections: &Connections) {
                     .set_nonblocking(true)
                     .and_then(|()| TcpStream::from_std(stream));
                 match stream {
-                    Ok(stream) => connections.serve(stream, peer),
+                    Ok(stream) => connections.serve(stream, peer, tls),
                     Err(error) => {
                         debug!(%peer, %error, "cannot serve a connection accepted at shutdown")
                     }
@@ -434,22 +497,36 @@ fn accept_waiting(listener: TcpListener, connections: &Connections) {
     }
 }
 
-/// Serves one accepted connection, logs how it went, and returns why it
-/// ended.
+/// Serves one accepted connection, after its TLS handshake if `tls` is
+/// given, logs how it went, and returns why it ended.
 async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
     service: &EchoService,
     drain: &CancellationToken,
+    tls: Option<&TlsReloader>,
 ) -> ConnectionEnd {
     // Echoes are small writes that must leave at once, not wait to be
     // coalesced with data that will never come.
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "cannot set TCP_NODELAY");
     }
-    info!(%peer, "connection opened");
     let started = Instant::now();
-    let summary = service.serve(stream, drain).await;
+    let summary = match tls {
+        None => {
+            info!(%peer, "connection opened");
+            service.serve(stream, drain).await
+        }
+        // Boxed: the TLS session (some kilobytes) would otherwise be part of
+        // every connection's task, plain ones included.
+        Some(tls) => match Box::pin(serve_tls(stream, peer, service, drain, tls)).await {
+            Ok(summary) => summary,
+            Err(error) => {
+                warn!(%peer, elapsed = ?started.elapsed(), "connection closed: {error}");
+                return ConnectionEnd::TlsHandshake(error);
+            }
+        },
+    };
     let elapsed = started.elapsed();
     let (frames, bytes, end) = (summary.frames, summary.bytes, &summary.end);
     // A client leaving, even abruptly, is ordinary; the server closing on a
@@ -465,4 +542,21 @@ async fn handle(
         warn!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
     }
     summary.end
+}
+
+/// Makes the TLS handshake on `stream`, logs the connection, and serves it.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: &EchoService,
+    drain: &CancellationToken,
+    tls: &TlsReloader,
+) -> Result<ConnectionSummary, HandshakeError> {
+    let stream = tls.handshake(stream).await?;
+    let (version, subject) = tls::describe(&stream);
+    match subject {
+        Some(subject) => info!(%peer, tls = version, %subject, "connection opened"),
+        None => info!(%peer, tls = version, "connection opened"),
+    }
+    Ok(service.serve(stream, drain).await)
 }

@@ -8,6 +8,7 @@
 //! | [`Spawn`] | a process to start: program, arguments, environment, stdin |
 //! | [`Process`] | a running child: output collected in the background, [listening lines](Process::listening), signals, [`wait`](Process::wait) with a deadline, `/proc` readings, killed on drop |
 //! | [`binary`] | where the workspace's binaries are, built once per test process if `ECHO_BIN_DIR` does not name them |
+//! | [`certs`] | test certificates made with rcgen: a CA, server and client certificates, a directory to write them to |
 //! | [`wire`] | blocking TCP with deadlines: frames sent and their echoes checked, resets, refused connections |
 //! | [`procfs`] | memory and descriptors of a process known by its pid |
 //! | [`wait_until`] | polls a condition until it holds or a deadline passes, instead of sleeping |
@@ -37,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod binary;
+pub mod certs;
 mod error;
 mod process;
 pub mod procfs;
