@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use echo_proto::FrameError;
 
-use crate::tls::HandshakeError;
+use crate::handshake_error::HandshakeError;
 
 /// How a connection ended, and what it carried.
 #[derive(Debug)]

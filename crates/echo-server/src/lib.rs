@@ -11,6 +11,7 @@
 //! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
 //! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`EchoStream`] |
+//! | `handshake_error` | [`HandshakeError`]: why a TLS handshake did not complete |
 //! | `echo_stream` | [`EchoStream`]: the byte streams the echo can be served on |
 //! | `connection_end` | [`ConnectionEnd`], [`ConnectionSummary`]: why a connection ended and what it carried |
 //! | `mode` | [`Mode`]: framed or raw echo |
@@ -81,6 +82,7 @@ mod connection_end;
 mod delay;
 mod echo_stream;
 mod greeting;
+mod handshake_error;
 pub mod listening;
 mod metrics;
 mod mode;
@@ -97,12 +99,13 @@ pub use connection::{DRAIN_SETTLE, EchoService};
 pub use connection_end::{ConnectionEnd, ConnectionSummary};
 pub use delay::{Delay, DelayError, MAX_DELAY};
 pub use echo_stream::EchoStream;
+pub use handshake_error::HandshakeError;
 pub use metrics::{Metrics, RejectReason};
 pub use mode::Mode;
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;
 pub use tls::{
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, HandshakeError, TlsConfig, TlsError, TlsFile, TlsPem,
-    TlsReloader, load as load_tls, server_config as tls_server_config,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, TlsConfig, TlsError, TlsFile, TlsPem, TlsReloader,
+    load as load_tls, server_config as tls_server_config,
 };

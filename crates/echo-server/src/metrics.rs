@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::connection_end::ConnectionEnd;
-use crate::tls::HandshakeError;
+use crate::handshake_error::HandshakeError;
 
 /// The label set of every labelled family here: one label, such as
 /// `reason="limit"`.

@@ -16,8 +16,9 @@ use crate::accept::{Acceptor, is_connection_error};
 use crate::admin::{Admin, serve_admin};
 use crate::connection::EchoService;
 use crate::connection_end::{ConnectionEnd, ConnectionSummary};
+use crate::handshake_error::HandshakeError;
 use crate::listening::{Kind, Listening};
-use crate::tls::{self, HandshakeError, TlsError, TlsReloader};
+use crate::tls::{self, TlsError, TlsReloader};
 use crate::{Config, Metrics, RejectReason, udp};
 
 /// How many connections may wait in the kernel's accept queue. A burst of

@@ -30,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
+use crate::handshake_error::HandshakeError;
 use crate::{EchoStream, Metrics};
 
 /// How long a client has to complete its TLS handshake, by default.
@@ -375,32 +376,6 @@ impl TlsReloader {
             Err(_elapsed) => Err(HandshakeError::Timeout(timeout)),
         }
     }
-}
-
-/// Why a TLS handshake did not complete.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandshakeError {
-    /// The client did not complete it within the handshake timeout.
-    #[error("TLS handshake not complete after {0:?}")]
-    Timeout(Duration),
-    /// It failed: the client went away, sent something that is not TLS, or
-    /// the two sides could not agree.
-    #[error("TLS handshake failed: {0}")]
-    Failed(io::Error),
-}
-
-impl HandshakeError {
-    /// The `reason` label of `echo_tls_handshake_failures_total`.
-    pub(crate) fn reason(&self) -> &'static str {
-        match self {
-            HandshakeError::Timeout(_) => "timeout",
-            HandshakeError::Failed(_) => "error",
-        }
-    }
-
-    /// Every reason, for the series that exist from the start.
-    pub(crate) const REASONS: [&'static str; 2] = ["timeout", "error"];
 }
 
 /// What a completed handshake is worth logging: the protocol version and,
