@@ -3,11 +3,9 @@
 //! real binaries. On a machine without an IPv6 loopback each test prints a
 //! SKIPPED line and returns.
 
-use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr};
 
-use echo_e2e::client;
-use echo_testkit::wire::{self, Deadlined};
+use echo_e2e::{client, http_get};
 use echo_testkit::{Kind, Output, Process, Spawn, deadline};
 
 /// Whether this machine can listen on the IPv6 loopback; if not, says so on
@@ -66,19 +64,11 @@ fn every_listener_serves_on_the_ipv6_loopback() {
         .unwrap();
     assert_echoed(&output, "udp over IPv6");
 
-    let stream = wire::connect(metrics, deadline).unwrap();
-    let mut conn = Deadlined::new(&stream, deadline);
-    write!(
-        conn,
-        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let response = http_get(metrics, "/metrics", deadline);
+    assert_eq!(response.status, "200", "{response:?}");
     assert!(
-        response.contains("echo_frames_echoed_total 1"),
-        "{response}"
+        response.body.contains("echo_frames_echoed_total 1"),
+        "{response:?}"
     );
 
     let (_raw, [raw]) = server(&["--listen", "[::1]:0", "--mode", "raw"], [Kind::Raw]);
