@@ -142,7 +142,12 @@ mod tests {
         );
         assert_eq!(read.messages_per_s, 500.0);
         assert!(read_report(&good, false).is_err());
-        let corrupt = report(10, 2, 0, Some("connection 0: the echo of message 3 differs"));
+        let corrupt = report(
+            10,
+            2,
+            0,
+            Some("connection 0: the echo of message 3 differs"),
+        );
         let error = read_report(&corrupt, true).unwrap_err().to_string();
         assert!(error.contains("message 3 differs"), "{error}");
         assert!(read_report(&report(3, 0, 1, None), true).is_err());

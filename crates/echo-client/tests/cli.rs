@@ -6,36 +6,14 @@ mod support;
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStringExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 use echo_server::Mode;
+use echo_testkit::{Pipe, Signal, Spawn, deadline};
 use support::{
-    DEADLINE, Fake, UdpFake, echo_server, echo_server_with_max_frame, echo_servers, fake_server,
+    Fake, UdpFake, echo_server, echo_server_with_max_frame, echo_servers, fake_server,
     refused_addr, udp_fake,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::time::timeout;
-
-/// Every environment variable the binary reads.
-const SETTINGS: [&str; 16] = [
-    "ECHO_ADDR",
-    "ECHO_TIMEOUT",
-    "ECHO_VERBOSE",
-    "ECHO_MODE",
-    "ECHO_COUNT",
-    "ECHO_INTERVAL",
-    "ECHO_SIZE",
-    "ECHO_JSON",
-    "ECHO_CONNECTIONS",
-    "ECHO_DEPTH",
-    "ECHO_DURATION",
-    "ECHO_MESSAGES",
-    "ECHO_WARMUP",
-    "ECHO_RATE",
-    "ECHO_REPORT_INTERVAL",
-    "RUST_LOG",
-];
 
 /// What a run of the binary left behind.
 #[derive(Debug)]
@@ -45,51 +23,32 @@ struct Run {
     stderr: String,
 }
 
-/// The binary, with none of the caller's `ECHO_*` settings or log filter, so
-/// that each test states everything it depends on. It is killed if the test
-/// drops it, for example when a wait times out.
-fn client(args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_echo-client"));
-    command.args(args);
-    for variable in SETTINGS {
-        command.env_remove(variable);
-    }
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+/// The binary, run by the test kit: with none of the caller's `ECHO_*`
+/// settings or log filter, so that each test states everything it depends
+/// on, and killed if the test fails while it runs.
+fn client(args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Spawn {
+    Spawn::new(env!("CARGO_BIN_EXE_echo-client")).args(args)
 }
 
-/// Runs `command` with `input` on its stdin, then closed, and waits for it
-/// to exit, for no longer than the deadline.
-async fn execute_with_input(mut command: Command, input: &[u8]) -> Run {
-    let mut child = command.spawn().expect("the binary starts");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = input.to_vec();
-    tokio::spawn(async move {
-        // The client may exit without reading everything (after an error, for
-        // instance); the test then checks its exit status, not this write.
-        let _ = stdin.write_all(&input).await;
-    });
-    finish(child).await
-}
-
-async fn execute(command: Command) -> Run {
-    execute_with_input(command, b"").await
-}
-
-async fn finish(child: Child) -> Run {
-    let output = timeout(DEADLINE, child.wait_with_output())
+/// Runs `client` and waits for it to exit, for no longer than the deadline.
+///
+/// The wait blocks, so it runs on a thread of its own while this test's
+/// runtime goes on serving the servers the client talks to.
+async fn execute(client: Spawn) -> Run {
+    let output = tokio::task::spawn_blocking(move || client.run(deadline()))
         .await
-        .expect("the client exits within the deadline")
-        .expect("the client's output can be collected");
+        .expect("the wait does not panic")
+        .expect("the client runs and exits within the deadline");
     Run {
         status: output.status,
         stdout: output.stdout,
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Runs `client` with `input` on its stdin, then closed.
+async fn execute_with_input(client: Spawn, input: &[u8]) -> Run {
+    execute(client.stdin(input)).await
 }
 
 /// `--addr ADDR` followed by `args`.
@@ -239,8 +198,7 @@ async fn verbose_tells_on_stderr_what_happened() {
 #[tokio::test]
 async fn settings_come_from_the_environment() {
     let addr = echo_server().await;
-    let mut command = client(["hi"]);
-    command
+    let command = client(["hi"])
         .env("ECHO_ADDR", addr.to_string())
         .env("ECHO_VERBOSE", "1");
     let run = execute(command).await;
@@ -251,16 +209,14 @@ async fn settings_come_from_the_environment() {
         "{run:?}"
     );
 
-    let mut command = client(["hi"]);
-    command
+    let command = client(["hi"])
         .env("ECHO_ADDR", addr.to_string())
         .env("ECHO_VERBOSE", "0");
     let run = execute(command).await;
     run.assert_success(b"hi\n");
     assert_eq!(run.stderr, "");
 
-    let mut command = client(["hi"]);
-    command.env("ECHO_TIMEOUT", "soon");
+    let command = client(["hi"]).env("ECHO_TIMEOUT", "soon");
     execute(command).await.assert_usage_error("soon");
 }
 
@@ -360,22 +316,21 @@ async fn help_shows_every_default_and_environment_variable() {
 #[tokio::test]
 async fn a_closed_stdout_ends_the_client_quietly() {
     let addr = echo_server().await;
-    let mut child = client(at(addr, &[])).spawn().expect("the binary starts");
-    drop(child.stdout.take());
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    // One line, and stdin kept open: the client must stop because of stdout,
-    // not because its input ended.
-    stdin.write_all(b"first\n").await.unwrap();
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("the client exits within the deadline")
-        .unwrap();
-    let mut errors = String::new();
-    stderr.read_to_string(&mut errors).await.unwrap();
-    assert_eq!(status.code(), Some(0), "stderr: {errors}");
-    assert_eq!(errors, "");
-    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || {
+        let mut process = client(at(addr, &[]))
+            .close_stdout()
+            .keep_stdin_open()
+            .start()?;
+        // One line, and stdin kept open: the client must stop because of
+        // stdout, not because its input ended.
+        process.write_stdin(b"first\n")?;
+        process.wait(deadline())
+    })
+    .await
+    .expect("the wait does not panic")
+    .expect("the client exits within the deadline");
+    assert_eq!(output.status.code(), Some(0), "{output}");
+    assert_eq!(output.stderr_text(), "");
 }
 
 // ---- ping ----
@@ -571,40 +526,20 @@ async fn ping_json_is_one_document() {
 #[tokio::test]
 async fn ping_prints_the_summary_on_ctrl_c() {
     let addr = echo_server().await;
-    let mut child = client(at(addr, &["ping", "-i", "20"]))
-        .spawn()
-        .expect("the binary starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    let mut seen = String::new();
-    // Wait for two replies, so that the signal handler is surely in place.
-    while seen
-        .lines()
-        .filter(|line| line.contains("bytes from"))
-        .count()
-        < 2
-    {
-        let read = timeout(DEADLINE, stdout.read_line(&mut seen))
-            .await
-            .expect("ping prints within the deadline")
-            .unwrap();
-        assert!(read > 0, "ping ended early: {seen}");
-    }
-    let pid = child.id().expect("the child is running").to_string();
-    let killed = Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("ping ends on Ctrl-C")
-        .unwrap();
-    timeout(DEADLINE, stdout.read_to_string(&mut seen))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "{seen}");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut ping = client(at(addr, &["ping", "-i", "20"])).start()?;
+        // The second reply, so that the signal handler is surely in place.
+        ping.wait_for_line(Pipe::Stdout, deadline(), |line| {
+            line.contains("bytes from") && line.contains(" seq=2 ")
+        })?;
+        ping.signal(Signal::SIGINT)?;
+        ping.wait(deadline())
+    })
+    .await
+    .expect("the wait does not panic")
+    .expect("ping ends on Ctrl-C within the deadline");
+    let seen = output.stdout_text();
+    assert_eq!(output.status.code(), Some(0), "{output}");
     let summary = seen
         .split_once(&format!("--- {addr} echo statistics ---"))
         .map(|(_, summary)| summary);
@@ -809,8 +744,7 @@ async fn ping_and_bench_usage_errors_exit_with_code_2() {
 #[tokio::test]
 async fn ping_and_bench_settings_come_from_the_environment() {
     let servers = echo_servers(Mode::Framed).await;
-    let mut command = client(["bench"]);
-    command
+    let command = client(["bench"])
         .env("ECHO_ADDR", servers.udp.to_string())
         .env("ECHO_MODE", "udp")
         .env("ECHO_MESSAGES", "50")
@@ -833,8 +767,7 @@ async fn ping_and_bench_settings_come_from_the_environment() {
         [50, 2, 3, 20]
     );
 
-    let mut command = client(["ping"]);
-    command
+    let command = client(["ping"])
         .env("ECHO_ADDR", servers.tcp.to_string())
         .env("ECHO_COUNT", "2")
         .env("ECHO_INTERVAL", "0")

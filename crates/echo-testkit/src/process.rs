@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,9 +34,11 @@ fn is_isolated(name: &OsStr) -> bool {
 /// A process to start: the program, its arguments, its environment and its
 /// standard input.
 ///
-/// Its standard output and error are always piped and collected; its
-/// standard input is the bytes given to [`stdin`](Self::stdin), then closed,
-/// or nothing at all.
+/// Its standard output and error are piped and collected (unless
+/// [`close_stdout`](Self::close_stdout) says otherwise); its standard input
+/// is the bytes given to [`stdin`](Self::stdin), then closed, or a pipe the
+/// test writes to ([`keep_stdin_open`](Self::keep_stdin_open)), or nothing
+/// at all.
 ///
 /// ```
 /// use echo_testkit::{Spawn, deadline};
@@ -56,6 +58,8 @@ pub struct Spawn {
     command: Command,
     name: String,
     stdin: Option<Vec<u8>>,
+    keep_stdin_open: bool,
+    close_stdout: bool,
 }
 
 impl Spawn {
@@ -82,6 +86,8 @@ impl Spawn {
             command,
             name,
             stdin: None,
+            keep_stdin_open: false,
+            close_stdout: false,
         }
     }
 
@@ -124,9 +130,52 @@ impl Spawn {
         self
     }
 
+    /// Gives the process a standard input that stays open, for the test to
+    /// write to with [`Process::write_stdin`], until
+    /// [`Process::close_stdin`] or the end of the process. Bytes given to
+    /// [`stdin`](Self::stdin) are ignored.
+    ///
+    /// ```
+    /// use echo_testkit::{Pipe, Spawn, deadline};
+    ///
+    /// let mut process = Spawn::new("sh")
+    ///     .args(["-c", "read line; echo \"got $line\"; cat"])
+    ///     .keep_stdin_open()
+    ///     .start()?;
+    /// process.write_stdin(b"one\n")?;
+    /// process.wait_for_line(Pipe::Stdout, deadline(), |line| line == "got one")?;
+    /// // Still reading: only closing its input ends `cat`.
+    /// process.write_stdin(b"two\n")?;
+    /// process.close_stdin();
+    /// assert_eq!(process.wait(deadline())?.stdout_text(), "got one\ntwo\n");
+    /// # Ok::<(), echo_testkit::Error>(())
+    /// ```
+    pub fn keep_stdin_open(mut self) -> Spawn {
+        self.keep_stdin_open = true;
+        self
+    }
+
+    /// Gives the process a standard output whose reading end is closed as
+    /// soon as it starts, as `head` closes it once it has read enough: every
+    /// write to it fails with a broken pipe (`EPIPE`).
+    ///
+    /// ```
+    /// use echo_testkit::{Spawn, deadline};
+    ///
+    /// // `yes` writes forever, and stops only when its output is closed.
+    /// let output = Spawn::new("yes").close_stdout().run(deadline())?;
+    /// assert!(!output.status.success());
+    /// assert!(output.stdout.is_empty());
+    /// # Ok::<(), echo_testkit::Error>(())
+    /// ```
+    pub fn close_stdout(mut self) -> Spawn {
+        self.close_stdout = true;
+        self
+    }
+
     /// Starts the process.
     pub fn start(mut self) -> Result<Process, Error> {
-        let stdin = if self.stdin.is_some() {
+        let stdin = if self.stdin.is_some() || self.keep_stdin_open {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -144,10 +193,18 @@ impl Spawn {
         // A thread, because a child may not read its input before it writes
         // its output. A failed write means the child exited or closed its
         // input early, which its status and output then show.
-        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), self.stdin.take()) {
-            thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            });
+        let open_stdin = if self.keep_stdin_open {
+            child.stdin.take()
+        } else {
+            if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), self.stdin.take()) {
+                thread::spawn(move || {
+                    let _ = pipe.write_all(&bytes);
+                });
+            }
+            None
+        };
+        if self.close_stdout {
+            drop(child.stdout.take());
         }
         let stdout = Capture::collect(child.stdout.take());
         let stderr = Capture::collect(child.stderr.take());
@@ -155,6 +212,7 @@ impl Spawn {
             name: self.name,
             child,
             status: None,
+            stdin: open_stdin,
             stdout,
             stderr,
         })
@@ -184,6 +242,8 @@ pub struct Process {
     /// Its exit status, once reaped: from then on its pid may be another
     /// process's, and it is never signalled.
     status: Option<ExitStatus>,
+    /// Its standard input, when the test keeps it open.
+    stdin: Option<ChildStdin>,
     stdout: Arc<Capture>,
     stderr: Arc<Capture>,
 }
@@ -192,6 +252,27 @@ impl Process {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Writes `bytes` to its standard input, which
+    /// [`Spawn::keep_stdin_open`] kept open.
+    ///
+    /// Fails if it was not kept open, was closed, or the process stopped
+    /// reading it.
+    pub fn write_stdin(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let pipe = self.stdin.as_mut().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("{}'s stdin is not open to the test", self.name),
+            )
+        })?;
+        pipe.write_all(bytes)?;
+        Ok(pipe.flush()?)
+    }
+
+    /// Closes its standard input: it reads the end of its input.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// Waits until it has printed a listening line (see
