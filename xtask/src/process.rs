@@ -1,21 +1,18 @@
 //! How xtask runs programs. Every command goes through [`cmd`], which shows
 //! it on stderr as a person would type it and hands it to duct; [`Server`]
-//! is a program left running while a task works with it, killed when
-//! dropped; [`output_by`] runs one to its end within a deadline.
+//! is a program left running while a task works with it (a test kit
+//! process, killed when dropped); [`output_by`] runs one to its end within a
+//! deadline.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use duct::{Expression, Handle, ReaderHandle};
-use nix::sys::signal::{Signal, kill};
+use duct::{Expression, Handle};
+use echo_testkit::{Kind, Process, Spawn};
 use nix::unistd::Pid;
 use serde_json::Value;
 
@@ -137,46 +134,49 @@ pub(crate) fn build_binaries(release: bool) -> Result<Bins> {
     })
 }
 
-/// A server left running while a task works with it. Its standard output is
-/// read on a thread of its own, so that it never blocks on a full pipe; its
-/// standard error is kept for when it fails. It is killed when dropped, so no
-/// way out of a task leaves it behind.
+/// `program args...` as a process for the test kit to start, shown on
+/// stderr first, as [`cmd`] shows a command. The kit keeps it from every
+/// `ECHO_*` variable and `RUST_LOG`, as [`isolated`] does for commands.
+pub(crate) fn spawn<A: Into<OsString>>(
+    program: impl Into<OsString>,
+    args: impl IntoIterator<Item = A>,
+) -> Spawn {
+    let program = program.into();
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    eprintln!("$ {}", shown(&program, &args));
+    Spawn::new(program).args(args)
+}
+
+/// A server left running while a task works with it: the test kit's
+/// [`Process`], which collects its output in the background and kills it
+/// when dropped, so that no way out of a task leaves it behind, and the
+/// address it announced.
 #[derive(Debug)]
 pub(crate) struct Server {
-    handle: Arc<ReaderHandle>,
-    pid: Pid,
+    process: Process,
     addr: SocketAddr,
 }
 
 impl Server {
-    /// Starts `command` and waits until it prints a line that says
-    /// `listening on ADDR`.
-    pub(crate) fn start(command: Expression, deadline: Instant) -> Result<Self> {
-        let handle = Arc::new(command.stderr_capture().unchecked().reader()?);
-        let pid = handle
-            .pids()
-            .first()
-            .copied()
-            .context("duct started no process")?;
-        let pid = Pid::from_raw(i32::try_from(pid).context("the pid does not fit a pid_t")?);
-        let lines = read_lines(Arc::clone(&handle));
-        let addr = loop {
-            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => match listening_addr(&line) {
-                    Some(addr) => break addr,
-                    None => continue,
-                },
-                Err(RecvTimeoutError::Timeout) => bail!("the server did not say it was listening"),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let stderr = match handle.try_wait()? {
-                        Some(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
-                        None => String::new(),
-                    };
-                    bail!("the server exited without saying it was listening: {stderr}");
-                }
-            }
-        };
-        Ok(Self { handle, pid, addr })
+    /// Starts `spawn` and waits until `deadline` for the address it
+    /// listens on, which `listening` reads from its output.
+    pub(crate) fn start(
+        spawn: Spawn,
+        deadline: Instant,
+        listening: impl FnOnce(&Process, Instant) -> Result<SocketAddr>,
+    ) -> Result<Self> {
+        let process = spawn.start()?;
+        let addr = listening(&process, deadline)?;
+        Ok(Self { process, addr })
+    }
+
+    /// Starts an `echo-server` and waits until `deadline` for its listening
+    /// line for `kind`.
+    pub(crate) fn echo_server(spawn: Spawn, kind: Kind, deadline: Instant) -> Result<Self> {
+        Self::start(spawn, deadline, |process, deadline| {
+            let [addr] = process.listening([kind], deadline)?;
+            Ok(addr)
+        })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -184,55 +184,15 @@ impl Server {
     }
 
     pub(crate) fn pid(&self) -> Pid {
-        self.pid
+        // A pid is a positive `pid_t`, whatever type std gives it.
+        Pid::from_raw(self.process.pid() as i32)
     }
 
     /// Stops the server with SIGTERM and waits until `deadline` for it to
-    /// exit; returns how it exited and its standard error.
-    pub(crate) fn stop(self, deadline: Instant) -> Result<Output> {
-        // A server that has exited (and been reaped) is not signalled: its
-        // pid may belong to another process by now.
-        if self.handle.try_wait()?.is_none() {
-            kill(self.pid, Signal::SIGTERM).context("could not send SIGTERM")?;
-        }
-        loop {
-            if let Some(output) = self.handle.try_wait()? {
-                return Ok(output.clone());
-            }
-            if Instant::now() >= deadline {
-                bail!("the server did not exit after SIGTERM and was killed");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+    /// exit; returns how it exited and what it wrote.
+    pub(crate) fn stop(mut self, deadline: Instant) -> Result<echo_testkit::Output> {
+        Ok(self.process.stop(deadline)?)
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.handle.kill();
-    }
-}
-
-/// Reads the lines of `handle`'s standard output on a thread of its own,
-/// until its end.
-fn read_lines(handle: Arc<ReaderHandle>) -> Receiver<String> {
-    let (sender, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(&*handle).lines() {
-            // The receiver goes once the server has said where it listens;
-            // the rest is still read, so that the server never blocks.
-            let Ok(line) = line else { break };
-            let _ = sender.send(line);
-        }
-    });
-    lines
-}
-
-/// The address in a line such as `echo-server listening on 127.0.0.1:9999
-/// (framed)` or `epoll_echo listening on 127.0.0.1:9999`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("listening on ")?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// What Linux's `/proc` says of process `pid`: its memory, descriptors and
@@ -251,6 +211,8 @@ pub(crate) fn rss_kib(pid: Pid) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn shows(program: &str, args: &[&str]) -> String {
@@ -273,17 +235,6 @@ mod tests {
         assert_eq!(shows("sh", &["-c", "exit 3", ""]), "sh -c 'exit 3' ''");
     }
 
-    #[test]
-    fn parses_both_servers_listening_lines() {
-        let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
-        let parsed = listening_addr("echo-server listening on 127.0.0.1:4321 (framed)");
-        assert_eq!(parsed, Some(addr));
-        let parsed = listening_addr("epoll_echo listening on 127.0.0.1:4321");
-        assert_eq!(parsed, Some(addr));
-        assert_eq!(listening_addr("starting"), None);
-        assert_eq!(listening_addr("listening on nowhere"), None);
-    }
-
     fn in_secs(secs: u64) -> Instant {
         Instant::now() + Duration::from_secs(secs)
     }
@@ -291,28 +242,31 @@ mod tests {
     #[test]
     fn a_server_is_found_by_its_listening_line_and_stopped_by_sigterm() {
         let script = "trap 'echo stopping >&2; exit 0' TERM; \
-                      echo 'starting'; echo 'fake listening on 127.0.0.1:5 (framed)'; \
+                      echo 'starting'; echo 'echo-server listening on 127.0.0.1:5 (framed)'; \
                       while :; do sleep 0.05; done";
-        let server = Server::start(duct::cmd!("sh", "-c", script), in_secs(30)).unwrap();
+        let spawn = spawn("sh", ["-c", script]);
+        let server = Server::echo_server(spawn, Kind::Framed, in_secs(30)).unwrap();
         assert_eq!(server.addr(), "127.0.0.1:5".parse().unwrap());
         assert!(rss_kib(server.pid()).unwrap() > 0);
         let output = server.stop(in_secs(30)).unwrap();
-        assert!(output.status.success(), "{output:?}");
+        assert!(output.status.success(), "{output}");
         assert_eq!(output.stderr, b"stopping\n");
     }
 
     #[test]
     fn a_server_that_does_not_listen_is_reported() {
-        let exits = duct::cmd!("sh", "-c", "echo 'cannot bind' >&2; exit 1");
-        let error = Server::start(exits, in_secs(30)).unwrap_err().to_string();
+        let exits = spawn("sh", ["-c", "echo 'cannot bind' >&2; exit 1"]);
+        let error = Server::echo_server(exits, Kind::Raw, in_secs(30)).unwrap_err();
+        let error = format!("{error:#}");
         assert!(
-            error.contains("exited without") && error.contains("cannot bind"),
+            error.contains("never came") && error.contains("cannot bind"),
             "{error}"
         );
-        let hangs = duct::cmd!("sleep", "30");
+        let hangs = spawn("sleep", ["30"]);
         let deadline = Instant::now() + Duration::from_millis(100);
-        let error = Server::start(hangs, deadline).unwrap_err().to_string();
-        assert!(error.contains("did not say it was listening"), "{error}");
+        let error = Server::echo_server(hangs, Kind::Raw, deadline).unwrap_err();
+        let error = format!("{error:#}");
+        assert!(error.contains("listening lines (raw)"), "{error}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use echo_testkit::Kind;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -151,8 +152,9 @@ fn soak(bins: &Bins, duration: Duration) -> Result<Report> {
         format!("--max-frame={MAX_FRAME}"),
         format!("--idle-timeout={}", IDLE_TIMEOUT.as_secs()),
     ];
-    let server = Server::start(
-        process::isolated(cmd(&bins.server, args)),
+    let server = Server::echo_server(
+        process::spawn(&bins.server, args),
+        Kind::Framed,
         Instant::now() + MARGIN,
     )?;
     let (pid, addr) = (server.pid(), server.addr());

@@ -8,11 +8,13 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use duct::Expression;
+use echo_testkit::{Kind, Pipe};
 use serde::Serialize;
 
 use super::scenario::Mode;
@@ -171,32 +173,67 @@ impl Lab {
         program: &Path,
         args: impl IntoIterator<Item = A>,
     ) -> Expression {
+        let (program, args) = self.pinned(cpu, program, args);
+        process::isolated(process::cmd(program, args))
+    }
+
+    /// The program and arguments that run `program args...` on `cpu`:
+    /// through taskset when programs are pinned.
+    fn pinned<A: Into<OsString>>(
+        &self,
+        cpu: usize,
+        program: &Path,
+        args: impl IntoIterator<Item = A>,
+    ) -> (OsString, Vec<OsString>) {
         let args = args.into_iter().map(Into::into);
-        process::isolated(match &self.taskset {
+        match &self.taskset {
             Some(taskset) => {
                 let pin = ["-c".into(), cpu.to_string().into(), program.into()];
-                process::cmd(taskset, pin.into_iter().chain(args))
+                (taskset.into(), pin.into_iter().chain(args).collect())
             }
-            None => process::cmd(program, args),
-        })
+            None => (program.into(), args.collect()),
+        }
     }
 
     /// Starts `kind` on a free loopback port, serving `mode` with `extra`
     /// arguments, pinned to the server's core, and waits until it says it
     /// is listening.
     pub(crate) fn start(&self, kind: ServerKind, mode: Mode, extra: &[&str]) -> Result<Server> {
-        let command = match kind {
+        let deadline = Instant::now() + SERVER_DEADLINE;
+        let started = match kind {
             // The reference echoes bytes, whatever the mode; it takes the port.
-            ServerKind::Reference => self.cmd(SERVER_CPU, &self.reference()?.server, ["0"]),
+            ServerKind::Reference => {
+                let (program, args) = self.pinned(SERVER_CPU, &self.reference()?.server, ["0"]);
+                Server::start(
+                    process::spawn(program, args),
+                    deadline,
+                    |process, deadline| {
+                        let line = process.wait_for_line(Pipe::Stdout, deadline, |line| {
+                            reference_addr(line).is_some()
+                        })?;
+                        reference_addr(&line).context("the line chosen for its address has none")
+                    },
+                )
+            }
             ServerKind::EchoServer => {
-                let mode = mode.to_string();
-                let args = [&["--listen", "127.0.0.1:0", "--mode", &mode], extra].concat();
-                self.cmd(SERVER_CPU, &self.bins.server, args)
+                let mode_arg = mode.to_string();
+                let args = [&["--listen", "127.0.0.1:0", "--mode", &mode_arg], extra].concat();
+                let (program, args) = self.pinned(SERVER_CPU, &self.bins.server, args);
+                let kind = match mode {
+                    Mode::Framed => Kind::Framed,
+                    Mode::Raw => Kind::Raw,
+                };
+                Server::echo_server(process::spawn(program, args), kind, deadline)
             }
         };
-        let deadline = Instant::now() + SERVER_DEADLINE;
-        Server::start(command, deadline).with_context(|| format!("starting {kind}"))
+        started.with_context(|| format!("starting {kind}"))
     }
+}
+
+/// The address in the C reference server's one line, `epoll_echo listening
+/// on 127.0.0.1:PORT` (printed by `xtask/bench/epoll_echo.c`).
+fn reference_addr(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("epoll_echo listening on ")?.parse().ok()
 }
 
 #[cfg(test)]
@@ -228,5 +265,16 @@ mod tests {
         assert!(unpinned.placement().contains("unpinned"));
         assert_eq!(unpinned.servers(), [ServerKind::EchoServer]);
         assert!(unpinned.reference().is_err());
+    }
+
+    #[test]
+    fn reads_the_reference_servers_listening_line() {
+        let addr = reference_addr("epoll_echo listening on 127.0.0.1:4321");
+        assert_eq!(addr, Some("127.0.0.1:4321".parse().unwrap()));
+        assert_eq!(
+            reference_addr("echo-server listening on 127.0.0.1:4321 (raw)"),
+            None
+        );
+        assert_eq!(reference_addr("epoll_echo listening on nowhere"), None);
     }
 }
