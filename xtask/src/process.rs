@@ -17,15 +17,24 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 /// `program args...`, shown on stderr first. Every command xtask runs is
-/// made here, right where it runs.
+/// made here or by [`spawn`], right where it runs.
 pub(crate) fn cmd<A: Into<OsString>>(
     program: impl Into<OsString>,
     args: impl IntoIterator<Item = A>,
 ) -> Expression {
+    let (program, args) = show(program, args);
+    duct::cmd(program, args)
+}
+
+/// Shows `program args...` on stderr, as typed, and returns them.
+fn show<A: Into<OsString>>(
+    program: impl Into<OsString>,
+    args: impl IntoIterator<Item = A>,
+) -> (OsString, Vec<OsString>) {
     let program = program.into();
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     eprintln!("$ {}", shown(&program, &args));
-    duct::cmd(program, args)
+    (program, args)
 }
 
 /// `cargo args...`, with the cargo that runs this xtask, which cargo names
@@ -141,9 +150,7 @@ pub(crate) fn spawn<A: Into<OsString>>(
     program: impl Into<OsString>,
     args: impl IntoIterator<Item = A>,
 ) -> Spawn {
-    let program = program.into();
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    eprintln!("$ {}", shown(&program, &args));
+    let (program, args) = show(program, args);
     Spawn::new(program).args(args)
 }
 
