@@ -15,6 +15,7 @@
 //! | `ipv6.rs` | every listener kind on `[::1]` and `[::]`, and the client reaching `[::1]:PORT` (skipped without an IPv6 loopback) |
 //! | `admin.rs` | the admin endpoint of the binary: readiness through a lame-duck drain, `--admin` and `--metrics`, a real Prometheus scraping it |
 //! | `tls.rs` | the TLS listener against independent peers (`openssl s_client`, Python's `ssl`), its usage errors, and SIGHUP reloading its certificate |
+//! | `deploy.rs` | the Dockerfile (hadolint) and the Kubernetes manifests (kubernetes-validate), and the binaries started with the command lines they hold |
 //! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
 //!
 //! What a crate's own tests cover in-process is not repeated here: these
