@@ -118,6 +118,7 @@ mod tests {
             "echoed": echoed,
             "errors": {"total": errors, "corrupted": errors, "missing": 0, "unexpected": 0},
             "late": 0,
+            "started_unix_s": 1_800_000_000.0,
             "elapsed_s": 0.5,
             "messages_per_s": 500.0,
             "megabytes_per_s": 0.032,

@@ -43,6 +43,7 @@
 //! ```
 
 mod connection;
+mod merge;
 mod schedule;
 mod sent_bytes;
 mod tally;
@@ -50,12 +51,13 @@ mod tally;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use self::connection::{Plan, Signal, nanos};
+pub use self::merge::{HostReport, MergeError, merge};
 use self::tally::Collector;
 use crate::error::ClientError;
 use crate::greeting;
@@ -308,6 +310,11 @@ pub struct BenchReport {
     pub errors: ErrorCounts,
     /// UDP replies that came after their message had been counted missing.
     pub late: u64,
+    /// When the measured part of the run began (the end of the warmup), in
+    /// seconds since the Unix epoch by this host's clock: what lines up the
+    /// reports of several hosts when they are [merged](merge()).
+    #[serde(rename = "started_unix_s")]
+    pub started_unix: f64,
     /// From the end of the warmup to the last intact echo.
     #[serde(rename = "elapsed_s", with = "units::seconds")]
     pub elapsed: Duration,
@@ -320,6 +327,12 @@ pub struct BenchReport {
     /// The latencies of the intact echoes after the warmup.
     #[serde(rename = "latency_us")]
     pub latency: Option<LatencySummary>,
+    /// The same latencies as a histogram, in HdrHistogram's interchange form
+    /// ([`LatencyStats::to_interchange`]: V2, compressed, base64, in
+    /// nanoseconds), for HdrHistogram's tools and for [`merge()`], which
+    /// takes percentiles over every host's echoes. `None` when nothing was
+    /// timed.
+    pub latency_histogram: Option<String>,
     /// The figures of each interval, if asked for.
     pub intervals: Vec<IntervalReport>,
     /// The first error, in words.
@@ -332,8 +345,15 @@ pub struct BenchReport {
     /// Empty otherwise (and then left out of the JSON).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instances: BTreeMap<String, InstanceCounts>,
+    /// In a report [merged](merge()) from several hosts' reports, one row a
+    /// host, in the order given; empty otherwise (and then left out of the
+    /// JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostReport>,
     /// Every latency behind [`latency`](Self::latency), for other
-    /// percentiles. Not in the JSON: a report read back from it has none.
+    /// percentiles. Not in the JSON as such: a report read back from it has
+    /// none, and [`LatencyStats::from_interchange`] makes them again from
+    /// [`latency_histogram`](Self::latency_histogram).
     #[serde(skip)]
     pub latency_stats: LatencyStats,
 }
@@ -362,7 +382,7 @@ pub struct InstanceCounts {
 }
 
 /// What went wrong in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ErrorCounts {
     /// The sum of the others.
@@ -689,6 +709,13 @@ impl<'a> Clock<'a> {
         );
         let seconds = elapsed.as_secs_f64();
         let latency_stats = std::mem::take(&mut totals.latency);
+        // The wall clock now, less the time measured so far.
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let started_unix = since_epoch
+            .saturating_sub(self.measured().unwrap_or_default())
+            .as_secs_f64();
         BenchReport {
             parameters: config.clone(),
             connections: ConnectionCounts {
@@ -705,14 +732,17 @@ impl<'a> Clock<'a> {
                 unexpected: totals.unexpected,
             },
             late: totals.late,
+            started_unix,
             elapsed,
             messages_per_s: per_second(totals.echoed as f64, seconds),
             megabytes_per_s: per_second(totals.echoed as f64 * config.size as f64 / 1e6, seconds),
             latency: latency_stats.summary(),
+            latency_histogram: (latency_stats.count() > 0).then(|| latency_stats.to_interchange()),
             intervals: self.intervals,
             first_error: totals.first_error.take(),
             interrupted,
             instances: std::mem::take(&mut totals.instances),
+            hosts: Vec::new(),
             latency_stats,
         }
     }

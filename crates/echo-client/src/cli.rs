@@ -7,6 +7,7 @@
 //! `echo-client send send` or `echo-client -- send`.
 
 mod bench;
+mod merge;
 mod ping;
 mod send;
 
@@ -35,9 +36,11 @@ Examples:
   echo-client ping -c 5              Is it up? Five timed echoes
   echo-client bench -c 10 -d 32 -t 5 How fast is it, and is it correct?
   echo-client --udp ping             The same over UDP (--raw: RFC 862 TCP)
-  echo-client --mode raw ping -c 3   Any RFC 862 server: inetd, nc -e cat";
+  echo-client --mode raw ping -c 3   Any RFC 862 server: inetd, nc -e cat
+  echo-client merge a.json b.json    Two load hosts' bench --json, as one";
 
-/// Send messages to an echo server and check their echoes; ping it; bench it.
+/// Send messages to an echo server and check their echoes; ping it; bench it;
+/// merge bench reports.
 ///
 /// Each MESSAGE is sent as one frame, exactly as its bytes are given, and its
 /// echo is printed on its own line once it has come back identical. `ping`
@@ -72,6 +75,7 @@ impl Cli {
             Command::Send(args) => send::run(&options, args).await,
             Command::Ping(args) => ping::run(&options, args).await,
             Command::Bench(args) => bench::run(&options, args).await,
+            Command::Merge(args) => merge::run(args),
         }
     }
 
@@ -93,7 +97,7 @@ impl Cli {
         let size = match &self.command {
             Some(Command::Ping(args)) => args.size,
             Some(Command::Bench(args)) => args.size,
-            Some(Command::Send(_)) | None => return Ok(()),
+            Some(Command::Send(_) | Command::Merge(_)) | None => return Ok(()),
         };
         mode.check_message_len(size).map_err(|reason| {
             Cli::command().error(ErrorKind::ValueValidation, format!("--size: {reason}"))
@@ -256,6 +260,9 @@ enum Command {
     Ping(ping::PingArgs),
     /// How fast is the endpoint, and is it correct? Load it and measure.
     Bench(bench::BenchArgs),
+    /// Merge the JSON reports of benches run at once from several hosts into
+    /// one: totals, rates, percentiles over every echo, a row per host.
+    Merge(merge::MergeArgs),
 }
 
 #[derive(Debug, Args)]

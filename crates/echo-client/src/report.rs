@@ -248,12 +248,19 @@ impl fmt::Display for IntervalReport {
 /// ```
 ///
 /// With greetings expected, a line per server instance follows, in name
-/// order: `instance     web-1: 5 connections, 256170 echoed`.
+/// order: `instance     web-1: 5 connections, 256170 echoed`. A report
+/// [merged](crate::bench::merge()) from several hosts says so in its first
+/// line and ends with a line per host: `host         a.json: 256170 echoed
+/// in 10.00 s, 25617 msgs/s, 1.64 MB/s, 0 errors, p99 40.2 µs`.
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let merged = match self.hosts.len() {
+            0 => String::new(),
+            hosts => format!(", merged from {}", count(hosts as u64, "host")),
+        };
         writeln!(
             f,
-            "--- {} bench results{} ---",
+            "--- {} bench results{merged}{} ---",
             self.parameters.addr,
             if self.interrupted {
                 " (interrupted)"
@@ -307,6 +314,20 @@ impl fmt::Display for BenchReport {
                 count(counts.connections, "connection"),
                 counts.echoed
             )?;
+        }
+        for host in &self.hosts {
+            write!(
+                f,
+                "\nhost         {}: {} echoed in {:.2} s, {}, {} errors",
+                host.name,
+                host.echoed,
+                host.elapsed.as_secs_f64(),
+                throughput(host.messages_per_s, host.megabytes_per_s),
+                host.errors
+            )?;
+            if let Some(latency) = &host.latency {
+                write!(f, ", p99 {}", human_duration(latency.p99))?;
+            }
         }
         if let Some(error) = &self.first_error {
             write!(f, "\nfirst error  {error}")?;

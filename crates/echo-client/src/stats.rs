@@ -9,13 +9,50 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
 use crate::units;
 
 /// Significant figures kept by the histograms.
 const SIGNIFICANT_FIGURES: u8 = 3;
+
+/// The longest interchange text [`LatencyStats::from_interchange`] reads.
+/// A histogram of latencies from a nanosecond to an hour at three
+/// significant figures compresses to a few kilobytes; the bound keeps a
+/// damaged or hostile file from making the reader inflate much more.
+pub const MAX_INTERCHANGE_LEN: usize = 1024 * 1024;
+
+/// Why an interchange text is not a histogram.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InterchangeError {
+    /// Longer than [`MAX_INTERCHANGE_LEN`].
+    #[error("the histogram is {len} bytes long, more than the {max} bytes accepted")]
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not base64.
+    #[error("the histogram is not base64")]
+    Base64(#[source] base64::DecodeError),
+    /// Not a V2 histogram.
+    #[error("the histogram is not in HdrHistogram's V2 form: {0}")]
+    Histogram(hdrhistogram::serialization::DeserializeError),
+    /// A histogram whose count disagrees with the summary beside it.
+    #[error("the histogram holds {histogram} latencies, its summary {summary}")]
+    CountMismatch {
+        /// In the histogram.
+        histogram: u64,
+        /// In the summary.
+        summary: u64,
+    },
+}
 
 /// Latencies recorded so far.
 ///
@@ -158,6 +195,82 @@ impl LatencyStats {
         &self.histogram
     }
 
+    /// The histogram in HdrHistogram's interchange form: V2, compressed
+    /// (DEFLATE), base64; values in nanoseconds. HdrHistogram's own tools
+    /// (`HistogramLogProcessor`, the libraries' decoders) read it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use echo_client::stats::LatencyStats;
+    ///
+    /// let mut stats = LatencyStats::new();
+    /// stats.record(Duration::from_micros(20));
+    /// let text = stats.to_interchange();
+    /// // The cookie of a compressed V2 histogram, in base64.
+    /// assert!(text.starts_with("HISTFAAA"));
+    /// let back = LatencyStats::from_interchange(&text, &stats.summary().unwrap())?;
+    /// assert_eq!(back.summary(), stats.summary());
+    /// # Ok::<(), echo_client::stats::InterchangeError>(())
+    /// ```
+    pub fn to_interchange(&self) -> String {
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&self.histogram, &mut bytes)
+            .expect("a histogram serializes into memory");
+        BASE64.encode(bytes)
+    }
+
+    /// The latencies of `summary` again, their histogram read from
+    /// `interchange` (as [`to_interchange`](Self::to_interchange) writes
+    /// it): percentiles come from the histogram, and the exact extremes,
+    /// mean and deviation from the summary, so that latencies read back and
+    /// [merged](Self::merge) give the figures that recording them all in
+    /// one place would have.
+    ///
+    /// # Errors
+    ///
+    /// When the text is too long, not base64, not a V2 histogram, or holds
+    /// another number of latencies than the summary.
+    pub fn from_interchange(
+        interchange: &str,
+        summary: &LatencySummary,
+    ) -> Result<LatencyStats, InterchangeError> {
+        if interchange.len() > MAX_INTERCHANGE_LEN {
+            return Err(InterchangeError::TooLong {
+                len: interchange.len(),
+                max: MAX_INTERCHANGE_LEN,
+            });
+        }
+        let bytes = BASE64
+            .decode(interchange.trim())
+            .map_err(InterchangeError::Base64)?;
+        let mut histogram: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(InterchangeError::Histogram)?;
+        if histogram.len() != summary.count {
+            return Err(InterchangeError::CountMismatch {
+                histogram: histogram.len(),
+                summary: summary.count,
+            });
+        }
+        // Recording into it later must grow it rather than fail.
+        histogram.auto(true);
+        let count = u128::from(summary.count);
+        let mean = summary.mean.as_nanos();
+        let mdev = summary.mdev.as_nanos();
+        // mean(x²) = mdev² + mean², so Σx² = n · (mdev² + mean²).
+        let sum_of_squares = count
+            .saturating_mul((mdev.saturating_mul(mdev)).saturating_add(mean.saturating_mul(mean)));
+        Ok(LatencyStats {
+            histogram,
+            count: summary.count,
+            sum: count.saturating_mul(mean),
+            sum_of_squares,
+            min: u64::try_from(summary.min.as_nanos()).unwrap_or(u64::MAX),
+            max: u64::try_from(summary.max.as_nanos()).unwrap_or(u64::MAX),
+        })
+    }
+
     /// The summary, or `None` when nothing was recorded.
     pub fn summary(&self) -> Option<LatencySummary> {
         if self.count == 0 {
@@ -223,6 +336,58 @@ mod tests {
             stats.record_nanos(sample);
         }
         stats
+    }
+
+    #[test]
+    fn latencies_read_back_merge_as_if_recorded_in_one_place() {
+        let left = stats_of_nanos((1..=1000).map(|n| n * 997));
+        let right = stats_of_nanos((1..=300).map(|n| n * 31_337 + 5));
+        let mut together = left.clone();
+        together.merge(&right);
+        let read_back = |stats: &LatencyStats| {
+            LatencyStats::from_interchange(&stats.to_interchange(), &stats.summary().unwrap())
+                .unwrap()
+        };
+        let mut merged = read_back(&left);
+        merged.merge(&read_back(&right));
+        let (expected, got) = (together.summary().unwrap(), merged.summary().unwrap());
+        assert_eq!(
+            (
+                got.count, got.min, got.max, got.p50, got.p90, got.p99, got.p99_9
+            ),
+            (
+                expected.count,
+                expected.min,
+                expected.max,
+                expected.p50,
+                expected.p90,
+                expected.p99,
+                expected.p99_9
+            )
+        );
+        // The mean and deviation were rounded to the nanosecond on the way.
+        let close = |a: Duration, b: Duration| a.abs_diff(b) <= Duration::from_nanos(1);
+        assert!(close(got.mean, expected.mean), "{got:?} {expected:?}");
+        assert!(close(got.mdev, expected.mdev), "{got:?} {expected:?}");
+    }
+
+    #[test]
+    fn bad_interchange_texts_are_refused_with_the_reason() {
+        let stats = stats_of_nanos([1000, 2000]);
+        let summary = stats.summary().unwrap();
+        let error = |text: &str| LatencyStats::from_interchange(text, &summary).unwrap_err();
+        assert!(matches!(error("not base64!"), InterchangeError::Base64(_)));
+        assert!(matches!(error("AAAAAAAA"), InterchangeError::Histogram(_)));
+        let long = "A".repeat(MAX_INTERCHANGE_LEN + 1);
+        assert!(matches!(error(&long), InterchangeError::TooLong { .. }));
+        let other = stats_of_nanos([1000]).to_interchange();
+        assert!(matches!(
+            error(&other),
+            InterchangeError::CountMismatch {
+                histogram: 1,
+                summary: 2
+            }
+        ));
     }
 
     #[test]

@@ -833,3 +833,46 @@ async fn ping_and_bench_help_shows_every_default_and_environment_variable() {
         }
     }
 }
+
+// ---- merge ----
+
+#[tokio::test]
+async fn merge_refuses_missing_unreadable_and_foreign_files_clearly() {
+    execute(client(["merge"]))
+        .await
+        .assert_usage_error("<FILE>");
+    let missing = std::env::temp_dir().join(format!("no-such-report-{}.json", std::process::id()));
+    let run = execute(client([OsString::from("merge"), missing.clone().into()])).await;
+    run.assert_failure_starting(&format!("cannot read {}: ", missing.display()));
+
+    let not_a_report =
+        std::env::temp_dir().join(format!("not-a-report-{}.json", std::process::id()));
+    std::fs::write(&not_a_report, "{\"echoed\": 5}").unwrap();
+    let run = execute(client([
+        OsString::from("merge"),
+        not_a_report.clone().into(),
+    ]))
+    .await;
+    std::fs::remove_file(&not_a_report).unwrap();
+    run.assert_failure_starting(&format!(
+        "{} is not a bench report: ",
+        not_a_report.display()
+    ));
+}
+
+#[tokio::test]
+async fn merge_help_shows_its_environment_variable() {
+    let run = execute(client(["merge", "--help"])).await;
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let help = run.stdout_text();
+    for expected in [
+        "Usage: echo-client merge [OPTIONS] <FILE>...",
+        "[env: ECHO_JSON=]",
+        "Examples:",
+    ] {
+        assert!(
+            help.contains(expected),
+            "{expected:?} missing from:\n{help}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 //! | file | what it checks |
 //! |---|---|
 //! | `cli.rs` | both binaries as users run them: echoes through the real server, usage errors (exit 2), runtime failures (exit 1) |
-//! | `client_tools.rs` | `echo-client ping` and `bench` against the server in each mode |
+//! | `client_tools.rs` | `echo-client ping` and `bench` against the server in each mode, and `merge` of two benches run at once (their histograms read by Python's `hdrh`) |
 //! | `server_ops.rs` | the metrics endpoint scraped over HTTP, and a Python client written from PROTOCOL.md |
 //! | `greeting.rs` | `--greeting` and `--expect-greeting` in framed and raw mode (the instance named, the bench's counts per instance, a server that does not greet), and `--delay` timed by the test's clock |
 //! | `ipv6.rs` | every listener kind on `[::1]` and `[::]`, and the client reaching `[::1]:PORT` (skipped without an IPv6 loopback) |

@@ -165,3 +165,88 @@ fn bench_rate_paces_the_messages() {
     let sent = report["sent"].as_u64().unwrap_or_default();
     assert!((100..=260).contains(&sent), "{sent} sent: {report}");
 }
+
+/// Two benches at once, as two load hosts would run them, merged by
+/// `echo-client merge`; and each report's latency histogram read by an
+/// HdrHistogram implementation of its own (Python's `hdrh`), where present.
+#[test]
+fn reports_of_benches_run_at_once_merge_and_their_histograms_are_hdrhistograms() {
+    let deadline = deadline();
+    let (_server, [addr]) = start_server(&["--greeting"], [Kind::Framed], deadline).unwrap();
+    let bench = |connections: &str| {
+        client(addr)
+            .unwrap()
+            .args(["--expect-greeting", "bench", "--json", "-t", "2", "-c"])
+            .arg(connections)
+            .start()
+            .unwrap()
+    };
+    let (mut a, mut b) = (bench("2"), bench("3"));
+    let (a, b) = (a.wait(deadline).unwrap(), b.wait(deadline).unwrap());
+    let dir = echo_testkit::certs::CertDir::new().unwrap();
+    let mut files = Vec::new();
+    let mut echoed = 0;
+    for (name, output) in [("a.json", &a), ("b.json", &b)] {
+        echoed += clean_report(output, "framed")["echoed"].as_u64().unwrap();
+        files.push(dir.write(name, &output.stdout_text()).unwrap());
+    }
+
+    let merged = client(addr)
+        .unwrap()
+        .args(["merge", "--json"])
+        .args(&files)
+        .run(deadline)
+        .unwrap();
+    let report = clean_report(&merged, "framed");
+    assert_eq!(report["echoed"], echoed, "{report}");
+    assert_eq!(report["connections"]["connected"], 5, "{report}");
+    assert_eq!(report["latency_us"]["count"], echoed, "{report}");
+    let hosts: Vec<&str> = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|host| host["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        hosts[0].ends_with("a.json") && hosts[1].ends_with("b.json"),
+        "{hosts:?}"
+    );
+    let human = client(addr)
+        .unwrap()
+        .arg("merge")
+        .args(&files)
+        .run(deadline)
+        .unwrap();
+    let text = success_lines(&human).join("\n");
+    assert!(text.contains("merged from 2 hosts"), "{text}");
+
+    let Some(python) = echo_e2e::find_on_path("python3") else {
+        eprintln!("SKIPPED: the HdrHistogram interop part: python3 is not installed");
+        return;
+    };
+    let decode = "import json, sys\n\
+                  from hdrh.histogram import HdrHistogram\n\
+                  report = json.load(sys.stdin)\n\
+                  h = HdrHistogram.decode(report['latency_histogram'])\n\
+                  print(h.get_total_count(), h.get_value_at_percentile(99) / 1000)";
+    let probe = echo_testkit::Spawn::new(&python)
+        .args(["-c", "import hdrh"])
+        .run(deadline)
+        .unwrap();
+    if !probe.status.success() {
+        eprintln!("SKIPPED: the HdrHistogram interop part: pip install hdrhistogram");
+        return;
+    }
+    let read = echo_testkit::Spawn::new(&python)
+        .args(["-c", decode])
+        .stdin(merged.stdout.clone())
+        .run(deadline)
+        .unwrap();
+    let line = success_lines(&read).join("");
+    let (count, p99) = line.split_once(' ').unwrap();
+    assert_eq!(count.parse::<u64>().unwrap(), echoed, "{line}");
+    let p99: f64 = p99.parse().unwrap();
+    let ours = report["latency_us"]["p99"].as_f64().unwrap();
+    // Both take the histogram's bucket; ours is bounded by the exact extremes.
+    assert!((p99 - ours).abs() <= ours / 500.0, "{p99} vs {ours}");
+}

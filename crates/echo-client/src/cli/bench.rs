@@ -203,7 +203,7 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
 }
 
 /// The bench's exit rule: any error, or any connection failed, fails it.
-fn verdict(report: &BenchReport) -> anyhow::Result<()> {
+pub(super) fn verdict(report: &BenchReport) -> anyhow::Result<()> {
     let (errors, failed) = (report.errors.total, report.connections.failed);
     if errors > 0 || failed > 0 {
         let first = report.first_error.as_deref().unwrap_or("see the report");
