@@ -308,8 +308,13 @@ pub struct BenchReport {
     pub echoed: u64,
     /// Everything that went wrong, warmup included.
     pub errors: ErrorCounts,
-    /// UDP replies that came after their message had been counted missing.
+    /// UDP replies that came after their message had been counted lost.
     pub late: u64,
+    /// Over UDP, what the network did to the datagrams: loss, duplicates,
+    /// reordering and jitter, which are figures of the path measured, not
+    /// errors. `None` over TCP (and then left out of the JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagrams: Option<DatagramCounts>,
     /// When the measured part of the run began (the end of the warmup), in
     /// seconds since the Unix epoch by this host's clock: what lines up the
     /// reports of several hosts when they are [merged](merge()).
@@ -381,6 +386,37 @@ pub struct InstanceCounts {
     pub echoed: u64,
 }
 
+/// What the network did to a UDP run's datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DatagramCounts {
+    /// Measured messages with no reply within the timeout (replies that
+    /// came later are [`BenchReport::late`]).
+    pub lost: u64,
+    /// `lost / sent`, as a percentage; 0 when nothing was sent.
+    pub loss_percent: f64,
+    /// Replies to a message already answered.
+    pub duplicated: u64,
+    /// Replies that came after the reply to a later message of their
+    /// socket.
+    pub reordered: u64,
+    /// The interarrival jitter of RFC 3550 ([`Jitter`](crate::stats::Jitter)),
+    /// the mean over the sockets that had two replies or more.
+    #[serde(rename = "jitter_us", with = "units::micros")]
+    pub jitter: Duration,
+}
+
+impl DatagramCounts {
+    /// The loss of `lost` messages out of `sent`, as a percentage.
+    pub(crate) fn loss_percent(lost: u64, sent: u64) -> f64 {
+        if sent == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / sent as f64
+        }
+    }
+}
+
 /// What went wrong in a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -397,9 +433,13 @@ pub struct ErrorCounts {
 }
 
 impl BenchReport {
-    /// Whether the endpoint passed: no error, and no connection failed.
+    /// Whether the endpoint passed: no error, no connection failed, and,
+    /// if anything was sent, something came back. Over UDP lost datagrams
+    /// are a figure of the path, not a failure, as for ping.
     pub fn succeeded(&self) -> bool {
-        self.errors.total == 0 && self.connections.failed == 0
+        self.errors.total == 0
+            && self.connections.failed == 0
+            && (self.sent == 0 || self.echoed > 0)
     }
 
     /// The report as one JSON document, indented for people; scripts parse it
@@ -732,6 +772,19 @@ impl<'a> Clock<'a> {
                 unexpected: totals.unexpected,
             },
             late: totals.late,
+            datagrams: (config.mode == Mode::Udp).then(|| {
+                let datagrams = totals.datagrams;
+                DatagramCounts {
+                    lost: datagrams.lost,
+                    loss_percent: DatagramCounts::loss_percent(datagrams.lost, totals.sent),
+                    duplicated: datagrams.duplicated,
+                    reordered: datagrams.reordered,
+                    jitter: Duration::from_nanos(
+                        (datagrams.jitter_sum_nanos / datagrams.jitter_sockets.max(1) as f64)
+                            .round() as u64,
+                    ),
+                }
+            }),
             started_unix,
             elapsed,
             messages_per_s: per_second(totals.echoed as f64, seconds),

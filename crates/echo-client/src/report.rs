@@ -301,6 +301,17 @@ impl fmt::Display for BenchReport {
             )?;
         }
         writeln!(f)?;
+        if let Some(datagrams) = &self.datagrams {
+            writeln!(
+                f,
+                "datagrams    {} lost ({}), {} duplicated, {} reordered, jitter {}",
+                datagrams.lost,
+                percent(datagrams.loss_percent),
+                datagrams.duplicated,
+                datagrams.reordered,
+                human_duration(datagrams.jitter)
+            )?;
+        }
         let connections = &self.connections;
         write!(
             f,

@@ -321,6 +321,51 @@ impl LatencyStats {
     }
 }
 
+/// The interarrival jitter of RFC 3550 (section 6.4.1), as iperf3 reports it
+/// for UDP: a running estimate of how much the transit time of consecutive
+/// packets varies, smoothed over about 16 packets.
+///
+/// For each packet in the order it arrives, `D` is the change in transit
+/// time (arrival less sending) since the packet before, and the estimate
+/// moves a sixteenth of the way towards `|D|`: `J += (|D| − J) / 16`.
+///
+/// ```
+/// use std::time::Duration;
+/// use echo_client::stats::Jitter;
+///
+/// let mut jitter = Jitter::default();
+/// // Sent every 10 ms; the second arrives 2 ms later than its turn.
+/// for (sent, arrived) in [(0, 5), (10, 17), (20, 25)] {
+///     jitter.arrived(Duration::from_millis(sent), Duration::from_millis(arrived));
+/// }
+/// // |D| was 2 ms, then 2 ms: 2/16 ms, then 2/16 + (2 − 2/16)/16 ms.
+/// assert_eq!(jitter.estimate(), Duration::from_nanos(242_188));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Jitter {
+    /// The transit time of the packet before, in nanoseconds.
+    last_transit: Option<i128>,
+    /// The estimate, in nanoseconds.
+    estimate: f64,
+}
+
+impl Jitter {
+    /// Takes a packet sent at `sent` that arrived at `arrived`, both on the
+    /// same clock, in the order packets arrive.
+    pub fn arrived(&mut self, sent: Duration, arrived: Duration) {
+        let transit = arrived.as_nanos() as i128 - sent.as_nanos() as i128;
+        if let Some(last) = self.last_transit.replace(transit) {
+            let change = (transit - last).unsigned_abs() as f64;
+            self.estimate += (change - self.estimate) / 16.0;
+        }
+    }
+
+    /// The estimate so far: zero until two packets have arrived.
+    pub fn estimate(&self) -> Duration {
+        nanos(self.estimate)
+    }
+}
+
 /// A number of nanoseconds, rounded to the nearest one, as a duration.
 fn nanos(value: f64) -> Duration {
     Duration::from_nanos(value.round() as u64)

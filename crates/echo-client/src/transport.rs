@@ -276,7 +276,21 @@ impl Sender {
             SenderKind::Udp(socket) => {
                 let mut start = 0;
                 for &end in &self.datagram_ends {
-                    socket.send(&self.batch[start..end]).await?;
+                    match socket.send(&self.batch[start..end]).await {
+                        Ok(_) => {}
+                        // Dropped by this host before it left, by a firewall
+                        // rule. That is a lost datagram, as one dropped
+                        // further along the path would be, and the reader
+                        // counts it lost when its reply does not come.
+                        Err(error) if is_local_drop(&error) => {
+                            tracing::debug!(%error, "a datagram was dropped before it left");
+                        }
+                        Err(error) => {
+                            self.datagram_ends.clear();
+                            self.batch.clear();
+                            return Err(error);
+                        }
+                    }
                     start = end;
                 }
                 self.datagram_ends.clear();
@@ -295,6 +309,13 @@ impl Sender {
             SenderKind::Udp(_) => Ok(()),
         }
     }
+}
+
+/// Whether a failed send means that this host dropped the datagram rather
+/// than that the socket failed: Linux fails the send of a datagram that a
+/// netfilter rule dropped with `EPERM`.
+fn is_local_drop(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::PermissionDenied
 }
 
 /// The receiving half: hands back one echo at a time, from a buffer that

@@ -212,10 +212,11 @@ async fn an_extra_echo_is_an_error_and_fails_the_connection() {
     );
 }
 
-/// Every other datagram is dropped: half the messages are missing, each
-/// given up after the timeout, and the run still ends.
+/// Every other datagram is dropped: half the messages are lost, each given
+/// up after the timeout while the others go on, and the run still ends.
+/// Loss is the path's figure, not an error.
 #[tokio::test]
-async fn lost_datagrams_are_missing_echoes() {
+async fn lost_datagrams_are_a_loss_figure_not_errors() {
     let addr = udp_fake(UdpFake::DropEveryOther).await;
     let report = bench(BenchConfig {
         depth: 20,
@@ -226,13 +227,57 @@ async fn lost_datagrams_are_missing_echoes() {
     })
     .await;
     assert_eq!((report.sent, report.echoed), (20, 10), "{report}");
-    assert_eq!((report.errors.total, report.errors.missing), (10, 10));
+    let datagrams = report.datagrams.expect("a UDP run has datagram figures");
+    assert_eq!(
+        (datagrams.lost, datagrams.loss_percent),
+        (10, 50.0),
+        "{report}"
+    );
+    assert_eq!((report.errors.total, report.errors.missing), (0, 0));
     assert_eq!(report.connections.failed, 0);
-    assert!(!report.succeeded());
+    assert!(report.succeeded(), "{report}");
+    assert!(
+        report.to_string().contains("datagrams    10 lost (50%)"),
+        "{report}"
+    );
+}
+
+/// A path that answers nothing fails the bench, as ping fails: loss is a
+/// figure only while something gets through.
+#[tokio::test]
+async fn a_udp_bench_with_no_reply_at_all_fails() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let report = bench(BenchConfig {
+        stop: Stop::Messages(3),
+        timeout: Duration::from_millis(100),
+        ..config(socket.local_addr().unwrap(), Mode::Udp)
+    })
+    .await;
+    assert_eq!((report.sent, report.echoed), (3, 0), "{report}");
+    assert_eq!(report.datagrams.map(|datagrams| datagrams.lost), Some(3));
+    assert!(!report.succeeded(), "{report}");
+}
+
+/// Replies that overtake each other are counted as reordered, and they show
+/// in the jitter: each pair's first reply waited for the second message.
+#[tokio::test]
+async fn reordered_datagrams_are_counted_and_jitter_measured() {
+    let addr = udp_fake(UdpFake::SwapPairs).await;
+    let report = bench(BenchConfig {
+        depth: 2,
+        stop: Stop::Messages(40),
+        ..config(addr, Mode::Udp)
+    })
+    .await;
+    assert_eq!(report.echoed, 40, "{report}");
+    let datagrams = report.datagrams.unwrap();
+    assert_eq!((datagrams.reordered, datagrams.lost), (20, 0), "{report}");
+    assert!(datagrams.jitter > Duration::ZERO, "{report}");
+    assert!(report.succeeded(), "{report}");
 }
 
 #[tokio::test]
-async fn duplicate_datagrams_are_unexpected_echoes() {
+async fn duplicate_datagrams_are_counted_apart_not_as_errors() {
     let addr = udp_fake(UdpFake::Duplicate).await;
     let report = bench(BenchConfig {
         depth: 1,
@@ -243,8 +288,10 @@ async fn duplicate_datagrams_are_unexpected_echoes() {
     assert_eq!(report.echoed, 20, "{report}");
     // Each message's duplicate is read while a later message is awaited,
     // except perhaps the last one's.
-    assert!((19..=20).contains(&report.errors.unexpected), "{report}");
-    assert!(!report.succeeded());
+    let datagrams = report.datagrams.unwrap();
+    assert!((19..=20).contains(&datagrams.duplicated), "{report}");
+    assert_eq!((report.errors.total, datagrams.lost), (0, 0), "{report}");
+    assert!(report.succeeded(), "{report}");
 }
 
 /// A server that never answers: each connection gives up after the timeout,

@@ -16,12 +16,14 @@
 //! | `admin.rs` | the admin endpoint of the binary: readiness through a lame-duck drain, `--admin` and `--metrics`, a real Prometheus scraping it |
 //! | `tls.rs` | the TLS listener against independent peers (`openssl s_client`, Python's `ssl`), its usage errors, and SIGHUP reloading its certificate |
 //! | `deploy.rs` | the Dockerfile (hadolint) and the Kubernetes manifests (kubernetes-validate), and the binaries started with the command lines they hold |
+//! | `lossy_link.rs` | a link that drops 5% of the client's packets (network namespaces, nftables; as root): the UDP bench measures the loss, TCP stays exact |
 //! | `faults.rs` | misbehaving clients, a connection storm, SIGTERM under load and a server out of file descriptors, with the server's descriptors and memory read from `/proc` |
 //!
 //! What a crate's own tests cover in-process is not repeated here: these
 //! tests need the real processes (their exit codes, signals, `/proc`, the
 //! wire between two binaries). Every server binds port 0 on 127.0.0.1 (or
-//! on `[::1]` and `[::]` for the IPv6 tests, whose traffic stays on `[::1]`),
+//! on `[::1]` and `[::]` for the IPv6 tests, whose traffic stays on `[::1]`,
+//! or on 198.18.0.0/15 inside network namespaces the test made),
 //! every wait has a deadline, and every process is killed when its test
 //! ends, however it ends.
 //!

@@ -89,6 +89,12 @@ pub enum Error {
         /// The field, such as `VmRSS`.
         field: String,
     },
+    /// A command the kit ran to set something up (`ip`, `nft`) failed.
+    #[error("a set-up command failed:{output}")]
+    Failed {
+        /// The command's name, exit status and output.
+        output: String,
+    },
     /// A connection could not be opened.
     #[error("cannot connect to {addr}: {source}")]
     Connect {

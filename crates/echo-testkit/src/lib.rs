@@ -11,6 +11,7 @@
 //! | [`certs`] | test certificates made with rcgen: a CA, server and client certificates, a directory to write them to |
 //! | [`wire`] | blocking TCP with deadlines: frames sent and their echoes checked, resets, refused connections |
 //! | [`procfs`] | memory and descriptors of a process known by its pid |
+//! | [`netns`] | network namespaces of the test's own, joined by veth pairs, their links impaired with nftables, removed on drop |
 //! | [`wait_until`] | polls a condition until it holds or a deadline passes, instead of sleeping |
 //!
 //! Every wait takes a deadline, an [`Instant`]; [`deadline`] gives one
@@ -40,6 +41,7 @@
 pub mod binary;
 pub mod certs;
 mod error;
+pub mod netns;
 mod process;
 pub mod procfs;
 pub mod wire;

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
 use super::sent_bytes::SentBytes;
-use super::tally::{Collector, Tally};
+use super::tally::{Collector, Datagrams, Tally};
 use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::payload::Pattern;
@@ -38,6 +38,13 @@ use crate::transport::{Receiver, Sender};
 /// The most bytes one write gathers, so that a deep window of large messages
 /// does not need a huge buffer.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// The fewest slots of a UDP socket's window ring. A lost datagram holds
+/// its slot until its timeout while the other messages go on, so the ring
+/// must reach further ahead than `depth` messages: with 1024 slots (24 KiB
+/// a socket with the reader's record), a socket is held back only once it
+/// has sent 1024 messages past one that is still awaited.
+const MIN_UDP_RING: u64 = 1024;
 
 /// What every connection of a run shares.
 #[derive(Debug)]
@@ -95,9 +102,15 @@ struct Window {
     /// How many messages have been queued for sending (the next one's
     /// number).
     sent: AtomicU64,
-    /// How many messages are done with: echoed, or given up as lost. The
-    /// window's room is `depth - (sent - completed)`.
+    /// How many messages at the front are done with: echoed, or given up
+    /// as lost. Over TCP echoes come in order, and the window's room is
+    /// `depth - (sent - completed)`.
     completed: AtomicU64,
+    /// Over UDP, how many messages are done with in all, the front's and
+    /// those answered out of order beyond it: the room is `depth - (sent -
+    /// resolved)`, as far as the ring reaches past the front. Always 0 over
+    /// TCP, whose `completed` says it all.
+    resolved: AtomicU64,
     /// The messages' wire bytes, from which the writer sends and against
     /// which the reader verifies, when the connection is a stream, pipelined,
     /// and they are few enough to keep. (With one message in flight, each
@@ -108,7 +121,10 @@ struct Window {
 impl Window {
     /// The window of connection `id`, for `depth` messages of the plan's.
     fn new(depth: u64, id: u32, plan: &Plan) -> Self {
-        let len = depth.next_power_of_two();
+        let len = match plan.mode {
+            Mode::Udp => depth.max(MIN_UDP_RING).next_power_of_two(),
+            Mode::Framed | Mode::Raw => depth.next_power_of_two(),
+        };
         let slots = usize::try_from(len).unwrap_or(usize::MAX);
         let sent_bytes = plan
             .mode
@@ -121,6 +137,7 @@ impl Window {
             sent_at: (0..len).map(|_| AtomicU64::new(0)).collect(),
             sent: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            resolved: AtomicU64::new(0),
             sent_bytes: sent_bytes.map(Mutex::new),
         }
     }
@@ -140,15 +157,27 @@ impl Window {
     }
 
     /// How many more messages may be sent once `sent` have been: `depth`
-    /// less those in flight.
+    /// less those in flight, and no further than the ring reaches past the
+    /// oldest message still awaited.
     fn room(&self, sent: u64) -> u64 {
-        self.depth - (sent - self.completed.load(Ordering::Acquire))
+        let completed = self.completed.load(Ordering::Acquire);
+        let resolved = self.resolved.load(Ordering::Acquire).max(completed);
+        let in_flight = sent - resolved;
+        let ahead = sent - completed;
+        self.depth
+            .saturating_sub(in_flight)
+            .min((self.len() as u64).saturating_sub(ahead))
     }
 
     /// Records that every message before `completed` is done with. The
     /// writer, polled right after the reader, sees the room it makes.
     fn complete(&self, completed: u64) {
         self.completed.store(completed, Ordering::Release);
+    }
+
+    /// Records that `resolved` messages are done with in all (UDP).
+    fn resolve(&self, resolved: u64) {
+        self.resolved.store(resolved, Ordering::Release);
     }
 }
 
@@ -620,8 +649,21 @@ impl Reader {
 
     /// Reads a UDP socket's replies, which may be lost, duplicated or
     /// reordered (each says which message it answers), until every message
-    /// is answered or given up as lost.
+    /// is answered or given up as lost; then adds what became of them to
+    /// the run's figures. Loss, duplicates and reordering are the network's
+    /// doing, measured rather than counted as errors.
     async fn read_datagrams(&mut self, tally: &mut Tally<'_>) -> Result<(), Failure> {
+        let mut datagrams = Datagrams::default();
+        let read = self.read_datagrams_into(tally, &mut datagrams).await;
+        datagrams.add_to(&mut self.plan.collector.lock().datagrams);
+        read
+    }
+
+    async fn read_datagrams_into(
+        &mut self,
+        tally: &mut Tally<'_>,
+        datagrams: &mut Datagrams,
+    ) -> Result<(), Failure> {
         let plan = Arc::clone(&self.plan);
         let (size, addr) = (plan.pattern.len(), plan.addr.as_str());
         // What became of the messages of each window slot: the number of the
@@ -629,8 +671,9 @@ impl Reader {
         let mut resolved: Vec<(u64, bool)> = vec![(u64::MAX, false); self.window.len()];
         let window = Arc::clone(&self.window);
         let slot = |seq: u64| window.index(seq);
-        // The oldest message not yet resolved.
+        // The oldest message not yet resolved, and how many are.
         let mut oldest = 0;
+        let mut resolved_count = 0;
         let mut clock = ArrivalClock::default();
         let overdue = tokio::time::sleep(plan.timeout);
         tokio::pin!(overdue);
@@ -670,23 +713,35 @@ impl Reader {
                         // Its message was resolved already: given up as lost
                         // (a late reply), or answered (a duplicate).
                         if last == seq && replied {
-                            tally.unexpected += 1;
-                            tally.note_error(|| format!("connection {}: a duplicate reply to message {seq}", self.id));
+                            datagrams.duplicated += 1;
                         } else {
                             tally.late += 1;
                         }
                         continue;
                     }
+                    if datagrams.latest_answered.is_some_and(|latest| seq < latest) {
+                        datagrams.reordered += 1;
+                    }
+                    datagrams.latest_answered = datagrams.latest_answered.max(Some(seq));
                     let checked = plan.pattern.message(self.id, seq).check(echo);
                     let sent_at = self.window.slot(seq).load(Ordering::Acquire);
                     match checked {
-                        Ok(()) => tally.echoed(sent_at, clock.now(&plan, &self.receiver)),
+                        Ok(()) => {
+                            let now = clock.now(&plan, &self.receiver);
+                            tally.echoed(sent_at, now);
+                            if sent_at >= plan.warmup_nanos {
+                                datagrams.jitter.arrived(Duration::from_nanos(sent_at), Duration::from_nanos(now));
+                                datagrams.timed += 1;
+                            }
+                        }
                         Err(at) => corrupted(tally, self.id, seq, at),
                     }
                     resolved[slot(seq)] = (seq, true);
+                    resolved_count += 1;
                     while oldest < sent && resolved[slot(oldest)].0 == oldest {
                         oldest += 1;
                     }
+                    self.window.resolve(resolved_count);
                     self.window.complete(oldest);
                 }
                 joined = &mut self.writer, if self.writer_end.is_none() => {
@@ -699,17 +754,23 @@ impl Reader {
                     let mut next_due = now + plan.timeout_nanos();
                     while oldest < sent {
                         if resolved[slot(oldest)].0 != oldest {
-                            let due = self.window.slot(oldest).load(Ordering::Acquire) + plan.timeout_nanos();
+                            let sent_at = self.window.slot(oldest).load(Ordering::Acquire);
+                            let due = sent_at + plan.timeout_nanos();
                             if now < due {
                                 next_due = due;
                                 break;
                             }
-                            tally.missing += 1;
-                            tally.note_error(|| format!("connection {}: no reply to message {oldest} within {:?}", self.id, plan.timeout));
+                            // Lost, which the loss figure counts for the
+                            // measured part of the run.
+                            if sent_at >= plan.warmup_nanos {
+                                datagrams.lost += 1;
+                            }
                             resolved[slot(oldest)] = (oldest, false);
+                            resolved_count += 1;
                         }
                         oldest += 1;
                     }
+                    self.window.resolve(resolved_count);
                     self.window.complete(oldest);
                     overdue.as_mut().reset(plan.instant(next_due));
                 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BenchReport, ConnectionCounts, ErrorCounts};
+use super::{BenchReport, ConnectionCounts, DatagramCounts, ErrorCounts};
 use crate::stats::{InterchangeError, LatencyStats, LatencySummary};
 use crate::units;
 
@@ -133,6 +133,9 @@ pub fn merge(reports: Vec<(String, BenchReport)>) -> Result<BenchReport, MergeEr
 struct Merged {
     report: BenchReport,
     stats: LatencyStats,
+    /// Over UDP, the hosts' jitters weighted by their echoes, in
+    /// nanoseconds, and the weight: the merged jitter is their mean.
+    jitter: (f64, u64),
     /// The host whose run began last, and when.
     latest_start: (String, f64),
     /// The host whose run ended first, and when.
@@ -150,6 +153,7 @@ impl Merged {
         Ok(Self {
             report,
             stats,
+            jitter: weighted_jitter(&first),
             latest_start: (host.clone(), first.started_unix),
             earliest_end: (host, end),
         })
@@ -187,6 +191,13 @@ impl Merged {
         merged.echoed += report.echoed;
         add_errors(&mut merged.errors, &report.errors);
         merged.late += report.late;
+        if let (Some(total), Some(more)) = (&mut merged.datagrams, &report.datagrams) {
+            total.lost += more.lost;
+            total.duplicated += more.duplicated;
+            total.reordered += more.reordered;
+        }
+        let (sum, weight) = weighted_jitter(&report);
+        self.jitter = (self.jitter.0 + sum, self.jitter.1 + weight);
         merged.messages_per_s += report.messages_per_s;
         merged.megabytes_per_s += report.megabytes_per_s;
         if merged.first_error.is_none() {
@@ -206,11 +217,17 @@ impl Merged {
         let Merged {
             mut report,
             stats,
+            jitter: (jitter_sum, jitter_weight),
             latest_start: (began, start),
             earliest_end: (ended, end),
         } = self;
         if end < start {
             return Err(MergeError::NoCommonSpan { ended, began });
+        }
+        if let Some(datagrams) = &mut report.datagrams {
+            datagrams.loss_percent = DatagramCounts::loss_percent(datagrams.lost, report.sent);
+            datagrams.jitter =
+                Duration::from_nanos((jitter_sum / jitter_weight.max(1) as f64).round() as u64);
         }
         report.started_unix = start;
         report.elapsed = Duration::from_secs_f64(end - start);
@@ -233,6 +250,17 @@ fn latency_stats(host: &str, report: &BenchReport) -> Result<LatencyStats, Merge
                 host: host.to_owned(),
                 source,
             }),
+    }
+}
+
+/// A report's jitter (over UDP) times its echoes, and its echoes.
+fn weighted_jitter(report: &BenchReport) -> (f64, u64) {
+    match &report.datagrams {
+        Some(datagrams) => (
+            datagrams.jitter.as_nanos() as f64 * report.echoed as f64,
+            report.echoed,
+        ),
+        None => (0.0, 0),
     }
 }
 
@@ -296,6 +324,7 @@ mod tests {
             echoed,
             errors: ErrorCounts::default(),
             late: 0,
+            datagrams: None,
             started_unix: started,
             elapsed: Duration::from_secs_f64(seconds),
             messages_per_s: echoed as f64 / seconds,
@@ -399,6 +428,37 @@ mod tests {
         let error = merge(vec![("damaged".into(), damaged)]).unwrap_err();
         assert!(error.to_string().starts_with("damaged: "), "{error}");
         assert!(matches!(merge(Vec::new()), Err(MergeError::NoReports)));
+    }
+
+    #[test]
+    fn datagram_figures_add_up_and_the_jitter_is_weighted_by_echoes() {
+        let udp = |echoed, lost, jitter_us| {
+            let mut report = report(0.0, 1.0, echoed, 50);
+            report.parameters.mode = Mode::Udp;
+            report.sent = echoed + lost;
+            report.datagrams = Some(DatagramCounts {
+                lost,
+                loss_percent: DatagramCounts::loss_percent(lost, echoed + lost),
+                duplicated: 1,
+                reordered: 2,
+                jitter: Duration::from_micros(jitter_us),
+            });
+            report
+        };
+        let merged = merge(vec![
+            ("a".into(), udp(300, 100, 10)),
+            ("b".into(), udp(100, 0, 50)),
+        ])
+        .unwrap();
+        let datagrams = merged.datagrams.unwrap();
+        assert_eq!(
+            (datagrams.lost, datagrams.duplicated, datagrams.reordered),
+            (100, 2, 4)
+        );
+        assert_eq!(datagrams.loss_percent, 20.0);
+        // (300 × 10 + 100 × 50) / 400 µs
+        assert_eq!(datagrams.jitter, Duration::from_micros(20));
+        assert!(merged.succeeded(), "loss is a figure, not a failure");
     }
 
     #[test]

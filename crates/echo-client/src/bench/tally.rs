@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::InstanceCounts;
-use crate::stats::LatencyStats;
+use crate::stats::{Jitter, LatencyStats};
 
 /// How many runs of equal latencies a tally holds before it flushes.
 const BATCH: usize = 128;
@@ -46,6 +46,51 @@ pub(super) struct Totals {
     /// Connections and measured echoes per server instance, when greetings
     /// were expected: each connection adds its own once, as it ends.
     pub(super) instances: BTreeMap<String, InstanceCounts>,
+    /// Over UDP, what became of the datagrams: each socket adds its own once,
+    /// as it ends.
+    pub(super) datagrams: DatagramTotals,
+}
+
+/// What became of a run's datagrams, besides the echoes: figures of the
+/// network, not errors.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct DatagramTotals {
+    /// Measured messages with no reply within the timeout.
+    pub(super) lost: u64,
+    /// Replies to a message already answered.
+    pub(super) duplicated: u64,
+    /// Replies that came after the reply to a later message.
+    pub(super) reordered: u64,
+    /// The sum of the sockets' jitter estimates, in nanoseconds, and how
+    /// many sockets had one.
+    pub(super) jitter_sum_nanos: f64,
+    pub(super) jitter_sockets: u64,
+}
+
+/// One UDP socket's [`DatagramTotals`], kept by its reader.
+#[derive(Debug, Default)]
+pub(super) struct Datagrams {
+    pub(super) lost: u64,
+    pub(super) duplicated: u64,
+    pub(super) reordered: u64,
+    /// The latest message answered so far, to tell a reordered reply.
+    pub(super) latest_answered: Option<u64>,
+    pub(super) jitter: Jitter,
+    /// Whether the jitter estimate has a packet pair behind it.
+    pub(super) timed: u64,
+}
+
+impl Datagrams {
+    /// Adds this socket's figures to the run's.
+    pub(super) fn add_to(&self, totals: &mut DatagramTotals) {
+        totals.lost += self.lost;
+        totals.duplicated += self.duplicated;
+        totals.reordered += self.reordered;
+        if self.timed >= 2 {
+            totals.jitter_sum_nanos += self.jitter.estimate().as_nanos() as f64;
+            totals.jitter_sockets += 1;
+        }
+    }
 }
 
 impl Totals {

@@ -19,10 +19,13 @@ use super::{
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Every echo is checked byte for byte; a corrupted, missing or unexpected echo is an error.
+Over UDP, datagrams lost, duplicated or reordered, and the jitter (RFC 3550), are figures of
+the path, not errors: the bench fails only if nothing at all comes back.
 Latency is timed from each message's sending or, with --rate, from when it was due, so a
 stalling server shows in the percentiles (the client's own timer, with its 1 ms resolution,
 is not counted against the server). MB/s counts echoed payload bytes (10^6 a second),
-each byte once. Exit status: 0 if there was no error and no connection failed, 1 otherwise.
+each byte once. Exit status: 0 if there was no error, no connection failed and something came
+back, 1 otherwise.
 On a terminal a progress bar is drawn on stderr; with --json, stdout has the JSON only.
 
 Examples:
@@ -205,6 +208,13 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
 /// The bench's exit rule: any error, or any connection failed, fails it.
 pub(super) fn verdict(report: &BenchReport) -> anyhow::Result<()> {
     let (errors, failed) = (report.errors.total, report.connections.failed);
+    if errors == 0 && failed == 0 && !report.succeeded() {
+        bail!(
+            "no echo came back from {} of the {} messages sent",
+            report.parameters.addr,
+            report.sent
+        );
+    }
     if errors > 0 || failed > 0 {
         let first = report.first_error.as_deref().unwrap_or("see the report");
         bail!(

@@ -206,6 +206,9 @@ pub(crate) enum UdpFake {
     DropEveryOther,
     /// Answers every datagram twice.
     Duplicate,
+    /// Holds the 1st, 3rd, 5th... datagram back until the next one comes,
+    /// and answers that one first: every other reply comes out of order.
+    SwapPairs,
 }
 
 /// Starts a fake UDP echo server on a free loopback port, serving until the
@@ -218,11 +221,23 @@ pub(crate) async fn udp_fake(fake: UdpFake) -> SocketAddr {
     tokio::spawn(async move {
         let mut buffer = vec![0; 65_536];
         let mut received = 0_u64;
+        let mut held: Option<Vec<u8>> = None;
         while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
             received += 1;
             let copies = match fake {
                 UdpFake::DropEveryOther => u64::from(received % 2 == 1),
                 UdpFake::Duplicate => 2,
+                UdpFake::SwapPairs => match held.take() {
+                    None => {
+                        held = Some(buffer[..len].to_vec());
+                        0
+                    }
+                    Some(earlier) => {
+                        let _ = socket.send_to(&buffer[..len], peer).await;
+                        let _ = socket.send_to(&earlier, peer).await;
+                        0
+                    }
+                },
             };
             for _ in 0..copies {
                 let _ = socket.send_to(&buffer[..len], peer).await;
