@@ -61,10 +61,30 @@ pub fn start_server<const N: usize>(
     kinds: [Kind; N],
     deadline: Instant,
 ) -> Result<(Process, [SocketAddr; N]), Error> {
-    let server = Spawn::bin("echo-server")?
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .start()?;
+    let args = ["--listen", "127.0.0.1:0"].iter().chain(args);
+    start_server_with(args, kinds, deadline)
+}
+
+/// Starts `echo-server ARGS...`, with no argument of its own (so `args`
+/// must say where to listen), and waits until it has announced a listener
+/// of each of `kinds`, as [`start_server`] does.
+///
+/// ```no_run
+/// use echo_e2e::start_server_with;
+/// use echo_testkit::Kind;
+///
+/// let (server, [addr]) =
+///     start_server_with(["--listen", "[::1]:0"], [Kind::Framed], echo_testkit::deadline())?;
+/// assert!(addr.is_ipv6());
+/// # drop(server);
+/// # Ok::<(), echo_testkit::Error>(())
+/// ```
+pub fn start_server_with<const N: usize, S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    kinds: [Kind; N],
+    deadline: Instant,
+) -> Result<(Process, [SocketAddr; N]), Error> {
+    let server = Spawn::bin("echo-server")?.args(args).start()?;
     let addrs = server.listening(kinds, deadline)?;
     Ok((server, addrs))
 }

@@ -117,15 +117,12 @@ fn on_loopback(args: &[String], tls: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Starts echo-server with `args` and waits for a listener of each kind.
-fn start<const N: usize>(args: &[String], kinds: [Kind; N]) -> (Process, [SocketAddr; N]) {
-    let server = Spawn::bin("echo-server")
-        .unwrap()
-        .args(args)
-        .start()
-        .unwrap();
-    let addrs = server.listening(kinds, deadline()).unwrap();
-    (server, addrs)
+/// Starts `echo-server ARGS...` and waits for its listeners of `kinds`.
+fn start<const N: usize, S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    kinds: [Kind; N],
+) -> (Process, [SocketAddr; N]) {
+    echo_e2e::start_server_with(args, kinds, deadline()).unwrap()
 }
 
 #[test]
@@ -140,11 +137,11 @@ fn the_deployments_servers_and_the_bench_jobs_client_run_as_written() {
         panic!("two containers with args: {containers:?}");
     };
     let (_framed, [tcp, _udp, _admin]) = start(
-        &on_loopback(framed, dir.path()),
+        on_loopback(framed, dir.path()),
         [Kind::Framed, Kind::Udp, Kind::Admin],
     );
     let (_raw, [_raw_tcp, _raw_tls, _raw_admin]) = start(
-        &on_loopback(raw, dir.path()),
+        on_loopback(raw, dir.path()),
         [Kind::Raw, Kind::RawTls, Kind::Admin],
     );
 
@@ -183,7 +180,7 @@ fn the_images_default_command_serves() {
         .expect("the Dockerfile has a CMD");
     let args: Vec<String> = serde_json::from_str(cmd).expect("CMD is in exec form");
     let (_server, _addrs) = start(
-        &on_loopback(&args, Path::new("")),
+        on_loopback(&args, Path::new("")),
         [Kind::Framed, Kind::Udp, Kind::Admin],
     );
     assert!(

@@ -21,14 +21,11 @@ fn has_ipv6_loopback(name: &str) -> bool {
 }
 
 /// Starts `echo-server ARGS...` and waits for its listeners of `kinds`.
-fn server<const N: usize>(args: &[&str], kinds: [Kind; N]) -> (Process, [SocketAddr; N]) {
-    let server = Spawn::bin("echo-server")
-        .unwrap()
-        .args(args)
-        .start()
-        .unwrap();
-    let addrs = server.listening(kinds, deadline()).unwrap();
-    (server, addrs)
+fn server<const N: usize, S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    kinds: [Kind; N],
+) -> (Process, [SocketAddr; N]) {
+    echo_e2e::start_server_with(args, kinds, deadline()).unwrap()
 }
 
 fn assert_echoed(output: &Output, message: &str) {
