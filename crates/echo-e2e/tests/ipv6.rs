@@ -40,7 +40,7 @@ fn every_listener_serves_on_the_ipv6_loopback() {
     }
     let deadline = deadline();
     let (_framed, [tcp, udp, metrics]) = server(
-        &[
+        [
             "--listen", "[::1]:0", "--udp", "[::1]:0", "--admin", "[::1]:0",
         ],
         [Kind::Framed, Kind::Udp, Kind::Admin],
@@ -68,7 +68,7 @@ fn every_listener_serves_on_the_ipv6_loopback() {
         "{response:?}"
     );
 
-    let (_raw, [raw]) = server(&["--listen", "[::1]:0", "--mode", "raw"], [Kind::Raw]);
+    let (_raw, [raw]) = server(["--listen", "[::1]:0", "--mode", "raw"], [Kind::Raw]);
     let output = client(raw)
         .unwrap()
         .args(["--raw", "raw over IPv6"])
@@ -84,7 +84,7 @@ fn the_unspecified_ipv6_address_is_reached_through_the_loopback() {
     }
     let deadline = deadline();
     let (_server, [tcp, udp]) = server(
-        &["--listen", "[::]:0", "--udp", "[::]:0"],
+        ["--listen", "[::]:0", "--udp", "[::]:0"],
         [Kind::Framed, Kind::Udp],
     );
     assert_eq!(tcp.ip(), Ipv6Addr::UNSPECIFIED, "{tcp}");
