@@ -56,14 +56,14 @@ pub struct Config {
     /// How long a connection may go without reading or writing a byte before
     /// it is closed.
     pub idle_timeout: Duration,
-    // Issue #13, greet: the greeting and the delay.
+    // The greeting and the delay.
     /// Whether each TCP connection opens with a greeting (see
     /// [`echo_proto::greeting`]): one frame in framed mode, one line in raw
     /// mode.
     pub greeting: bool,
     /// How long each echo is held back, if at all.
     pub delay: Option<Delay>,
-    // The admin endpoint, readiness and the instance name (issue #13).
+    // The admin endpoint, readiness and the instance name.
     /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/readyz`,
     /// `/info`), if anywhere.
     pub admin: Option<SocketAddr>,
@@ -74,9 +74,20 @@ pub struct Config {
     /// The name of this server in `/info` and in the `echo_build_info`
     /// gauge: which server answered. By default, the host name.
     pub instance: String,
-    // TLS (issue #13).
+    // TLS.
     /// Where to serve TLS too, if anywhere, and with which files.
     pub tls: Option<TlsConfig>,
+    // Workers.
+    /// How many workers accept and serve TCP connections (at least 1). With
+    /// one, every task runs on the runtime [`Server::run`](crate::Server::run)
+    /// is awaited on. With more, the server binds a listener per worker on
+    /// the same port (`SO_REUSEPORT`: the kernel spreads new connections over
+    /// them), and `run` starts a thread per worker beyond the first, each
+    /// with a single-threaded runtime of its own that serves the connections
+    /// its listener accepts; the caller's runtime is the first worker, and
+    /// keeps UDP and the admin endpoint. The connection limit, the metrics
+    /// and the drain are the whole server's.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -90,15 +101,17 @@ impl Default for Config {
             relay_buffer_len: DEFAULT_RELAY_BUFFER_LEN,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            // Issue #13, greet.
+            // The greeting and the delay.
             greeting: false,
             delay: None,
-            // The admin endpoint, readiness and the instance name (issue #13).
+            // The admin endpoint, readiness and the instance name.
             admin: None,
             drain_delay: Duration::ZERO,
             instance: default_instance(),
-            // TLS (issue #13).
+            // TLS.
             tls: None,
+            // Workers.
+            workers: 1,
         }
     }
 }

@@ -195,6 +195,30 @@ struct Cli {
         value_parser = parse_seconds
     )]
     tls_handshake_timeout: Duration,
+
+    // Workers.
+    /// Threads that accept and serve TCP connections. Default: one per core
+    /// this process may use (taskset and cgroup limits count)
+    #[arg(long, env = "ECHO_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    workers: Option<usize>,
+
+    /// How the workers share the connections: `per-worker` gives each its own
+    /// single-threaded runtime and its own listener on the port
+    /// (SO_REUSEPORT), and a connection stays on the worker the kernel gave it
+    /// to; `shared` runs them as one multi-threaded runtime behind one
+    /// listener, whose threads steal work from each other. See
+    /// docs/server.md for what each costs
+    #[arg(long, env = "ECHO_RUNTIME", value_enum, default_value_t = Runtime::PerWorker)]
+    runtime: Runtime,
+}
+
+/// The values of `--runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Runtime {
+    /// A single-threaded runtime and a listener per worker.
+    PerWorker,
+    /// One multi-threaded runtime and one listener.
+    Shared,
 }
 
 impl Cli {
@@ -264,28 +288,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the server on a runtime fitted to the cores this process may use
-/// (`available_parallelism` honours `taskset` and cgroup limits): one worker
-/// thread per core or, on a single core, the single-threaded scheduler, which
-/// serves the same connections without the bookkeeping of handing work
-/// between threads that one core cannot use.
+/// Runs the server with `--workers` workers (by default one per core this
+/// process may use: `available_parallelism` honours `taskset` and cgroup
+/// limits). Per worker, this thread's single-threaded runtime is the first
+/// worker and the server starts the others; shared, one multi-threaded
+/// runtime runs them all. A single worker needs no more than the
+/// single-threaded scheduler either way, which serves the same connections
+/// without the bookkeeping of handing work between threads.
 fn run(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = if cores > 1 {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cores)
+    let workers = cli
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let (runtime, server_workers) = if cli.runtime == Runtime::Shared && workers > 1 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
             .enable_all()
-            .build()
+            .build();
+        (runtime, 1)
     } else {
-        tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-    }
-    .context("cannot start the async runtime")?;
-    runtime.block_on(serve(cli, tls))
+            .build();
+        (runtime, workers)
+    };
+    let runtime = runtime.context("cannot start the async runtime")?;
+    runtime.block_on(serve(cli, tls, server_workers))
 }
 
-async fn serve(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
+async fn serve(cli: Cli, tls: Option<TlsConfig>, workers: usize) -> anyhow::Result<()> {
     let config = Config {
         listen: cli.listen,
         mode: cli.mode,
@@ -301,6 +331,7 @@ async fn serve(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
         drain_delay: cli.drain_delay,
         instance: cli.instance.unwrap_or_else(echo_server::default_instance),
         tls,
+        workers,
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may
@@ -320,6 +351,7 @@ async fn serve(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
         greeting = config.greeting,
         delay = config.delay.map(|delay| delay.to_string()),
         instance = %config.instance,
+        workers = config.workers,
         "serving echo"
     );
 

@@ -64,14 +64,16 @@ pub enum ServerError {
 /// ```
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    /// The echo listeners, one per worker, all on `local_addr`.
+    listeners: Vec<TcpListener>,
     local_addr: SocketAddr,
     udp: Option<(UdpSocket, SocketAddr)>,
     admin_listener: Option<(TcpListener, SocketAddr)>,
     metrics: Arc<Metrics>,
     config: Config,
-    /// The TLS listener, its address, and the TLS configuration it uses.
-    tls: Option<(TcpListener, SocketAddr, TlsReloader)>,
+    /// The TLS listeners (one per worker), their address, and the TLS
+    /// configuration they use.
+    tls: Option<(Vec<TcpListener>, SocketAddr, TlsReloader)>,
 }
 
 impl Server {
@@ -86,11 +88,12 @@ impl Server {
             Some(tls) => Some(TlsReloader::load(tls.clone(), Arc::clone(&metrics))?),
             None => None,
         };
-        let (listener, local_addr) = bind_tcp(config.listen)?;
+        let workers = config.workers.max(1);
+        let (listeners, local_addr) = bind_tcp_group(config.listen, workers)?;
         let tls = match tls {
             Some(reloader) => {
-                let (listener, addr) = bind_tcp(reloader.config().listen)?;
-                Some((listener, addr, reloader))
+                let (listeners, addr) = bind_tcp_group(reloader.config().listen, workers)?;
+                Some((listeners, addr, reloader))
             }
             None => None,
         };
@@ -103,7 +106,7 @@ impl Server {
             None => None,
         };
         Ok(Self {
-            listener,
+            listeners,
             local_addr,
             udp,
             admin_listener,
@@ -225,7 +228,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let info = self.info();
         let Self {
-            listener,
+            mut listeners,
             udp,
             admin_listener,
             metrics,
@@ -240,7 +243,7 @@ impl Server {
             let admin = Admin::new(Arc::clone(&metrics), shutting_down.clone(), info);
             tokio::spawn(serve_admin(listener, Arc::new(admin), admin_stop.clone()))
         });
-        let connections = Connections {
+        let connections = Arc::new(Connections {
             tracker: TaskTracker::new(),
             service: Arc::new(EchoService::with_metrics(&config, Arc::clone(&metrics))),
             limit: Arc::new(Semaphore::new(
@@ -248,7 +251,7 @@ impl Server {
             )),
             drain: CancellationToken::new(),
             abort: CancellationToken::new(),
-        };
+        });
         // Datagrams have no connection to drain: UDP stops when the drain
         // starts.
         let udp = udp.map(|(socket, _)| {
@@ -262,8 +265,42 @@ impl Server {
             ))
         });
 
+        // Every worker but the first gets a thread, a runtime and its own
+        // listeners; this runtime is the first worker.
+        let (mut tls_listeners, tls) = tls.map(|(listeners, _, tls)| (listeners, tls)).unzip();
+        let stop_accepting = CancellationToken::new();
+        let (accepted, mut all_accepted) = tokio::sync::mpsc::channel::<()>(1);
+        let mut workers = Vec::new();
+        let to_std = |listener: Option<TcpListener>| {
+            listener.and_then(|listener| match listener.into_std() {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    warn!(%error, "cannot hand a listener to its worker");
+                    None
+                }
+            })
+        };
+        for index in 1..listeners.len() {
+            let worker = Worker {
+                index,
+                listener: to_std(listeners.pop()),
+                tls_listener: to_std(tls_listeners.as_mut().and_then(Vec::pop)),
+                tls: tls.clone(),
+                connections: Arc::clone(&connections),
+                stop_accepting: stop_accepting.clone(),
+                accepted: accepted.clone(),
+            };
+            match worker.spawn() {
+                Ok(thread) => workers.push(thread),
+                Err(error) => {
+                    warn!(%error, "cannot start a worker thread: its listeners are closed")
+                }
+            }
+        }
+        drop(accepted);
+        let listener = listeners.pop().expect("a server has a listener per worker");
+        let tls_listener = tls_listeners.as_mut().and_then(Vec::pop);
         // The accept loop borrows the listener until the drain starts.
-        let (tls_listener, tls) = tls.map(|(listener, _, tls)| (listener, tls)).unzip();
         {
             let accepting = async {
                 let accept_tls = async {
@@ -293,11 +330,15 @@ impl Server {
 
         // Clients whose connections the kernel has already completed are
         // served, and drained, like the others; once the listener is closed,
-        // new clients are refused.
+        // new clients are refused. Every worker does the same with its own
+        // listeners, and the drain starts once all have.
+        stop_accepting.cancel();
         accept_waiting(listener, &connections, None);
         if let Some(listener) = tls_listener {
             accept_waiting(listener, &connections, tls.as_ref());
         }
+        // It ends when every worker has dropped its sender.
+        let _ = all_accepted.recv().await;
         connections.drain.cancel();
         if let Some(udp) = udp {
             // It returns as soon as it sees the cancellation.
@@ -322,6 +363,14 @@ impl Server {
             connections.abort.cancel();
             tracker.wait().await;
         }
+        // The workers end once the connections have: their runtimes are
+        // idle, and the threads about to return.
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
         admin_stop.cancel();
         if let Some(endpoint) = admin_endpoint {
             let _ = endpoint.await;
@@ -344,6 +393,7 @@ impl Server {
             "server": "echo-server",
             "version": env!("CARGO_PKG_VERSION"),
             "instance": config.instance,
+            "workers": self.listeners.len(),
             "listeners": listeners,
             "limits": {
                 "max_frame_len": config.max_frame_len,
@@ -357,6 +407,80 @@ impl Server {
             serde_json::Value::Object(map) => map,
             _ => unreachable!("json! of an object is an object"),
         }
+    }
+}
+
+/// A worker beyond the first: its listeners, served on a thread and a
+/// single-threaded runtime of its own.
+struct Worker {
+    index: usize,
+    /// Its listeners, out of the runtime they were bound on.
+    listener: Option<std::net::TcpListener>,
+    tls_listener: Option<std::net::TcpListener>,
+    tls: Option<TlsReloader>,
+    connections: Arc<Connections>,
+    /// Cancelled when the listeners are to close.
+    stop_accepting: CancellationToken,
+    /// Dropped once this worker has taken what waited in its listeners'
+    /// queues.
+    accepted: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Worker {
+    /// Starts the worker's thread.
+    fn spawn(self) -> io::Result<std::thread::JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("echo-worker-{}", self.index))
+            .spawn(move || runtime.block_on(self.run()))
+    }
+
+    /// Accepts on the worker's listeners until told to stop, takes what
+    /// waits in their queues, and keeps the runtime (on which its
+    /// connections' tasks run) going until every connection has ended.
+    async fn run(self) {
+        let register = |listener: Option<std::net::TcpListener>| {
+            listener.and_then(|listener| match TcpListener::from_std(listener) {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    warn!(worker = self.index, %error, "cannot serve a worker's listener");
+                    None
+                }
+            })
+        };
+        let (listener, tls_listener) = (register(self.listener), register(self.tls_listener));
+        let connections = &self.connections;
+        let accepting = async {
+            let plain = async {
+                match &listener {
+                    Some(listener) => accept_loop(listener, connections, None).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let tls = async {
+                match (&tls_listener, &self.tls) {
+                    (Some(listener), Some(tls)) => {
+                        accept_loop(listener, connections, Some(tls)).await
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::join!(plain, tls);
+        };
+        tokio::select! {
+            () = accepting => {}
+            () = self.stop_accepting.cancelled() => {}
+        }
+        if let Some(listener) = listener {
+            accept_waiting(listener, connections, None);
+        }
+        if let Some(listener) = tls_listener {
+            accept_waiting(listener, connections, self.tls.as_ref());
+        }
+        drop(self.accepted);
+        connections.tracker.wait().await;
     }
 }
 
@@ -412,8 +536,25 @@ impl Connections {
     }
 }
 
-/// Binds a TCP echo listener.
-fn bind_tcp(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+/// Binds `count` TCP echo listeners on `addr`, all on the same port (the
+/// one the system chose, if `addr` asks for port 0): with more than one,
+/// each has `SO_REUSEPORT`, and the kernel spreads new connections over
+/// them.
+fn bind_tcp_group(
+    addr: SocketAddr,
+    count: usize,
+) -> Result<(Vec<TcpListener>, SocketAddr), ServerError> {
+    let reuse_port = count > 1;
+    let (first, local_addr) = bind_tcp(addr, reuse_port)?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(bind_tcp(local_addr, reuse_port)?.0);
+    }
+    Ok((listeners, local_addr))
+}
+
+/// Binds a TCP echo listener, with `SO_REUSEPORT` if `reuse_port`.
+fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> Result<(TcpListener, SocketAddr), ServerError> {
     let bind_error = |source| ServerError::Bind { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -424,6 +565,9 @@ fn bind_tcp(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> 
     // A restarted server can bind at once, even while connections of the
     // previous one linger in TIME_WAIT.
     socket.set_reuseaddr(true).map_err(bind_error)?;
+    if reuse_port {
+        socket.set_reuseport(true).map_err(bind_error)?;
+    }
     socket.bind(addr).map_err(bind_error)?;
     let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
