@@ -29,6 +29,7 @@ mod measure;
 mod report;
 mod scenario;
 mod servers;
+mod workers;
 
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -74,6 +75,12 @@ pub(crate) struct Args {
     /// Print one JSON document instead of the table [default: off].
     #[arg(long)]
     json: bool,
+    /// Instead of the scenarios: echo-server with N workers, each with its
+    /// own runtime and listener (`--runtime per-worker`), against one
+    /// multi-threaded runtime of N threads (`--runtime shared`), on fanin
+    /// and pipelined, the server free to use every core [default: off].
+    #[arg(long, value_name = "N")]
+    workers: Option<NonZeroUsize>,
     /// Measure only the scenarios whose names contain one of these:
     /// pingpong, fanin, pipelined, bulk, and idle for the idle connections
     /// [default: all].
@@ -144,6 +151,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         None
     };
     let lab = Lab::new(bins, reference, (args.duration, args.warmup));
+    if let Some(workers) = args.workers {
+        let runs = workers::compare(&lab, workers.get(), args.rounds.get())?;
+        if args.json {
+            println!("{:#}", serde_json::to_value(&runs)?);
+        } else {
+            print!("{}", workers::table(&runs));
+        }
+        return Ok(());
+    }
     // Before any server starts, so that the servers inherit the limit.
     let idle_connections = make_room_for_connections(args.idle_connections)?;
     let scenarios: Vec<Scenario> = SCENARIOS

@@ -49,6 +49,9 @@ pub(crate) struct Report {
     pub(crate) megabytes_per_s: f64,
     #[serde(rename = "latency_us")]
     pub(crate) latency: Latency,
+    /// Jain's index of the echoes per connection (1: an even spread), from
+    /// echo-client only.
+    pub(crate) fairness: Option<f64>,
 }
 
 /// Latency percentiles in microseconds, absent when nothing was timed.
@@ -82,6 +85,7 @@ pub(crate) fn read_report(stdout: &[u8], exited_ok: bool) -> Result<Report> {
             p50: report.latency.map(|latency| micros(latency.p50)),
             p99: report.latency.map(|latency| micros(latency.p99)),
         },
+        fairness: report.fairness.map(|fairness| fairness.jain_index),
     })
 }
 

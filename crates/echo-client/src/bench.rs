@@ -350,6 +350,10 @@ pub struct BenchReport {
     /// Empty otherwise (and then left out of the JSON).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instances: BTreeMap<String, InstanceCounts>,
+    /// How evenly the measured echoes were spread over the connections
+    /// that were opened; `None` when nothing was echoed.
+    #[serde(default)]
+    pub fairness: Option<Fairness>,
     /// In a report [merged](merge()) from several hosts' reports, one row a
     /// host, in the order given; empty otherwise (and then left out of the
     /// JSON).
@@ -384,6 +388,63 @@ pub struct InstanceCounts {
     pub connections: u64,
     /// Intact echoes of messages sent after the warmup, on those connections.
     pub echoed: u64,
+}
+
+/// How evenly a run's measured echoes were spread over its connections: a
+/// server (or a balancer) that starves some connections to serve others
+/// shows here, not in the totals.
+///
+/// ```
+/// use echo_client::bench::Fairness;
+///
+/// let fair = Fairness::of(&[100, 100, 100, 100]).unwrap();
+/// assert_eq!(fair.jain_index, 1.0);
+/// let starved = Fairness::of(&[400, 0, 0, 0]).unwrap();
+/// assert_eq!((starved.min_echoes, starved.max_echoes), (0, 400));
+/// assert_eq!(starved.jain_index, 0.25);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Fairness {
+    /// Connections counted: every one that was opened.
+    pub connections: u64,
+    /// The fewest measured echoes on one connection.
+    pub min_echoes: u64,
+    /// The most measured echoes on one connection.
+    pub max_echoes: u64,
+    /// Jain's fairness index of the connections' echo counts,
+    /// (Σx)² / (n·Σx²): 1 when every connection had as many echoes as
+    /// the others, 1/n when one had them all.
+    pub jain_index: f64,
+}
+
+impl Fairness {
+    /// The fairness of connections that had `echoes` measured echoes each;
+    /// `None` when there are none or nothing was echoed.
+    pub fn of(echoes: &[u64]) -> Option<Self> {
+        let mut spread = tally::Spread::default();
+        for &echoed in echoes {
+            spread.add(echoed);
+        }
+        Self::from_spread(&spread)
+    }
+
+    fn from_spread(spread: &tally::Spread) -> Option<Self> {
+        (spread.sum > 0).then(|| Self {
+            connections: spread.connections,
+            min_echoes: spread.min,
+            max_echoes: spread.max,
+            jain_index: (spread.sum as f64).powi(2)
+                / (spread.connections as f64 * spread.sum_of_squares as f64),
+        })
+    }
+
+    /// The sum of the squares of the echo counts behind this index, given
+    /// their sum (the run's echoes): what merging several runs' fairness
+    /// needs.
+    pub(crate) fn sum_of_squares(&self, echoed: u64) -> f64 {
+        (echoed as f64).powi(2) / (self.connections as f64 * self.jain_index)
+    }
 }
 
 /// What the network did to a UDP run's datagrams.
@@ -795,6 +856,7 @@ impl<'a> Clock<'a> {
             first_error: totals.first_error.take(),
             interrupted,
             instances: std::mem::take(&mut totals.instances),
+            fairness: Fairness::from_spread(&totals.spread),
             hosts: Vec::new(),
             latency_stats,
         }

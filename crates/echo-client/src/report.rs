@@ -318,6 +318,16 @@ impl fmt::Display for BenchReport {
             "connections  {} of {} connected, {} failed",
             connections.connected, connections.requested, connections.failed
         )?;
+        if let Some(fairness) = &self.fairness {
+            write!(
+                f,
+                "\nfairness     Jain's index {:.3} over {}: {} to {} echoes each",
+                fairness.jain_index,
+                count(fairness.connections, "connection"),
+                fairness.min_echoes,
+                fairness.max_echoes
+            )?;
+        }
         for (instance, counts) in &self.instances {
             write!(
                 f,

@@ -54,6 +54,21 @@ fn assert_clean(report: &BenchReport, messages: u64) {
     );
     let megabytes = rate * report.parameters.size as f64 / 1e6;
     assert!((report.megabytes_per_s - megabytes).abs() < 1e-6 * megabytes.max(1e-9));
+    // Every connection opened is in the fairness figures, and its echoes
+    // add up to the run's.
+    let fairness = report.fairness.expect("something was echoed");
+    let connections = report.connections.connected as u64;
+    assert_eq!(fairness.connections, connections);
+    assert!(
+        fairness.min_echoes * connections <= messages
+            && messages <= fairness.max_echoes * connections,
+        "{fairness:?}"
+    );
+    let fewest = 1.0 / connections as f64;
+    assert!(
+        fairness.jain_index >= fewest - 1e-9 && fairness.jain_index <= 1.0 + 1e-9,
+        "{fairness:?}"
+    );
 }
 
 /// Checks that the report's first error says `expected`, among other things.

@@ -202,23 +202,24 @@ struct Cli {
     #[arg(long, env = "ECHO_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     workers: Option<usize>,
 
-    /// How the workers share the connections: `per-worker` gives each its own
-    /// single-threaded runtime and its own listener on the port
-    /// (SO_REUSEPORT), and a connection stays on the worker the kernel gave it
-    /// to; `shared` runs them as one multi-threaded runtime behind one
-    /// listener, whose threads steal work from each other. See
-    /// docs/server.md for what each costs
-    #[arg(long, env = "ECHO_RUNTIME", value_enum, default_value_t = Runtime::PerWorker)]
+    /// How the workers share the connections: `shared` runs them as one
+    /// multi-threaded runtime behind one listener, whose threads steal work
+    /// from each other; `per-worker` gives each its own single-threaded
+    /// runtime and its own listener on the port (SO_REUSEPORT), and a
+    /// connection stays on the worker the kernel gave it to. `cargo xtask
+    /// bench --workers 2` measures both; docs/server.md says why `shared` is
+    /// the default
+    #[arg(long, env = "ECHO_RUNTIME", value_enum, default_value_t = Runtime::Shared)]
     runtime: Runtime,
 }
 
 /// The values of `--runtime`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Runtime {
-    /// A single-threaded runtime and a listener per worker.
-    PerWorker,
     /// One multi-threaded runtime and one listener.
     Shared,
+    /// A single-threaded runtime and a listener per worker.
+    PerWorker,
 }
 
 impl Cli {

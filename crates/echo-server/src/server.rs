@@ -540,21 +540,40 @@ impl Connections {
 /// one the system chose, if `addr` asks for port 0): with more than one,
 /// each has `SO_REUSEPORT`, and the kernel spreads new connections over
 /// them.
+///
+/// `SO_REUSEPORT` would also let the group join a port that another
+/// process's group (a second echo-server, say) already listens on, and
+/// share its traffic without a word. So the port is first bound alone,
+/// without the option and without listening, which fails if anything
+/// holds it; that probe then closes and the group binds the port it found.
 fn bind_tcp_group(
     addr: SocketAddr,
     count: usize,
 ) -> Result<(Vec<TcpListener>, SocketAddr), ServerError> {
-    let reuse_port = count > 1;
-    let (first, local_addr) = bind_tcp(addr, reuse_port)?;
-    let mut listeners = vec![first];
-    for _ in 1..count {
-        listeners.push(bind_tcp(local_addr, reuse_port)?.0);
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let probe = bound_socket(addr, false)?;
+    if count <= 1 {
+        let listener = probe.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        return Ok((vec![listener], local_addr));
     }
-    Ok((listeners, local_addr))
+    let free_addr = probe.local_addr().map_err(bind_error)?;
+    drop(probe);
+    let listeners = (0..count)
+        .map(|_| {
+            bound_socket(free_addr, true)?
+                .listen(LISTEN_BACKLOG)
+                .map_err(|source| ServerError::Bind {
+                    addr: free_addr,
+                    source,
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((listeners, free_addr))
 }
 
-/// Binds a TCP echo listener, with `SO_REUSEPORT` if `reuse_port`.
-fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> Result<(TcpListener, SocketAddr), ServerError> {
+/// A TCP socket bound to `addr`, with `SO_REUSEPORT` if `reuse_port`.
+fn bound_socket(addr: SocketAddr, reuse_port: bool) -> Result<TcpSocket, ServerError> {
     let bind_error = |source| ServerError::Bind { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -569,9 +588,7 @@ fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> Result<(TcpListener, SocketAd
         socket.set_reuseport(true).map_err(bind_error)?;
     }
     socket.bind(addr).map_err(bind_error)?;
-    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
-    let local_addr = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, local_addr))
+    Ok(socket)
 }
 
 /// Binds the admin endpoint's listener.

@@ -128,3 +128,33 @@ async fn connections_waiting_in_every_workers_queue_are_served_at_shutdown() {
     }
     within(running).await.unwrap();
 }
+
+/// `SO_REUSEPORT` lets any socket of the same user that sets it join a
+/// port's group; a second server must not join another's port that way
+/// and quietly take part of its traffic, but fail to bind, as with one
+/// worker.
+#[tokio::test]
+async fn a_server_with_workers_does_not_join_a_port_another_server_holds() {
+    let first = Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    for workers in [1, 2] {
+        let second = Server::bind(Config {
+            listen: first.local_addr(),
+            workers,
+            ..Config::default()
+        })
+        .await;
+        let Err(error) = second else {
+            panic!("a second server with {workers} workers bound a held port");
+        };
+        assert!(
+            error.to_string().contains(&first.local_addr().to_string()),
+            "{error}"
+        );
+    }
+}

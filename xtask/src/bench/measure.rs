@@ -84,6 +84,7 @@ impl Run {
                     p50: of_some(|run| run.report.latency.p50),
                     p99: of_some(|run| run.report.latency.p99),
                 },
+                fairness: of_some(|run| run.report.fairness),
             },
             server_cpu_per_message_us: of(|run| run.server_cpu_per_message_us),
             client_cpu_per_message_us: of(|run| run.client_cpu_per_message_us),
@@ -241,6 +242,7 @@ fn reference_report(stdout: &[u8], exited_ok: bool, size: usize) -> Result<Repor
         messages_per_s,
         megabytes_per_s: messages_per_s * size as f64 / 1e6,
         latency: Latency::default(),
+        fairness: None,
     })
 }
 
@@ -354,6 +356,7 @@ mod tests {
                 p50: Some(p50_us),
                 p99: Some(2.0 * p50_us),
             },
+            fairness: Some(1.0),
         };
         Run {
             scenario: SCENARIOS[0],

@@ -404,6 +404,7 @@ mod tests {
                 p50: Some(p50),
                 p99: Some(p50 * 2.0),
             },
+            fairness: Some(1.0),
         };
         Run {
             scenario,
@@ -609,8 +610,8 @@ mod tests {
         };
         assert_eq!(
             keys(&json["runs"][0]),
-            "client client_cpu_per_message_us client_load connections depth echoed latency_us \
-             megabytes_per_s messages_per_s mode scenario server server_cpu_per_message_us server_load size"
+            "client client_cpu_per_message_us client_load connections depth echoed fairness \
+             latency_us megabytes_per_s messages_per_s mode scenario server server_cpu_per_message_us server_load size"
         );
         assert_eq!(
             keys(&json["targets"][0]),

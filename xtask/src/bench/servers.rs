@@ -195,6 +195,17 @@ impl Lab {
         }
     }
 
+    /// Starts echo-server on a free loopback port, serving `mode` with
+    /// `extra` arguments, free to use every core, and waits until it says it
+    /// is listening.
+    pub(crate) fn start_unpinned(&self, mode: Mode, extra: &[&str]) -> Result<Server> {
+        let mode_arg = mode.to_string();
+        let args = [&["--listen", "127.0.0.1:0", "--mode", &mode_arg], extra].concat();
+        let spawn = process::spawn(&self.bins.server, args);
+        Server::echo_server(spawn, kind_of(mode), Instant::now() + SERVER_DEADLINE)
+            .context("starting echo-server unpinned")
+    }
+
     /// Starts `kind` on a free loopback port, serving `mode` with `extra`
     /// arguments, pinned to the server's core, and waits until it says it
     /// is listening.
@@ -219,14 +230,18 @@ impl Lab {
                 let mode_arg = mode.to_string();
                 let args = [&["--listen", "127.0.0.1:0", "--mode", &mode_arg], extra].concat();
                 let (program, args) = self.pinned(SERVER_CPU, &self.bins.server, args);
-                let kind = match mode {
-                    Mode::Framed => Kind::Framed,
-                    Mode::Raw => Kind::Raw,
-                };
-                Server::echo_server(process::spawn(program, args), kind, deadline)
+                Server::echo_server(process::spawn(program, args), kind_of(mode), deadline)
             }
         };
         started.with_context(|| format!("starting {kind}"))
+    }
+}
+
+/// The listening line's kind of echo-server in `mode`.
+fn kind_of(mode: Mode) -> Kind {
+    match mode {
+        Mode::Framed => Kind::Framed,
+        Mode::Raw => Kind::Raw,
     }
 }
 

@@ -475,6 +475,7 @@ impl Reader {
             });
         }
         tally.flush(plan.now());
+        tally.count_connection();
         if let Some(instance) = &self.instance {
             tally.count_instance(instance);
         }

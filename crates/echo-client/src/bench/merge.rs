@@ -136,6 +136,9 @@ struct Merged {
     /// Over UDP, the hosts' jitters weighted by their echoes, in
     /// nanoseconds, and the weight: the merged jitter is their mean.
     jitter: (f64, u64),
+    /// The echoes of the hosts with a [`Fairness`], and the sum of the
+    /// squares of their connections' echo counts.
+    fairness: (u64, f64),
     /// The host whose run began last, and when.
     latest_start: (String, f64),
     /// The host whose run ended first, and when.
@@ -154,6 +157,7 @@ impl Merged {
             report,
             stats,
             jitter: weighted_jitter(&first),
+            fairness: fairness_sums(&first),
             latest_start: (host.clone(), first.started_unix),
             earliest_end: (host, end),
         })
@@ -209,7 +213,17 @@ impl Merged {
             total.connections += counts.connections;
             total.echoed += counts.echoed;
         }
+        match (&mut merged.fairness, report.fairness) {
+            (Some(total), Some(more)) => {
+                total.connections += more.connections;
+                total.min_echoes = total.min_echoes.min(more.min_echoes);
+                total.max_echoes = total.max_echoes.max(more.max_echoes);
+            }
+            (total, more) => *total = total.or(more),
+        }
         merged.hosts.push(host_row(host, &report));
+        let (echoed, squares) = fairness_sums(&report);
+        self.fairness = (self.fairness.0 + echoed, self.fairness.1 + squares);
         Ok(())
     }
 
@@ -218,6 +232,7 @@ impl Merged {
             mut report,
             stats,
             jitter: (jitter_sum, jitter_weight),
+            fairness: (fair_echoed, squares),
             latest_start: (began, start),
             earliest_end: (ended, end),
         } = self;
@@ -228,6 +243,10 @@ impl Merged {
             datagrams.loss_percent = DatagramCounts::loss_percent(datagrams.lost, report.sent);
             datagrams.jitter =
                 Duration::from_nanos((jitter_sum / jitter_weight.max(1) as f64).round() as u64);
+        }
+        if let Some(fairness) = &mut report.fairness {
+            fairness.jain_index =
+                (fair_echoed as f64).powi(2) / (fairness.connections as f64 * squares);
         }
         report.started_unix = start;
         report.elapsed = Duration::from_secs_f64(end - start);
@@ -297,10 +316,18 @@ fn prefixed(host: &str, error: Option<&str>) -> Option<String> {
     error.map(|error| format!("{host}: {error}"))
 }
 
+/// A report's echoes and the sum of the squares of its connections' echo
+/// counts, if it has a [`Fairness`]; nothing otherwise.
+fn fairness_sums(report: &BenchReport) -> (u64, f64) {
+    report.fairness.map_or((0, 0.0), |fairness| {
+        (report.echoed, fairness.sum_of_squares(report.echoed))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::BenchConfig;
+    use crate::bench::{BenchConfig, Fairness};
     use crate::mode::Mode;
 
     /// A report of `echoed` echoes, one latency of `micros` µs each, whose
@@ -335,6 +362,7 @@ mod tests {
             first_error: None,
             interrupted: false,
             instances: Default::default(),
+            fairness: Fairness::of(&[echoed / 2, echoed - echoed / 2]),
             hosts: Vec::new(),
             latency_stats: stats,
         }
@@ -355,6 +383,21 @@ mod tests {
         assert_eq!(merged.started_unix, 1001.0);
         assert_eq!(merged.elapsed, Duration::from_secs(9));
         assert_eq!(merged.messages_per_s, 100.0);
+        // Fairness over all four connections: 450, 450, 50 and 50 echoes.
+        let fairness = merged.fairness.unwrap();
+        let expected = Fairness::of(&[450, 450, 50, 50]).unwrap();
+        assert_eq!(
+            (
+                fairness.connections,
+                fairness.min_echoes,
+                fairness.max_echoes
+            ),
+            (4, 50, 450)
+        );
+        assert!(
+            (fairness.jain_index - expected.jain_index).abs() < 1e-9,
+            "{fairness:?}"
+        );
         let latency = merged.latency.unwrap();
         // 90% of all echoes took 10 µs: the p90 is theirs, the p99 is b's.
         // Averaging the two hosts' p99s would give 505 µs.

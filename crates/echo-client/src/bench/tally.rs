@@ -49,6 +49,36 @@ pub(super) struct Totals {
     /// Over UDP, what became of the datagrams: each socket adds its own once,
     /// as it ends.
     pub(super) datagrams: DatagramTotals,
+    /// How the measured echoes were spread over the connections: each adds
+    /// its own once, as it ends.
+    pub(super) spread: Spread,
+}
+
+/// The measured echoes of each connection, summed up without keeping them
+/// one by one: enough for [`Fairness`](super::Fairness).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct Spread {
+    pub(super) connections: u64,
+    pub(super) sum: u64,
+    /// The sum of the squares, exact.
+    pub(super) sum_of_squares: u128,
+    pub(super) min: u64,
+    pub(super) max: u64,
+}
+
+impl Spread {
+    /// Adds a connection that had `echoed` measured echoes.
+    pub(super) fn add(&mut self, echoed: u64) {
+        self.min = if self.connections == 0 {
+            echoed
+        } else {
+            self.min.min(echoed)
+        };
+        self.max = self.max.max(echoed);
+        self.connections += 1;
+        self.sum += echoed;
+        self.sum_of_squares += u128::from(echoed) * u128::from(echoed);
+    }
 }
 
 /// What became of a run's datagrams, besides the echoes: figures of the
@@ -228,6 +258,12 @@ impl<'a> Tally<'a> {
         let counts = totals.instances.entry(instance.to_owned()).or_default();
         counts.connections += 1;
         counts.echoed += self.flushed_echoed;
+    }
+
+    /// Counts this connection's measured echoes in the run's spread. Called
+    /// once, after the last flush.
+    pub(super) fn count_connection(&self) {
+        self.collector.lock().spread.add(self.flushed_echoed);
     }
 
     /// Hands everything counted to the collector; `now` is the time, in
