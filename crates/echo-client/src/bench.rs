@@ -63,6 +63,7 @@ use crate::error::ClientError;
 use crate::greeting;
 use crate::mode::Mode;
 use crate::payload::Pattern;
+use crate::proxy::ProxyProtocol;
 use crate::stats::{LatencyStats, LatencySummary};
 use crate::transport;
 use crate::units;
@@ -107,13 +108,19 @@ pub struct BenchConfig {
     /// How often to report the figures of the last interval, if at all.
     #[serde(rename = "report_interval_s", with = "units::optional_seconds")]
     pub report_interval: Option<Duration>,
-    // Issue #13, greet.
+    // Greetings.
     /// Whether each connection opens with a greeting to read first (a
     /// server started with `--greeting`), which names the instance that
     /// serves it: the report then counts connections and echoes per
     /// instance. Framed and raw TCP only.
     #[serde(default)]
     pub expect_greeting: bool,
+    // The PROXY protocol.
+    /// A PROXY protocol header to open each connection with, as a load
+    /// balancer would, for a server started with `--proxy-protocol`. Framed
+    /// and raw TCP only. Absent from the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// When a bench stops sending (after the warmup).
@@ -144,6 +151,7 @@ impl Default for BenchConfig {
             timeout: Duration::from_secs(5),
             report_interval: None,
             expect_greeting: false,
+            proxy_protocol: None,
         }
     }
 }
@@ -198,6 +206,11 @@ impl BenchConfig {
         }
         if self.expect_greeting && self.mode == Mode::Udp {
             return invalid("a greeting comes only over TCP (framed or raw), not UDP".to_owned());
+        }
+        if self.proxy_protocol.is_some() && self.mode == Mode::Udp {
+            return invalid(
+                "a PROXY protocol header goes over TCP (framed or raw), not UDP".to_owned(),
+            );
         }
         if self.timeout.is_zero() {
             return invalid("the timeout must be more than 0".to_owned());
@@ -561,21 +574,22 @@ pub async fn run_with(
     // Connect everything first, so that connecting is not measured.
     let mut connecting = JoinSet::new();
     for index in 0..config.connections {
-        let (addr, candidates, mode, timeout, expect_greeting) = (
+        let (addr, candidates, mode, timeout, expect_greeting, proxy) = (
             config.addr.clone(),
             Arc::clone(&candidates),
             config.mode,
             config.timeout,
             config.expect_greeting,
+            config.proxy_protocol,
         );
         connecting.spawn(async move {
             let opened = async {
-                let mut link =
-                    tokio::time::timeout(timeout, transport::open(&addr, &candidates, mode))
-                        .await
-                        .unwrap_or_else(|_elapsed| {
-                            Err(ClientError::connect_timeout(&addr, timeout))
-                        })?;
+                let mut link = tokio::time::timeout(
+                    timeout,
+                    transport::open(&addr, &candidates, mode, proxy.as_ref()),
+                )
+                .await
+                .unwrap_or_else(|_elapsed| Err(ClientError::connect_timeout(&addr, timeout)))?;
                 // The greeting, like an echo, gets a timeout of its own.
                 let instance = if expect_greeting {
                     let greeting =

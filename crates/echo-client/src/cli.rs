@@ -21,7 +21,7 @@ use std::time::Duration;
 use clap::builder::{FalseyValueParser, PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use echo_client::Mode;
+use echo_client::{Client, Mode, ProxyProtocol, ProxyVersion};
 
 const USAGE: &str = "echo-client [OPTIONS] [MESSAGE]...\n       echo-client [OPTIONS] <COMMAND>";
 
@@ -92,6 +92,12 @@ impl Cli {
             return Err(Cli::command().error(
                 ErrorKind::ArgumentConflict,
                 "--expect-greeting: a greeting comes only over TCP (framed or raw), not UDP",
+            ));
+        }
+        if self.options.proxy_protocol.is_some() && mode == Mode::Udp {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--proxy-protocol: a PROXY header goes only over TCP (framed or raw), not UDP",
             ));
         }
         let size = match &self.command {
@@ -181,7 +187,7 @@ struct Options {
     #[arg(long, global = true)]
     udp: bool,
 
-    // Issue #13, greet.
+    // Greetings.
     /// Read the greeting of a server started with --greeting before the
     /// first echo, on every connection (framed or raw TCP, not UDP); an
     /// error if none comes within --timeout or it is not the greeting's
@@ -194,9 +200,53 @@ struct Options {
         value_parser = FalseyValueParser::new()
     )]
     expect_greeting: bool,
+
+    // The PROXY protocol.
+    /// Open each TCP connection with a PROXY protocol header of this
+    /// version, `v1` (text) or `v2` (binary), as a load balancer would, for
+    /// a server started with --proxy-protocol [default: off]
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_SEND_PROXY_PROTOCOL",
+        value_name = "VERSION",
+        value_parser = clap::builder::PossibleValuesParser::new(["v1", "v2"])
+            .try_map(|name| name.parse::<ProxyVersion>())
+    )]
+    proxy_protocol: Option<ProxyVersion>,
+
+    /// The client address the PROXY header names, as IP:PORT [default: each
+    /// connection's own local address]
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_PROXY_SOURCE",
+        value_name = "ADDR",
+        requires = "proxy_protocol"
+    )]
+    proxy_source: Option<SocketAddr>,
 }
 
 impl Options {
+    /// The PROXY header to send, if asked for.
+    fn proxy(&self) -> Option<ProxyProtocol> {
+        self.proxy_protocol.map(|version| ProxyProtocol {
+            version,
+            source: self.proxy_source,
+        })
+    }
+
+    /// Connects to the server as the options say: the mode, the timeout,
+    /// and a PROXY header first if asked for.
+    async fn connect(&self) -> Result<Client, echo_client::ClientError> {
+        match self.proxy() {
+            Some(proxy) => {
+                Client::connect_proxied(&self.addr, self.mode(), proxy, self.timeout).await
+            }
+            None => Client::connect_with(&self.addr, self.mode(), self.timeout).await,
+        }
+    }
+
     /// The mode asked for: --raw or --udp if given, else --mode.
     fn mode(&self) -> Mode {
         if self.raw {

@@ -12,6 +12,7 @@ use echo_proto::greeting::Greeting;
 use crate::error::ClientError;
 use crate::greeting;
 use crate::mode::Mode;
+use crate::proxy::ProxyProtocol;
 use crate::transport::{self, Receiver, Sender};
 
 /// A connection to an echo server.
@@ -131,8 +132,66 @@ impl Client {
         mode: Mode,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let addr = addr.to_string();
-        let link = transport::connect(&addr, mode, timeout).await?;
+        Self::open(addr.to_string(), mode, None, timeout).await
+    }
+
+    /// Connects to the echo server at `addr` in `mode` (framed or raw TCP)
+    /// and sends `proxy`'s PROXY protocol header first, as a load balancer
+    /// would, for a server started with `--proxy-protocol`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidSetting`] in [`Mode::Udp`], which has no
+    /// connection to open with a header; otherwise as for
+    /// [`connect`](Client::connect).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use echo_client::{Client, Mode, ProxyProtocol, ProxyVersion};
+    /// # use echo_server::{Config, Server};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::bind(Config {
+    /// #     listen: "127.0.0.1:0".parse()?,
+    /// #     proxy_protocol: true,
+    /// #     ..Config::default()
+    /// # }).await?;
+    /// # let addr = server.local_addr();
+    /// # tokio::spawn(server.run(std::future::pending()));
+    /// // A server started with --proxy-protocol, which takes headers from
+    /// // loopback.
+    /// let proxy = ProxyProtocol {
+    ///     version: ProxyVersion::V2,
+    ///     source: Some("198.18.0.9:4000".parse()?),
+    /// };
+    /// let timeout = Duration::from_secs(5);
+    /// let mut client = Client::connect_proxied(addr, Mode::Framed, proxy, timeout).await?;
+    /// assert_eq!(&client.echo(b"via a balancer").await?[..], b"via a balancer");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_proxied(
+        addr: impl fmt::Display,
+        mode: Mode,
+        proxy: ProxyProtocol,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        if !mode.is_tcp() {
+            return Err(ClientError::InvalidSetting {
+                reason: "a PROXY protocol header goes over TCP (framed or raw), not UDP".to_owned(),
+            });
+        }
+        Self::open(addr.to_string(), mode, Some(&proxy), timeout).await
+    }
+
+    async fn open(
+        addr: String,
+        mode: Mode,
+        proxy: Option<&ProxyProtocol>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let link = transport::connect(&addr, mode, proxy, timeout).await?;
         tracing::debug!(%addr, peer = %link.peer, %mode, "connected");
         Ok(Client {
             addr,

@@ -19,7 +19,8 @@
 //! | `src/error.rs` | [`ClientError`]: every failure, each naming the address, and the constructors of those several modules report | |
 //! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry | payload |
 //! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
-//! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode |
+//! | `src/proxy.rs` | [`ProxyProtocol`]: the PROXY protocol header a TCP connection may open with | |
+//! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode, proxy |
 //! | `src/greeting.rs` | reading the greeting a server may open a connection with | error, mode, transport |
 //! | `src/client.rs` | [`Client`]: connect, read a greeting, echo one message, pipeline many | error, greeting, mode, transport |
 //! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time, over a [`Client`] | client, error, mode, payload, stats, units |
@@ -136,6 +137,7 @@ mod greeting;
 mod mode;
 mod payload;
 pub mod ping;
+mod proxy;
 pub mod report;
 pub mod stats;
 mod transport;
@@ -145,3 +147,4 @@ pub use client::Client;
 pub use echo_proto::greeting::Greeting;
 pub use error::ClientError;
 pub use mode::{MAX_DATAGRAM_LEN, Mode, ParseModeError};
+pub use proxy::{ParseProxyVersionError, ProxyProtocol, ProxyVersion};

@@ -181,7 +181,22 @@ impl Pinger {
     ) -> Result<Pinger, ClientError> {
         mode.check_message_len(size)
             .map_err(|reason| ClientError::InvalidSetting { reason })?;
-        let client = Client::connect_with(addr, mode, timeout).await?;
+        Pinger::with_client(Client::connect_with(addr, mode, timeout).await?, size)
+    }
+
+    /// Pings over `client`, already connected (with
+    /// [`Client::connect_proxied`](crate::Client::connect_proxied), say),
+    /// with messages of `size` bytes, each echo waited for up to the
+    /// client's timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidSetting`] when `size` does not suit the
+    /// client's mode (see [`Mode::check_message_len`]).
+    pub fn with_client(client: Client, size: usize) -> Result<Pinger, ClientError> {
+        let mode = client.mode();
+        mode.check_message_len(size)
+            .map_err(|reason| ClientError::InvalidSetting { reason })?;
         let totals = PingReport {
             addr: client.addr().to_owned(),
             peer: client.peer_addr(),

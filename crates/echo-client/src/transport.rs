@@ -18,6 +18,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use crate::error::ClientError;
 use crate::mode::{MAX_DATAGRAM_LEN, Mode};
+use crate::proxy::ProxyProtocol;
 
 /// How much a TCP receiver asks the socket for at least, per read: enough for
 /// many small echoes at once, so that pipelined echoes cost one system call
@@ -53,22 +54,24 @@ pub(crate) async fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ClientError> 
 }
 
 /// Resolves `addr` and opens a link to the first of its addresses that
-/// accepts, all within `timeout`.
+/// accepts, all within `timeout`, sending the `proxy` header first if given.
 pub(crate) async fn connect(
     addr: &str,
     mode: Mode,
+    proxy: Option<&ProxyProtocol>,
     timeout: std::time::Duration,
 ) -> Result<Link, ClientError> {
     tokio::time::timeout(timeout, async {
         let candidates = resolve(addr).await?;
-        open(addr, &candidates, mode).await
+        open(addr, &candidates, mode, proxy).await
     })
     .await
     .map_err(|_elapsed| ClientError::connect_timeout(addr, timeout))?
 }
 
-/// Opens a link to the first of `candidates` that accepts. `addr` is the
-/// address as the user gave it, for error messages.
+/// Opens a link to the first of `candidates` that accepts, over TCP with
+/// the `proxy` header first if given. `addr` is the address as the user
+/// gave it, for error messages.
 ///
 /// There is no timeout here: callers bound the whole of resolving and
 /// connecting together.
@@ -76,12 +79,13 @@ pub(crate) async fn open(
     addr: &str,
     candidates: &[SocketAddr],
     mode: Mode,
+    proxy: Option<&ProxyProtocol>,
 ) -> Result<Link, ClientError> {
     let mut last_error = None;
     for &candidate in candidates {
         tracing::debug!(%addr, %candidate, %mode, "connecting");
         let opened = if mode.is_tcp() {
-            open_tcp(candidate, mode).await
+            open_tcp(candidate, mode, proxy).await
         } else {
             open_udp(candidate).await
         };
@@ -99,13 +103,18 @@ pub(crate) async fn open(
     })
 }
 
-async fn open_tcp(peer: SocketAddr, mode: Mode) -> io::Result<Link> {
-    let stream = TcpStream::connect(peer).await?;
+async fn open_tcp(peer: SocketAddr, mode: Mode, proxy: Option<&ProxyProtocol>) -> io::Result<Link> {
+    let mut stream = TcpStream::connect(peer).await?;
     // Each batch of messages is written in one piece, so Nagle's algorithm
     // could only delay it: it would hold a small write back until the
     // previous one was acknowledged, which with delayed acknowledgements
     // costs tens of milliseconds per exchange.
     stream.set_nodelay(true)?;
+    if let Some(proxy) = proxy {
+        stream
+            .write_all(&proxy.header(stream.local_addr()?, peer))
+            .await?;
+    }
     let (read_half, write_half) = stream.into_split();
     let framed = mode == Mode::Framed;
     Ok(Link {
@@ -558,7 +567,7 @@ mod tests {
     #[tokio::test]
     async fn what_the_socket_does_not_take_at_once_is_flushed_after_it_in_order() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let link = open_tcp(listener.local_addr().unwrap(), Mode::Raw)
+        let link = open_tcp(listener.local_addr().unwrap(), Mode::Raw, None)
             .await
             .unwrap();
         let (mut peer, _) = listener.accept().await.unwrap();

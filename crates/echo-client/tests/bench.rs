@@ -556,3 +556,59 @@ async fn the_json_report_reads_back_to_the_same_report() {
     // The histogram is not in the JSON.
     assert_eq!(back.latency_stats.count(), 0);
 }
+
+/// Against a server that expects a PROXY header, every connection of a
+/// bench opens with one, in either version and either TCP mode: the server
+/// closes a connection without a valid one, so a clean run shows they were
+/// sent and valid.
+#[tokio::test]
+async fn every_connection_opens_with_the_proxy_header_asked_for() {
+    use echo_client::{ProxyProtocol, ProxyVersion};
+    for server_mode in [ServerMode::Framed, ServerMode::Raw] {
+        let addr = support::proxied_echo_server(server_mode).await;
+        let mode = match server_mode {
+            ServerMode::Framed => Mode::Framed,
+            _ => Mode::Raw,
+        };
+        for version in [ProxyVersion::V1, ProxyVersion::V2] {
+            let report = bench(BenchConfig {
+                connections: 3,
+                depth: 4,
+                stop: Stop::Messages(300),
+                proxy_protocol: Some(ProxyProtocol {
+                    version,
+                    source: Some("198.18.0.9:4000".parse().unwrap()),
+                }),
+                ..config(addr, mode)
+            })
+            .await;
+            assert_clean(&report, 300);
+            assert_eq!(
+                report.parameters.proxy_protocol.map(|proxy| proxy.version),
+                Some(version)
+            );
+        }
+        // Without the header the same server serves nothing.
+        let report = bench(BenchConfig {
+            stop: Stop::Messages(10),
+            timeout: Duration::from_secs(1),
+            ..config(addr, mode)
+        })
+        .await;
+        assert!(!report.succeeded(), "{report}");
+    }
+    // Over UDP there is no connection to open with a header.
+    let udp = BenchConfig {
+        mode: Mode::Udp,
+        proxy_protocol: Some(ProxyProtocol {
+            version: ProxyVersion::V2,
+            source: None,
+        }),
+        ..BenchConfig::default()
+    };
+    let error = udp.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("PROXY protocol header goes over TCP"),
+        "{error}"
+    );
+}

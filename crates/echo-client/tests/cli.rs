@@ -876,3 +876,64 @@ async fn merge_help_shows_its_environment_variable() {
         );
     }
 }
+
+/// `--proxy-protocol v1|v2` opens the connection with a PROXY header that
+/// names `--proxy-source`, before the first message; a fake balancer-side
+/// server reads it, then echoes.
+#[tokio::test]
+async fn the_proxy_header_names_the_source_asked_for_and_comes_first() {
+    use echo_proto::proxy_header;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for version in ["v1", "v2"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fake = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            let header = loop {
+                let mut chunk = [0; 256];
+                let read = stream.read(&mut chunk).await.unwrap();
+                assert_ne!(read, 0, "closed before a whole header");
+                received.extend_from_slice(&chunk[..read]);
+                if let Some(header) = proxy_header::parse(&received).unwrap() {
+                    break header;
+                }
+            };
+            // The rest is the first frame: echo it.
+            let mut rest = received.split_off(header.len);
+            while rest.len() < 4
+                || rest.len() < 4 + u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize
+            {
+                let mut chunk = [0; 256];
+                let read = stream.read(&mut chunk).await.unwrap();
+                rest.extend_from_slice(&chunk[..read]);
+            }
+            stream.write_all(&rest).await.unwrap();
+            header.addresses.source()
+        });
+        let run = execute(client(at(
+            addr,
+            &[
+                "--proxy-protocol",
+                version,
+                "--proxy-source",
+                "198.18.0.9:4000",
+                "hello",
+            ],
+        )))
+        .await;
+        assert!(run.status.success(), "{}", run.stderr);
+        assert_eq!(run.stdout, b"hello\n");
+        assert_eq!(
+            fake.await.unwrap(),
+            Some("198.18.0.9:4000".parse().unwrap()),
+            "{version}"
+        );
+    }
+    // Over UDP: a usage error.
+    let run = execute(client(["--udp", "--proxy-protocol", "v2", "ping"])).await;
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--proxy-protocol"), "{}", run.stderr);
+    let run = execute(client(["--proxy-source", "198.18.0.9:1", "x"])).await;
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+}

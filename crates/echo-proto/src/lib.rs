@@ -16,6 +16,7 @@
 //! | [`test_vectors`] | the test vectors of `PROTOCOL.md`, parsed from it, to test any implementation against | always |
 //! | [`FrameCodec`], [`FrameCodecBuilder`] | a tokio-util `Decoder`/`Encoder` for frames | `codec` |
 //! | [`JsonCodec`], [`JsonCodecError`] | typed messages as JSON over the same frames | `json` |
+//! | [`proxy_header`] | the PROXY protocol header (versions 1 and 2) a load balancer sends before a connection's data: an incremental parser and the encoders | always |
 //! | [`greeting`] | the optional greeting a server sends as a connection opens: its JSON, its bytes in each mode, and its parser | `greeting` |
 //!
 //! Nothing in the crate performs I/O of its own except the blocking helpers,
@@ -155,6 +156,7 @@ mod frame_scanner;
 pub mod greeting;
 #[cfg(feature = "json")]
 mod json_codec;
+pub mod proxy_header;
 pub mod test_vectors;
 
 pub use blocking::{FrameReader, read_frame, write_frame};

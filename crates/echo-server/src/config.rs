@@ -88,6 +88,16 @@ pub struct Config {
     /// keeps UDP and the admin endpoint. The connection limit, the metrics
     /// and the drain are the whole server's.
     pub workers: usize,
+    // The PROXY protocol.
+    /// Whether every TCP connection, plain or TLS, starts with a PROXY
+    /// protocol header (v1 or v2, before the TLS handshake), which names the
+    /// client a load balancer relays. A connection without a valid header
+    /// is closed unserved; see [`ProxyHeaderRejection`](crate::ProxyHeaderRejection).
+    pub proxy_protocol: bool,
+    /// The peers a PROXY header is taken from: a connection from anywhere
+    /// else is closed unserved. By default loopback only
+    /// ([`default_proxy_from`](crate::default_proxy_from)).
+    pub proxy_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -112,6 +122,9 @@ impl Default for Config {
             tls: None,
             // Workers.
             workers: 1,
+            // The PROXY protocol.
+            proxy_protocol: false,
+            proxy_from: crate::default_proxy_from(),
         }
     }
 }

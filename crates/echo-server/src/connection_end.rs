@@ -11,6 +11,7 @@ use std::time::Duration;
 use echo_proto::FrameError;
 
 use crate::handshake_error::HandshakeError;
+use crate::proxy_protocol::ProxyHeaderRejection;
 
 /// How a connection ended, and what it carried.
 #[derive(Debug)]
@@ -39,6 +40,9 @@ pub enum ConnectionEnd {
     Io(io::Error),
     /// The TLS handshake did not complete: nothing was echoed.
     TlsHandshake(HandshakeError),
+    /// With `--proxy-protocol`, the connection's PROXY header was refused:
+    /// nothing was echoed.
+    ProxyHeader(ProxyHeaderRejection),
 }
 
 impl fmt::Display for ConnectionEnd {
@@ -50,6 +54,7 @@ impl fmt::Display for ConnectionEnd {
             ConnectionEnd::ProtocolError(error) => write!(f, "protocol error: {error}"),
             ConnectionEnd::Io(error) => write!(f, "I/O error: {error}"),
             ConnectionEnd::TlsHandshake(error) => error.fmt(f),
+            ConnectionEnd::ProxyHeader(rejection) => rejection.fmt(f),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! | [`shutdown`](ShutdownSignal) | [`ShutdownSignal`]: Ctrl-C and SIGTERM |
 //! | [`delay`](Delay) | [`Delay`]: `--delay`, each echo held back, parsed and drawn |
 //! | `greeting` | `--greeting`: the greeting each connection opens with |
+//! | `proxy_protocol` | `--proxy-protocol`: which peers may send a PROXY header, reading it (parsed by [`echo_proto::proxy_header`]), [`ProxyHeaderRejection`] |
 //! | [`tls`](TlsConfig) | [`TlsConfig`], loading and checking the TLS files ([`tls_server_config`], I/O-free), the handshake, [`TlsReloader`] |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
 //!
@@ -86,6 +87,7 @@ mod handshake_error;
 pub mod listening;
 mod metrics;
 mod mode;
+mod proxy_protocol;
 mod relay;
 mod server;
 mod shutdown;
@@ -102,6 +104,9 @@ pub use echo_stream::EchoStream;
 pub use handshake_error::HandshakeError;
 pub use metrics::{Metrics, RejectReason};
 pub use mode::Mode;
+pub use proxy_protocol::{
+    PROXY_HEADER_TIMEOUT, ProxyHeaderRejection, default_proxy_from, parse_proxy_source,
+};
 pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;

@@ -109,7 +109,7 @@ struct Cli {
     #[arg(long, env = "ECHO_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
-    // Issue #13, greet: the greeting and the delay.
+    // The greeting and the delay.
     /// Open each TCP connection with a greeting that says which server
     /// answered: one frame in framed mode, one line in raw mode, holding
     /// {"server":"echo-server","version":...,"instance":HOSTNAME}. Clients
@@ -125,7 +125,7 @@ struct Cli {
     /// [default: no delay]
     #[arg(long, env = "ECHO_DELAY", value_name = "DURATION")]
     delay: Option<Delay>,
-    // The admin endpoint, readiness and the instance name (issue #13).
+    // The admin endpoint, readiness and the instance name.
     /// Serve the admin endpoint over HTTP/1.1 on this address, as IP:PORT:
     /// GET /metrics (Prometheus, OpenMetrics text), /healthz (200 while the
     /// process runs), /readyz (200 while accepting, 503 once a shutdown
@@ -161,7 +161,7 @@ struct Cli {
     /// which server answered. Default: the host name.
     #[arg(long, env = "ECHO_INSTANCE", value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     instance: Option<String>,
-    // TLS (issue #13).
+    // TLS.
     /// Also serve the echo over TLS (1.2 and 1.3) on this address, as
     /// IP:PORT, in the same mode as --listen. Needs --tls-cert and
     /// --tls-key. SIGHUP reloads the certificate, key and client CA. Off
@@ -211,6 +211,29 @@ struct Cli {
     /// the default
     #[arg(long, env = "ECHO_RUNTIME", value_enum, default_value_t = Runtime::Shared)]
     runtime: Runtime,
+
+    // The PROXY protocol.
+    /// Every TCP connection, plain or TLS, starts with a PROXY protocol
+    /// header (v1 or v2, before the TLS handshake) from a load balancer,
+    /// naming the client it relays; a connection without a valid header
+    /// within 5 seconds (or the idle timeout, if shorter) is closed
+    /// unserved. Off unless given
+    #[arg(long, env = "ECHO_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
+
+    /// The sources a PROXY header is taken from, as CIDR networks or
+    /// addresses, comma-separated: a connection from anywhere else is
+    /// closed unserved. Needs --proxy-protocol
+    #[arg(
+        long,
+        env = "ECHO_PROXY_FROM",
+        value_name = "CIDR[,CIDR...]",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128",
+        requires = "proxy_protocol",
+        value_parser = echo_server::parse_proxy_source
+    )]
+    proxy_from: Vec<ipnet::IpNet>,
 }
 
 /// The values of `--runtime`.
@@ -333,6 +356,8 @@ async fn serve(cli: Cli, tls: Option<TlsConfig>, workers: usize) -> anyhow::Resu
         instance: cli.instance.unwrap_or_else(echo_server::default_instance),
         tls,
         workers,
+        proxy_protocol: cli.proxy_protocol,
+        proxy_from: cli.proxy_from,
     };
     let server = Server::bind(config.clone()).await?;
     // Handlers go in before the announcement below: whoever reads it may
@@ -353,6 +378,7 @@ async fn serve(cli: Cli, tls: Option<TlsConfig>, workers: usize) -> anyhow::Resu
         delay = config.delay.map(|delay| delay.to_string()),
         instance = %config.instance,
         workers = config.workers,
+        proxy_protocol = config.proxy_protocol,
         "serving echo"
     );
 

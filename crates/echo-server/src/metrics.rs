@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::connection_end::ConnectionEnd;
 use crate::handshake_error::HandshakeError;
+use crate::proxy_protocol::ProxyHeaderRejection;
 
 /// The label set of every labelled family here: one label, such as
 /// `reason="limit"`.
@@ -65,7 +66,7 @@ impl RejectReason {
 /// |---|---|---|---|
 /// | `echo_connections_open` | gauge | | TCP connections open now |
 /// | `echo_connections_accepted_total` | counter | | TCP connections accepted (not those refused at the limit) |
-/// | `echo_connections_closed_total` | counter | `reason`: `client_closed`, `drained`, `idle_timeout`, `protocol_error`, `io_error`, `tls_handshake` | TCP connections closed, by why |
+/// | `echo_connections_closed_total` | counter | `reason`: `client_closed`, `drained`, `idle_timeout`, `protocol_error`, `io_error`, `tls_handshake`, `proxy_header` | TCP connections closed, by why |
 /// | `echo_connections_rejected_total` | counter | `reason`: `limit`, `idle`, `protocol_error` | TCP connections refused at the limit or cut off by the server |
 /// | `echo_protocol_errors_total` | counter | `kind`: `frame_too_large`, `truncated` | protocol errors, by kind |
 /// | `echo_frames_echoed_total` | counter | | frames echoed over TCP |
@@ -75,6 +76,7 @@ impl RejectReason {
 /// | `echo_build_info` | gauge | `version`, `instance` | always 1, with what answers (only from [`Metrics::for_instance`]) |
 /// | `echo_tls_handshake_failures_total` | counter | `reason`: `timeout`, `error` | TLS handshakes that did not complete |
 /// | `echo_tls_reloads_total` | counter | `result`: `ok`, `error` | reloads of the TLS files (SIGHUP) |
+/// | `echo_proxy_header_rejections_total` | counter | `reason`: `untrusted`, `invalid`, `too_long`, `timeout`, `cut` | connections closed for their PROXY header (`--proxy-protocol`) |
 ///
 /// ```
 /// use echo_server::{ConnectionEnd, Metrics};
@@ -104,9 +106,11 @@ pub struct Metrics {
     bytes_echoed: Counter,
     udp_datagrams: Counter,
     udp_bytes: Counter,
-    // TLS (issue #13).
+    // TLS.
     tls_handshake_failures: Family<Label, Counter>,
     tls_reloads: Family<Label, Counter>,
+    // The PROXY protocol.
+    proxy_header_rejections: Family<Label, Counter>,
 }
 
 impl Metrics {
@@ -125,6 +129,7 @@ impl Metrics {
             udp_bytes: Counter::default(),
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
+            proxy_header_rejections: Family::default(),
         };
         metrics.create_labelled_series();
         metrics.register()
@@ -171,6 +176,7 @@ impl Metrics {
             }),
             ConnectionEnd::Io(io::ErrorKind::Other.into()),
             ConnectionEnd::TlsHandshake(HandshakeError::Timeout(Duration::ZERO)),
+            ConnectionEnd::ProxyHeader(ProxyHeaderRejection::Untrusted),
         ];
         for end in &ends {
             create_at_zero(&self.connections_closed, reason_label(closed_reason(end)));
@@ -194,6 +200,9 @@ impl Metrics {
         for ok in [true, false] {
             create_at_zero(&self.tls_reloads, result_label(ok));
         }
+        for reason in ProxyHeaderRejection::REASONS {
+            create_at_zero(&self.proxy_header_rejections, reason_label(reason));
+        }
     }
 
     /// Registers every metric with its help text. The registry adds the
@@ -213,7 +222,7 @@ impl Metrics {
         registry.register(
             "echo_connections_closed",
             "TCP connections closed, by why they ended: client_closed, drained (server shutdown), \
-             idle_timeout, protocol_error, io_error or tls_handshake",
+             idle_timeout, protocol_error, io_error, tls_handshake or proxy_header",
             self.connections_closed.clone(),
         );
         registry.register(
@@ -260,6 +269,13 @@ impl Metrics {
              error (the previous ones stay in use)",
             self.tls_reloads.clone(),
         );
+        registry.register(
+            "echo_proxy_header_rejections",
+            "Connections closed for their PROXY header (--proxy-protocol), by why: untrusted \
+             (the peer is not in --proxy-from), invalid (no header, or a broken one), too_long, \
+             timeout (not whole in time) or cut (closed before it was whole)",
+            self.proxy_header_rejections.clone(),
+        );
         self
     }
 
@@ -289,6 +305,11 @@ impl Metrics {
             ConnectionEnd::TlsHandshake(error) => {
                 self.tls_handshake_failures
                     .get_or_create(&reason_label(error.reason()))
+                    .inc();
+            }
+            ConnectionEnd::ProxyHeader(rejection) => {
+                self.proxy_header_rejections
+                    .get_or_create(&reason_label(rejection.reason()))
                     .inc();
             }
             ConnectionEnd::ClientClosed | ConnectionEnd::Drained | ConnectionEnd::Io(_) => {}
@@ -370,6 +391,7 @@ fn closed_reason(end: &ConnectionEnd) -> &'static str {
         ConnectionEnd::ProtocolError(_) => "protocol_error",
         ConnectionEnd::Io(_) => "io_error",
         ConnectionEnd::TlsHandshake(_) => "tls_handshake",
+        ConnectionEnd::ProxyHeader(_) => "proxy_header",
     }
 }
 

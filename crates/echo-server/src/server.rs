@@ -8,16 +8,20 @@ use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::field::display;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::accept::{Acceptor, is_connection_error};
 use crate::admin::{Admin, serve_admin};
 use crate::connection::EchoService;
 use crate::connection_end::{ConnectionEnd, ConnectionSummary};
+use crate::echo_stream::EchoStream;
 use crate::handshake_error::HandshakeError;
 use crate::listening::{Kind, Listening};
+use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::{self, TlsError, TlsReloader};
 use crate::{Config, Metrics, RejectReason, udp};
 
@@ -251,6 +255,12 @@ impl Server {
             )),
             drain: CancellationToken::new(),
             abort: CancellationToken::new(),
+            proxy: config.proxy_protocol.then(|| {
+                Arc::new(ProxyPolicy::new(
+                    config.proxy_from.clone(),
+                    config.idle_timeout,
+                ))
+            }),
         });
         // Datagrams have no connection to drain: UDP stops when the drain
         // starts.
@@ -395,6 +405,10 @@ impl Server {
             "instance": config.instance,
             "workers": self.listeners.len(),
             "listeners": listeners,
+            // The sources PROXY headers are taken from, if they are.
+            "proxy_protocol": config.proxy_protocol.then(|| {
+                config.proxy_from.iter().map(ToString::to_string).collect::<Vec<_>>()
+            }),
             "limits": {
                 "max_frame_len": config.max_frame_len,
                 "max_connections": config.max_connections,
@@ -495,6 +509,9 @@ struct Connections {
     drain: CancellationToken,
     /// Cancelled when the drain timeout has passed.
     abort: CancellationToken,
+    /// With `--proxy-protocol`, who may send a PROXY header and how long
+    /// they have.
+    proxy: Option<Arc<ProxyPolicy>>,
 }
 
 impl Connections {
@@ -515,10 +532,11 @@ impl Connections {
         let service = Arc::clone(&self.service);
         let drain = self.drain.clone();
         let abort = self.abort.clone();
+        let proxy = self.proxy.clone();
         self.tracker.spawn(
             async move {
                 let end = tokio::select! {
-                    end = handle(stream, peer, &service, &drain, tls.as_ref()) => end,
+                    end = handle(stream, peer, &service, &drain, tls.as_ref(), proxy.as_deref()) => end,
                     () = abort.cancelled() => {
                         warn!(%peer, "connection closed unfinished at the drain timeout");
                         ConnectionEnd::Drained
@@ -659,32 +677,72 @@ fn accept_waiting(listener: TcpListener, connections: &Connections, tls: Option<
     }
 }
 
-/// Serves one accepted connection, after its TLS handshake if `tls` is
-/// given, logs how it went, and returns why it ended.
-async fn handle(
+/// Serves one accepted connection: its PROXY header first if `proxy` is
+/// given, then its TLS handshake if `tls` is; logs how it went, and returns
+/// why it ended.
+///
+/// Not an `async fn`: the future it returns is the serving itself, so that
+/// a connection's task does not hold these arguments twice, once here and
+/// once in the serving, for as long as it lives.
+fn handle<'a>(
     stream: TcpStream,
     peer: SocketAddr,
-    service: &EchoService,
-    drain: &CancellationToken,
-    tls: Option<&TlsReloader>,
-) -> ConnectionEnd {
+    service: &'a EchoService,
+    drain: &'a CancellationToken,
+    tls: Option<&'a TlsReloader>,
+    proxy: Option<&'a ProxyPolicy>,
+) -> impl Future<Output = ConnectionEnd> + Send + 'a {
     // Echoes are small writes that must leave at once, not wait to be
     // coalesced with data that will never come.
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "cannot set TCP_NODELAY");
     }
     let started = Instant::now();
+    let Some(proxy) = proxy else {
+        return Either::Left(serve_connection(
+            stream, peer, None, service, drain, tls, started,
+        ));
+    };
+    // Boxed: the header's buffer and the prefixed stream are then part of
+    // the tasks of proxied connections only.
+    Either::Right(Box::pin(async move {
+        match proxy.accept(stream, peer).await {
+            Ok((stream, header)) => {
+                let client = header.addresses.source();
+                serve_connection(stream, peer, client, service, drain, tls, started).await
+            }
+            Err(rejection) => {
+                warn!(%peer, elapsed = ?started.elapsed(), "connection closed: {rejection}");
+                ConnectionEnd::ProxyHeader(rejection)
+            }
+        }
+    }))
+}
+
+/// Serves `stream`, from `peer` for `client` if a PROXY header named one,
+/// after its TLS handshake if `tls` is given; logs how it went, with the
+/// client first, and returns why it ended.
+async fn serve_connection<S: EchoStream + Send>(
+    stream: S,
+    peer: SocketAddr,
+    client: Option<SocketAddr>,
+    service: &EchoService,
+    drain: &CancellationToken,
+    tls: Option<&TlsReloader>,
+    started: Instant,
+) -> ConnectionEnd {
     let summary = match tls {
         None => {
-            info!(%peer, "connection opened");
+            info!(client = client.map(display), %peer, "connection opened");
             service.serve(stream, drain).await
         }
         // Boxed: the TLS session (some kilobytes) would otherwise be part of
         // every connection's task, plain ones included.
-        Some(tls) => match Box::pin(serve_tls(stream, peer, service, drain, tls)).await {
+        Some(tls) => match Box::pin(serve_tls(stream, peer, client, service, drain, tls)).await {
             Ok(summary) => summary,
             Err(error) => {
-                warn!(%peer, elapsed = ?started.elapsed(), "connection closed: {error}");
+                let elapsed = started.elapsed();
+                warn!(client = client.map(display), %peer, ?elapsed, "connection closed: {error}");
                 return ConnectionEnd::TlsHandshake(error);
             }
         },
@@ -698,27 +756,30 @@ async fn handle(
         ConnectionEnd::Io(error) => is_connection_error(error),
         _ => false,
     };
+    let client = client.map(display);
     if ordinary {
-        info!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
+        info!(client, %peer, frames, bytes, ?elapsed, "connection closed: {end}");
     } else {
-        warn!(%peer, frames, bytes, ?elapsed, "connection closed: {end}");
+        warn!(client, %peer, frames, bytes, ?elapsed, "connection closed: {end}");
     }
     summary.end
 }
 
 /// Makes the TLS handshake on `stream`, logs the connection, and serves it.
-async fn serve_tls(
-    stream: TcpStream,
+async fn serve_tls<S: EchoStream + Send>(
+    stream: S,
     peer: SocketAddr,
+    client: Option<SocketAddr>,
     service: &EchoService,
     drain: &CancellationToken,
     tls: &TlsReloader,
 ) -> Result<ConnectionSummary, HandshakeError> {
     let stream = tls.handshake(stream).await?;
     let (version, subject) = tls::describe(&stream);
+    let client = client.map(display);
     match subject {
-        Some(subject) => info!(%peer, tls = version, %subject, "connection opened"),
-        None => info!(%peer, tls = version, "connection opened"),
+        Some(subject) => info!(client, %peer, tls = version, %subject, "connection opened"),
+        None => info!(client, %peer, tls = version, "connection opened"),
     }
     Ok(service.serve(stream, drain).await)
 }

@@ -226,3 +226,55 @@ fn sigterm_lets_a_client_finish_its_frame() {
     let output = server.wait(deadline()).unwrap();
     assert_eq!(output.status.code(), Some(0), "{output}");
 }
+
+/// With `--proxy-protocol`, the client a header names is the one in the
+/// logs, beside the real peer; a connection refused for its header is
+/// logged with the real peer and why.
+#[test]
+fn the_announced_client_is_logged_beside_the_real_peer() {
+    let (mut server, addr) = server_process(&["--proxy-protocol"], &[("RUST_LOG", "info")]);
+    let header = echo_proto::proxy_header::encode_v1(
+        "198.18.0.9:4000".parse().unwrap(),
+        "198.18.0.1:9999".parse().unwrap(),
+    );
+    let stream = wire::connect(addr, deadline()).unwrap();
+    let mut conn = Deadlined::new(&stream, deadline());
+    conn.write_all(header.as_bytes()).unwrap();
+    echo_proto::write_frame(&mut conn, b"proxied").unwrap();
+    assert_eq!(
+        echo_proto::read_frame(&mut conn, 64).unwrap().as_deref(),
+        Some(&b"proxied"[..])
+    );
+    drop(stream);
+    // No header: refused, with the reason.
+    let stream = wire::connect(addr, deadline()).unwrap();
+    let mut conn = Deadlined::new(&stream, deadline());
+    echo_proto::write_frame(&mut conn, b"no header").unwrap();
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+    let peer = stream.local_addr().unwrap();
+    server
+        .wait_for_line(echo_testkit::Pipe::Stderr, deadline(), |line| {
+            line.contains(&format!("peer={peer}")) && line.contains("connection closed")
+        })
+        .unwrap();
+    let output = server.stop(deadline()).unwrap();
+    let stderr = output.stderr_text();
+    let opened = stderr
+        .lines()
+        .find(|line| line.contains("connection opened"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        opened.contains("client=198.18.0.9:4000 peer=127.0.0.1:"),
+        "{opened}"
+    );
+    let refused = stderr
+        .lines()
+        .find(|line| line.contains(&format!("peer={peer}")))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        refused.contains("WARN") && refused.contains("no PROXY header"),
+        "{refused}"
+    );
+}

@@ -197,6 +197,7 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
             .messages
             .map_or(Stop::Duration(args.duration), Stop::Messages),
         warmup: args.warmup,
+        proxy_protocol: options.proxy(),
         rate: args.rate,
         timeout: options.timeout,
         report_interval: args.report_interval,

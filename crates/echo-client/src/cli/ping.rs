@@ -66,8 +66,7 @@ pub(super) struct PingArgs {
 /// Pings until the count is reached, the connection fails, stdout closes or
 /// Ctrl-C, then prints the summary.
 pub(super) async fn run(options: &Options, args: PingArgs) -> anyhow::Result<()> {
-    let mut pinger =
-        Pinger::connect(&options.addr, options.mode(), args.size, options.timeout).await?;
+    let mut pinger = Pinger::with_client(options.connect().await?, args.size)?;
     let peer = pinger.peer_addr();
     options.note_connected(peer, pinger.mode());
     if options.expect_greeting {

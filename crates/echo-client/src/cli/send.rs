@@ -14,7 +14,7 @@ use super::{Options, SendArgs, print_line, printed};
 
 /// Connects, then sends every message and prints every echo.
 pub(super) async fn run(options: &Options, args: SendArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect_with(&options.addr, options.mode(), options.timeout).await?;
+    let mut client = options.connect().await?;
     options.note_connected(client.peer_addr(), client.mode());
     if options.expect_greeting {
         options.note_greeting(&client.read_greeting().await?);

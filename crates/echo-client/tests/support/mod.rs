@@ -39,6 +39,21 @@ pub(crate) async fn echo_server_with_max_frame(max_frame_len: usize) -> SocketAd
     addr
 }
 
+/// Starts the real echo server in `mode`, expecting a PROXY protocol header
+/// (from loopback) on every connection.
+pub(crate) async fn proxied_echo_server(mode: Mode) -> SocketAddr {
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        mode,
+        proxy_protocol: true,
+        ..Config::default()
+    };
+    let server = Server::bind(config).await.expect("the echo server binds");
+    let addr = server.local_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    addr
+}
+
 /// The real echo server's addresses, in one of its modes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Servers {
