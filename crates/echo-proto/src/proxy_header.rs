@@ -766,7 +766,8 @@ mod tests {
 
     #[test]
     fn no_prefix_of_any_input_panics_or_reads_past_the_limit() {
-        // A cheap sweep over mutated headers; the fuzz target goes further.
+        // A sweep over headers with one byte changed, anywhere, to anything
+        // that matters to the grammar.
         let seeds = [
             encode_v1(
                 "198.18.0.1:1".parse().unwrap(),

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,9 +14,11 @@ use clap::builder::{FalseyValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser};
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
 use echo_server::{
-    Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Mode, Server, ShutdownSignal, TlsConfig, TlsReloader,
+    Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Metrics, Mode, Server, ShutdownSignal, TlsConfig,
+    TlsReloader,
 };
-use tracing::info;
+use tracing::{info, warn};
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// A TCP and UDP echo server. By default it sends back every frame it
@@ -302,8 +305,12 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::MissingRequiredArgument, message)
             .exit(),
     };
-    init_logging(cli.log_format);
-    match run(cli, tls) {
+    let logs = init_logging(cli.log_format);
+    let result = run(cli, tls, logs.lost.clone());
+    // The lines still queued go out before the error line, within a second
+    // even if stderr is stuck.
+    drop(logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -319,7 +326,7 @@ fn main() -> ExitCode {
 /// runtime runs them all. A single worker needs no more than the
 /// single-threaded scheduler either way, which serves the same connections
 /// without the bookkeeping of handing work between threads.
-fn run(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
+fn run(cli: Cli, tls: Option<TlsConfig>, lost_logs: ErrorCounter) -> anyhow::Result<()> {
     let workers = cli
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
@@ -336,10 +343,15 @@ fn run(cli: Cli, tls: Option<TlsConfig>) -> anyhow::Result<()> {
         (runtime, workers)
     };
     let runtime = runtime.context("cannot start the async runtime")?;
-    runtime.block_on(serve(cli, tls, server_workers))
+    runtime.block_on(serve(cli, tls, server_workers, lost_logs))
 }
 
-async fn serve(cli: Cli, tls: Option<TlsConfig>, workers: usize) -> anyhow::Result<()> {
+async fn serve(
+    cli: Cli,
+    tls: Option<TlsConfig>,
+    workers: usize,
+    lost_logs: ErrorCounter,
+) -> anyhow::Result<()> {
     let config = Config {
         listen: cli.listen,
         mode: cli.mode,
@@ -381,6 +393,10 @@ async fn serve(cli: Cli, tls: Option<TlsConfig>, workers: usize) -> anyhow::Resu
         proxy_protocol = config.proxy_protocol,
         "serving echo"
     );
+    tokio::spawn(report_lost_log_lines(
+        lost_logs,
+        Arc::clone(server.metrics()),
+    ));
 
     server
         .run(async {
@@ -422,14 +438,68 @@ fn announce(server: &Server) -> std::io::Result<()> {
     stdout.flush()
 }
 
+/// The most log lines queued for stderr; past it, lines are dropped and
+/// counted. At a few hundred bytes a line, some megabytes at most.
+const QUEUED_LOG_LINES: usize = 16_384;
+
+/// How often lost log lines are counted and reported.
+const LOST_LOGS_PERIOD: Duration = Duration::from_secs(1);
+
+/// The logs' writer, kept for as long as the process logs.
+struct Logs {
+    /// Flushes the queued lines when dropped, waiting for stderr at most a
+    /// second.
+    _flush: WorkerGuard,
+    /// The lines dropped so far.
+    lost: ErrorCounter,
+}
+
 /// Sends logs to stderr, at the level RUST_LOG asks for (info by default).
-fn init_logging(format: LogFormat) {
+///
+/// Through a queue that a thread of its own writes out: a reader of stderr
+/// that falls behind or stops (a stuck log collector, a full pipe) then
+/// costs lost log lines, counted, and never a stalled server. Written
+/// directly, one blocked write to stderr would block the runtime's thread
+/// in the middle of an echo.
+fn init_logging(format: LogFormat) -> Logs {
+    let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LOG_LINES)
+        .thread_name("echo-logs")
+        .finish(std::io::stderr());
+    let lost = writer.error_counter();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
+    }
+    Logs {
+        _flush: flush,
+        lost,
+    }
+}
+
+/// Every second, counts the log lines lost since the last time in
+/// `echo_log_lines_dropped_total` and says so in the logs: the line gets
+/// through once stderr is read again (or is lost and counted with the
+/// rest, to be said again a second later).
+async fn report_lost_log_lines(lost: ErrorCounter, metrics: Arc<Metrics>) {
+    let mut reported = 0;
+    let mut ticks = tokio::time::interval(LOST_LOGS_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let total = lost.dropped_lines() as u64;
+        if total > reported {
+            metrics.count_dropped_log_lines(total);
+            warn!(
+                lost = total - reported,
+                total, "log lines lost: stderr was not read fast enough"
+            );
+            reported = total;
+        }
     }
 }

@@ -76,6 +76,7 @@ impl RejectReason {
 /// | `echo_build_info` | gauge | `version`, `instance` | always 1, with what answers (only from [`Metrics::for_instance`]) |
 /// | `echo_tls_handshake_failures_total` | counter | `reason`: `timeout`, `error` | TLS handshakes that did not complete |
 /// | `echo_tls_reloads_total` | counter | `result`: `ok`, `error` | reloads of the TLS files (SIGHUP) |
+/// | `echo_log_lines_dropped_total` | counter | | log lines dropped because stderr was not read fast enough (the binary's; see [`count_dropped_log_lines`](Metrics::count_dropped_log_lines)) |
 /// | `echo_proxy_header_rejections_total` | counter | `reason`: `untrusted`, `invalid`, `too_long`, `timeout`, `cut` | connections closed for their PROXY header (`--proxy-protocol`) |
 ///
 /// ```
@@ -111,6 +112,8 @@ pub struct Metrics {
     tls_reloads: Family<Label, Counter>,
     // The PROXY protocol.
     proxy_header_rejections: Family<Label, Counter>,
+    // Logs.
+    log_lines_dropped: Counter,
 }
 
 impl Metrics {
@@ -130,6 +133,7 @@ impl Metrics {
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
             proxy_header_rejections: Family::default(),
+            log_lines_dropped: Counter::default(),
         };
         metrics.create_labelled_series();
         metrics.register()
@@ -276,6 +280,12 @@ impl Metrics {
              timeout (not whole in time) or cut (closed before it was whole)",
             self.proxy_header_rejections.clone(),
         );
+        registry.register(
+            "echo_log_lines_dropped",
+            "Log lines dropped because stderr was not read fast enough (the binary's logs \
+             queue a bounded number of lines; counted every second)",
+            self.log_lines_dropped.clone(),
+        );
         self
     }
 
@@ -322,6 +332,25 @@ impl Metrics {
         self.connections_rejected
             .get_or_create(&reason_label(reason.label()))
             .inc();
+    }
+
+    /// Raises the count of log lines dropped to `total`, the number dropped
+    /// since the process started (a smaller `total` changes nothing): the
+    /// binary's log writer counts them, and its reporter passes them on.
+    ///
+    /// ```
+    /// use echo_server::Metrics;
+    ///
+    /// let metrics = Metrics::new();
+    /// metrics.count_dropped_log_lines(5);
+    /// metrics.count_dropped_log_lines(3);
+    /// assert!(metrics.encode().contains("echo_log_lines_dropped_total 5\n"));
+    /// ```
+    pub fn count_dropped_log_lines(&self, total: u64) {
+        let counted = self.log_lines_dropped.get();
+        if total > counted {
+            self.log_lines_dropped.inc_by(total - counted);
+        }
     }
 
     /// Counts what one write echoed over TCP: `frames` whole frames

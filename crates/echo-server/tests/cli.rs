@@ -278,3 +278,62 @@ fn the_announced_client_is_logged_beside_the_real_peer() {
         "{refused}"
     );
 }
+
+/// `GET path` on the admin endpoint at `addr`: the response's body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let stream = wire::connect(addr, deadline()).unwrap();
+    let mut conn = Deadlined::new(&stream, deadline());
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    body.to_owned()
+}
+
+/// A server whose stderr nobody reads (a stuck log collector) goes on
+/// serving: its logs queue, then lines are dropped and counted, and once
+/// stderr is read again it says how many were lost.
+#[test]
+fn a_stuck_stderr_costs_log_lines_not_service() {
+    let mut server = binary()
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        // Debug logs a line per frame: far more than the pipe and the
+        // queue hold.
+        .env("RUST_LOG", "debug")
+        .stall_stderr()
+        .start()
+        .unwrap();
+    let [addr, admin] = server
+        .listening([Kind::Framed, Kind::Admin], deadline())
+        .unwrap();
+    let frames: Vec<Vec<u8>> = (0..40_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let stream = wire::connect(addr, deadline()).unwrap();
+    wire::echo_all(&stream, &frames, deadline(), |_| Ok(())).unwrap();
+    // Another client is served as well, after all of that.
+    assert_eq!(
+        echo(addr, b"still serving").as_deref(),
+        Some(&b"still serving"[..])
+    );
+    let dropped = |body: &str| -> u64 {
+        body.lines()
+            .find_map(|line| {
+                line.strip_prefix("echo_log_lines_dropped_total ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no echo_log_lines_dropped_total in:\n{body}"))
+    };
+    echo_testkit::wait_until(deadline(), || dropped(&http_get(admin, "/metrics")) > 0).unwrap();
+    server.resume_stderr();
+    server
+        .wait_for_line(echo_testkit::Pipe::Stderr, deadline(), |line| {
+            line.contains("log lines lost: stderr was not read fast enough")
+        })
+        .unwrap();
+    let output = server.stop(deadline()).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output}");
+}

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -60,6 +60,7 @@ pub struct Spawn {
     stdin: Option<Vec<u8>>,
     keep_stdin_open: bool,
     close_stdout: bool,
+    stall_stderr: bool,
 }
 
 impl Spawn {
@@ -88,6 +89,7 @@ impl Spawn {
             stdin: None,
             keep_stdin_open: false,
             close_stdout: false,
+            stall_stderr: false,
         }
     }
 
@@ -173,6 +175,28 @@ impl Spawn {
         self
     }
 
+    /// Gives the process a standard error that nobody reads, as a stuck
+    /// log collector would: once the pipe's buffer (64 KiB on Linux) is
+    /// full, its writes block. [`Process::resume_stderr`] starts reading it.
+    ///
+    /// ```
+    /// use echo_testkit::{Pipe, Spawn, deadline};
+    ///
+    /// let mut process = Spawn::new("sh")
+    ///     .args(["-c", "echo held >&2; echo done; sleep 30"])
+    ///     .stall_stderr()
+    ///     .start()?;
+    /// process.wait_for_line(Pipe::Stdout, deadline(), |line| line == "done")?;
+    /// assert_eq!(process.stderr_text(), "");
+    /// process.resume_stderr();
+    /// process.wait_for_line(Pipe::Stderr, deadline(), |line| line == "held")?;
+    /// # Ok::<(), echo_testkit::Error>(())
+    /// ```
+    pub fn stall_stderr(mut self) -> Spawn {
+        self.stall_stderr = true;
+        self
+    }
+
     /// Starts the process.
     pub fn start(mut self) -> Result<Process, Error> {
         let stdin = if self.stdin.is_some() || self.keep_stdin_open {
@@ -207,7 +231,11 @@ impl Spawn {
             drop(child.stdout.take());
         }
         let stdout = Capture::collect(child.stdout.take());
-        let stderr = Capture::collect(child.stderr.take());
+        let (stderr, stalled_stderr) = if self.stall_stderr {
+            (Capture::collect(None::<ChildStderr>), child.stderr.take())
+        } else {
+            (Capture::collect(child.stderr.take()), None)
+        };
         Ok(Process {
             name: self.name,
             child,
@@ -215,6 +243,7 @@ impl Spawn {
             stdin: open_stdin,
             stdout,
             stderr,
+            stalled_stderr,
         })
     }
 
@@ -246,9 +275,21 @@ pub struct Process {
     stdin: Option<ChildStdin>,
     stdout: Arc<Capture>,
     stderr: Arc<Capture>,
+    /// Its standard error, held open and unread, with
+    /// [`Spawn::stall_stderr`].
+    stalled_stderr: Option<ChildStderr>,
 }
 
 impl Process {
+    /// Starts reading the standard error that [`Spawn::stall_stderr`] left
+    /// unread; what was written to it from now on (the pipe's buffer
+    /// included) is captured as usual. Does nothing otherwise.
+    pub fn resume_stderr(&mut self) {
+        if let Some(pipe) = self.stalled_stderr.take() {
+            self.stderr = Capture::collect(Some(pipe));
+        }
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
