@@ -151,3 +151,15 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
 }
+
+/// A loopback address whose port was free a moment ago, for a tool that
+/// cannot listen on port 0 and say which port it got (Prometheus, HAProxy).
+///
+/// ```
+/// assert_ne!(echo_e2e::free_port().port(), 0);
+/// ```
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}

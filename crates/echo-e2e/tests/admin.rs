@@ -2,9 +2,7 @@
 //! drain, `/info` and the build-info gauge naming the instance, `--admin`
 //! and its synonym `--metrics`, and a real Prometheus scraping it.
 
-use std::net::{SocketAddr, TcpListener};
-
-use echo_e2e::{http_get, start_server};
+use echo_e2e::{free_port, http_get, start_server};
 use echo_testkit::wire;
 use echo_testkit::{Kind, Spawn, deadline, wait_until};
 
@@ -132,12 +130,4 @@ fn a_real_prometheus_scrapes_the_endpoint() {
     });
     let _ = std::fs::remove_dir_all(&dir);
     up.unwrap_or_else(|_| panic!("the target never came up: {last}"));
-}
-
-/// A loopback address whose port was free a moment ago.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }

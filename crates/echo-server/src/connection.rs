@@ -32,6 +32,10 @@ const PREVIEW_LEN: usize = 32;
 /// was received.
 pub const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 
+/// How long a drained connection goes on reading, and dropping, what its
+/// client still sends, before it closes (see [`linger`]).
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
 /// How many spare relay buffers the pool keeps for connections to reuse.
 const POOLED_BUFFERS: usize = 64;
 
@@ -139,6 +143,10 @@ impl EchoService {
             // and then there is no one left to tell.
             if let Err(error) = stream.shutdown().await {
                 debug!(%error, "could not shut down the connection cleanly");
+            } else if matches!(end, ConnectionEnd::Drained) {
+                // Boxed, as the greeting is: only draining connections pay
+                // for its buffer.
+                Box::pin(linger(&mut stream)).await;
             }
         }
         ConnectionSummary {
@@ -356,4 +364,25 @@ impl fmt::Display for Preview<'_> {
         }
         Ok(())
     }
+}
+
+/// Reads and drops what the client still sends after a drained connection
+/// has been shut down for writing, until the client closes its side or
+/// [`DRAIN_LINGER`] passes.
+///
+/// A drained connection stops reading at a frame boundary, while the client
+/// may still be sending. Closing a socket with bytes unread makes the
+/// kernel reset the connection, and a reset throws away the echoes the
+/// client has not read yet: every one of them was owed. Waiting for the
+/// client's end, or for long enough that it has read them, keeps them.
+async fn linger<S: EchoStream>(stream: &mut S) {
+    let mut sink = vec![0; 4096];
+    let _ = tokio::time::timeout(DRAIN_LINGER, async {
+        while let Ok(read) = stream.read(&mut sink).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
