@@ -65,7 +65,8 @@ use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::proxy::ProxyProtocol;
 use crate::stats::{LatencyStats, LatencySummary};
-use crate::transport;
+use crate::tls::TlsOptions;
+use crate::transport::{self, Dial};
 use crate::units;
 
 /// How often progress is reported and intervals are checked.
@@ -121,6 +122,11 @@ pub struct BenchConfig {
     /// and raw TCP only. Absent from the JSON when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocol>,
+    // TLS.
+    /// Echo over TLS, for a server's `--tls-listen`. Framed and raw TCP
+    /// only. Absent from the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// When a bench stops sending (after the warmup).
@@ -152,6 +158,7 @@ impl Default for BenchConfig {
             report_interval: None,
             expect_greeting: false,
             proxy_protocol: None,
+            tls: None,
         }
     }
 }
@@ -206,6 +213,9 @@ impl BenchConfig {
         }
         if self.expect_greeting && self.mode == Mode::Udp {
             return invalid("a greeting comes only over TCP (framed or raw), not UDP".to_owned());
+        }
+        if self.tls.is_some() && self.mode == Mode::Udp {
+            return invalid("TLS goes over TCP (framed or raw), not UDP".to_owned());
         }
         if self.proxy_protocol.is_some() && self.mode == Mode::Udp {
             return invalid(
@@ -351,6 +361,15 @@ pub struct BenchReport {
     /// takes percentiles over every host's echoes. `None` when nothing was
     /// timed.
     pub latency_histogram: Option<String>,
+    /// How long the connections took to open over TCP, as curl's
+    /// `time_connect`, one sample a connection; `None` over UDP, when no
+    /// connection opened, and in a [merged](merge()) report.
+    #[serde(default, rename = "connect_time_us")]
+    pub connect_time: Option<LatencySummary>,
+    /// How long their TLS handshakes took after that, as curl's
+    /// `time_appconnect` less `time_connect`; `None` without TLS.
+    #[serde(default, rename = "tls_handshake_time_us")]
+    pub tls_handshake_time: Option<LatencySummary>,
     /// The figures of each interval, if asked for.
     pub intervals: Vec<IntervalReport>,
     /// The first error, in words.
@@ -570,26 +589,38 @@ pub async fn run_with(
         .await
         .map_err(|_elapsed| ClientError::connect_timeout(&config.addr, config.timeout))??;
     let candidates: Arc<[_]> = candidates.into();
+    // The TLS files are read once, for every connection.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| tls.connector(&config.addr))
+        .transpose()?;
 
     // Connect everything first, so that connecting is not measured.
     let mut connecting = JoinSet::new();
     for index in 0..config.connections {
-        let (addr, candidates, mode, timeout, expect_greeting, proxy) = (
+        let (addr, candidates, mode, timeout, expect_greeting, proxy, tls) = (
             config.addr.clone(),
             Arc::clone(&candidates),
             config.mode,
             config.timeout,
             config.expect_greeting,
             config.proxy_protocol,
+            tls.clone(),
         );
         connecting.spawn(async move {
             let opened = async {
-                let mut link = tokio::time::timeout(
-                    timeout,
-                    transport::open(&addr, &candidates, mode, proxy.as_ref()),
-                )
-                .await
-                .unwrap_or_else(|_elapsed| Err(ClientError::connect_timeout(&addr, timeout)))?;
+                let dial = Dial {
+                    mode,
+                    proxy: proxy.as_ref(),
+                    tls: tls.as_ref(),
+                };
+                let mut link =
+                    tokio::time::timeout(timeout, transport::open(&addr, &candidates, dial))
+                        .await
+                        .unwrap_or_else(|_elapsed| {
+                            Err(ClientError::connect_timeout(&addr, timeout))
+                        })?;
                 // The greeting, like an echo, gets a timeout of its own.
                 let instance = if expect_greeting {
                     let greeting =
@@ -605,9 +636,18 @@ pub async fn run_with(
     }
     let mut links = Vec::with_capacity(config.connections);
     let mut connect_errors = Vec::new();
+    let (mut connect_times, mut handshake_times) = (LatencyStats::new(), LatencyStats::new());
     while let Some(joined) = connecting.join_next().await {
         match joined {
-            Ok((index, Ok(link))) => links.push((index, link)),
+            Ok((index, Ok(link))) => {
+                if config.mode.is_tcp() {
+                    connect_times.record(link.0.connect_time);
+                }
+                if let Some(handshake) = link.0.handshake_time {
+                    handshake_times.record(handshake);
+                }
+                links.push((index, link));
+            }
             Ok((_, Err(error))) => connect_errors.push(error),
             Err(join_error) => connect_errors.push(ClientError::Connect {
                 addr: config.addr.clone(),
@@ -680,7 +720,10 @@ pub async fn run_with(
         }
     }
     clock.finish(&mut observer);
-    Ok(clock.report(config, connected, interrupted))
+    let mut report = clock.report(config, connected, interrupted);
+    report.connect_time = connect_times.summary();
+    report.tls_handshake_time = handshake_times.summary();
+    Ok(report)
 }
 
 /// Sleeps until `deadline`, or for ever if there is none.
@@ -866,6 +909,8 @@ impl<'a> Clock<'a> {
             megabytes_per_s: per_second(totals.echoed as f64 * config.size as f64 / 1e6, seconds),
             latency: latency_stats.summary(),
             latency_histogram: (latency_stats.count() > 0).then(|| latency_stats.to_interchange()),
+            connect_time: None,
+            tls_handshake_time: None,
             intervals: self.intervals,
             first_error: totals.first_error.take(),
             interrupted,

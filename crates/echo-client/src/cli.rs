@@ -16,12 +16,13 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{FalseyValueParser, PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use echo_client::{Client, Mode, ProxyProtocol, ProxyVersion};
+use echo_client::{Client, ConnectOptions, Mode, ProxyProtocol, ProxyVersion, TlsOptions};
 
 const USAGE: &str = "echo-client [OPTIONS] [MESSAGE]...\n       echo-client [OPTIONS] <COMMAND>";
 
@@ -92,6 +93,12 @@ impl Cli {
             return Err(Cli::command().error(
                 ErrorKind::ArgumentConflict,
                 "--expect-greeting: a greeting comes only over TCP (framed or raw), not UDP",
+            ));
+        }
+        if self.options.tls().is_some() && mode == Mode::Udp {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--tls: TLS goes only over TCP (framed or raw), not UDP",
             ));
         }
         if self.options.proxy_protocol.is_some() && mode == Mode::Udp {
@@ -225,6 +232,55 @@ struct Options {
         requires = "proxy_protocol"
     )]
     proxy_source: Option<SocketAddr>,
+
+    // TLS.
+    /// Speak TLS (1.2 or 1.3) to the server, as to echo-server's
+    /// --tls-listen, verifying its certificate against the system's roots
+    /// [default: off]
+    #[arg(long, global = true, env = "ECHO_TLS", value_parser = FalseyValueParser::new())]
+    tls: bool,
+
+    /// Trust the CA certificates in this PEM file instead of the system's
+    /// roots; implies --tls
+    #[arg(long, global = true, env = "ECHO_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// The name sent in SNI and checked against the certificate; implies
+    /// --tls [default: the host of --addr]
+    #[arg(long, global = true, env = "ECHO_TLS_SERVER_NAME", value_name = "NAME")]
+    tls_server_name: Option<String>,
+
+    /// A client certificate chain (PEM), for a server that requires one
+    /// (mutual TLS); needs --tls-key, implies --tls
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM)
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// Accept any certificate, verifying nothing (a warning says so on
+    /// stderr); implies --tls [default: off]
+    #[arg(
+        long,
+        global = true,
+        env = "ECHO_TLS_INSECURE",
+        value_parser = FalseyValueParser::new(),
+        conflicts_with = "tls_ca"
+    )]
+    tls_insecure: bool,
 }
 
 impl Options {
@@ -236,15 +292,44 @@ impl Options {
         })
     }
 
-    /// Connects to the server as the options say: the mode, the timeout,
-    /// and a PROXY header first if asked for.
-    async fn connect(&self) -> Result<Client, echo_client::ClientError> {
-        match self.proxy() {
-            Some(proxy) => {
-                Client::connect_proxied(&self.addr, self.mode(), proxy, self.timeout).await
-            }
-            None => Client::connect_with(&self.addr, self.mode(), self.timeout).await,
+    /// TLS as asked for: by --tls or by any of the options that imply it.
+    fn tls(&self) -> Option<TlsOptions> {
+        let asked = self.tls
+            || self.tls_insecure
+            || self.tls_ca.is_some()
+            || self.tls_server_name.is_some()
+            || self.tls_cert.is_some();
+        asked.then(|| TlsOptions {
+            ca: self.tls_ca.clone(),
+            server_name: self.tls_server_name.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            insecure: self.tls_insecure,
+        })
+    }
+
+    /// Says on stderr, once, that certificates go unverified.
+    fn warn_if_insecure(&self) {
+        if self.tls_insecure {
+            let _ = writeln!(
+                io::stderr(),
+                "warning: --tls-insecure: the server's certificate is not verified; anyone \
+                 on the path can pose as the server"
+            );
         }
+    }
+
+    /// Connects to the server as the options say: the mode, the timeout, a
+    /// PROXY header first and TLS if asked for.
+    async fn connect(&self) -> Result<Client, echo_client::ClientError> {
+        self.warn_if_insecure();
+        let options = ConnectOptions {
+            mode: self.mode(),
+            timeout: self.timeout,
+            proxy: self.proxy(),
+            tls: self.tls(),
+        };
+        Client::connect_with_options(&self.addr, &options).await
     }
 
     /// The mode asked for: --raw or --udp if given, else --mode.

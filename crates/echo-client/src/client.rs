@@ -13,7 +13,44 @@ use crate::error::ClientError;
 use crate::greeting;
 use crate::mode::Mode;
 use crate::proxy::ProxyProtocol;
-use crate::transport::{self, Receiver, Sender};
+use crate::tls::TlsOptions;
+use crate::transport::{self, Dial, Receiver, Sender};
+
+/// How [`Client::connect_with_options`] connects: everything but the
+/// address.
+///
+/// ```
+/// use std::time::Duration;
+/// use echo_client::{ConnectOptions, Mode};
+///
+/// let options = ConnectOptions::default();
+/// assert_eq!((options.mode, options.timeout), (Mode::Framed, Duration::from_secs(5)));
+/// assert!(options.proxy.is_none() && options.tls.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// How to talk to the server.
+    pub mode: Mode,
+    /// The bound on resolving and connecting (the TLS handshake included),
+    /// and then on each echo.
+    pub timeout: Duration,
+    /// A PROXY protocol header to send first, as a load balancer would.
+    pub proxy: Option<ProxyProtocol>,
+    /// TLS, after the PROXY header if there is one.
+    pub tls: Option<TlsOptions>,
+}
+
+impl Default for ConnectOptions {
+    /// Framed, a 5-second timeout, no PROXY header, no TLS.
+    fn default() -> Self {
+        Self {
+            mode: Mode::Framed,
+            timeout: Duration::from_secs(5),
+            proxy: None,
+            tls: None,
+        }
+    }
+}
 
 /// A connection to an echo server.
 ///
@@ -56,6 +93,9 @@ pub struct Client {
     timeout: Duration,
     sender: Sender,
     receiver: Receiver,
+    /// How long the TCP connection and the TLS handshake took.
+    connect_time: Duration,
+    handshake_time: Option<Duration>,
 }
 
 impl Client {
@@ -132,22 +172,24 @@ impl Client {
         mode: Mode,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        Self::open(addr.to_string(), mode, None, timeout).await
+        Self::open(addr.to_string(), Dial::plain(mode), timeout).await
     }
 
-    /// Connects to the echo server at `addr` in `mode` (framed or raw TCP)
-    /// and sends `proxy`'s PROXY protocol header first, as a load balancer
-    /// would, for a server started with `--proxy-protocol`.
+    /// Connects to the echo server at `addr` as `options` say: the mode and
+    /// the timeout, and over TCP a PROXY protocol header first, TLS, or
+    /// both (the header first, as a load balancer sends it).
     ///
     /// # Errors
     ///
-    /// [`ClientError::InvalidSetting`] in [`Mode::Udp`], which has no
-    /// connection to open with a header; otherwise as for
+    /// [`ClientError::InvalidSetting`] for a PROXY header or TLS over UDP,
+    /// [`ClientError::TlsSetup`] for TLS files that cannot be used,
+    /// [`ClientError::TlsHandshake`] when the handshake fails (a
+    /// certificate that does not verify, say), and otherwise as for
     /// [`connect`](Client::connect).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use echo_client::{Client, Mode, ProxyProtocol, ProxyVersion};
+    /// use echo_client::{Client, ConnectOptions, ProxyProtocol, ProxyVersion};
     /// # use echo_server::{Config, Server};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -161,37 +203,44 @@ impl Client {
     /// # tokio::spawn(server.run(std::future::pending()));
     /// // A server started with --proxy-protocol, which takes headers from
     /// // loopback.
-    /// let proxy = ProxyProtocol {
-    ///     version: ProxyVersion::V2,
-    ///     source: Some("198.18.0.9:4000".parse()?),
+    /// let options = ConnectOptions {
+    ///     proxy: Some(ProxyProtocol {
+    ///         version: ProxyVersion::V2,
+    ///         source: Some("198.18.0.9:4000".parse()?),
+    ///     }),
+    ///     ..ConnectOptions::default()
     /// };
-    /// let timeout = Duration::from_secs(5);
-    /// let mut client = Client::connect_proxied(addr, Mode::Framed, proxy, timeout).await?;
+    /// let mut client = Client::connect_with_options(addr, &options).await?;
     /// assert_eq!(&client.echo(b"via a balancer").await?[..], b"via a balancer");
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn connect_proxied(
+    pub async fn connect_with_options(
         addr: impl fmt::Display,
-        mode: Mode,
-        proxy: ProxyProtocol,
-        timeout: Duration,
+        options: &ConnectOptions,
     ) -> Result<Client, ClientError> {
-        if !mode.is_tcp() {
+        let addr = addr.to_string();
+        if !options.mode.is_tcp() && (options.proxy.is_some() || options.tls.is_some()) {
             return Err(ClientError::InvalidSetting {
-                reason: "a PROXY protocol header goes over TCP (framed or raw), not UDP".to_owned(),
+                reason: "a PROXY header and TLS go over TCP (framed or raw), not UDP".to_owned(),
             });
         }
-        Self::open(addr.to_string(), mode, Some(&proxy), timeout).await
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|tls| tls.connector(&addr))
+            .transpose()?;
+        let dial = Dial {
+            mode: options.mode,
+            proxy: options.proxy.as_ref(),
+            tls: tls.as_ref(),
+        };
+        Self::open(addr, dial, options.timeout).await
     }
 
-    async fn open(
-        addr: String,
-        mode: Mode,
-        proxy: Option<&ProxyProtocol>,
-        timeout: Duration,
-    ) -> Result<Client, ClientError> {
-        let link = transport::connect(&addr, mode, proxy, timeout).await?;
+    async fn open(addr: String, dial: Dial<'_>, timeout: Duration) -> Result<Client, ClientError> {
+        let mode = dial.mode;
+        let link = transport::connect(&addr, dial, timeout).await?;
         tracing::debug!(%addr, peer = %link.peer, %mode, "connected");
         Ok(Client {
             addr,
@@ -200,7 +249,21 @@ impl Client {
             timeout,
             sender: link.sender,
             receiver: link.receiver,
+            connect_time: link.connect_time,
+            handshake_time: link.handshake_time,
         })
+    }
+
+    /// How long the TCP connection took to open, as curl's `time_connect`;
+    /// zero over UDP, which opens nothing.
+    pub fn connect_time(&self) -> Duration {
+        self.connect_time
+    }
+
+    /// How long the TLS handshake took after the connection opened, as
+    /// curl's `time_appconnect` less `time_connect`; `None` without TLS.
+    pub fn tls_handshake_time(&self) -> Option<Duration> {
+        self.handshake_time
     }
 
     /// Reads the greeting that a server told to greet (`echo-server

@@ -158,6 +158,26 @@ pub enum ClientError {
         source: echo_proto::greeting::GreetingError,
     },
 
+    /// The TLS settings cannot be used: a file that is missing or holds no
+    /// certificate or key, a key that does not fit its certificate, a server
+    /// name that is neither a DNS name nor an IP address.
+    #[error("cannot set up TLS: {reason}")]
+    TlsSetup {
+        /// What is wrong, naming the file or the setting.
+        reason: String,
+    },
+
+    /// The TLS handshake failed: the server's certificate did not verify
+    /// (an unknown issuer, another name, expired), the server wanted a
+    /// client certificate, or it does not speak TLS.
+    #[error("TLS handshake with {addr} failed")]
+    TlsHandshake {
+        /// The address as given.
+        addr: String,
+        /// Why, as rustls said it.
+        source: io::Error,
+    },
+
     /// Reading or writing the socket failed for a reason other than the
     /// server closing it.
     #[error("I/O error on the connection to {addr}")]

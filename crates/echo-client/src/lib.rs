@@ -20,7 +20,8 @@
 //! | `src/mode.rs` | [`Mode`]: framed, raw or UDP; its name, and the messages it can carry | payload |
 //! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
 //! | `src/proxy.rs` | [`ProxyProtocol`]: the PROXY protocol header a TCP connection may open with | |
-//! | `src/transport.rs` | the sending and receiving halves every mode shares | error, mode, proxy |
+//! | `src/tls.rs` | [`TlsOptions`]: what to trust, the name to check, a client certificate; the connector they make | error |
+//! | `src/transport.rs` | the sending and receiving halves every mode shares, plain or TLS | error, mode, proxy, tls |
 //! | `src/greeting.rs` | reading the greeting a server may open a connection with | error, mode, transport |
 //! | `src/client.rs` | [`Client`]: connect, read a greeting, echo one message, pipeline many | error, greeting, mode, transport |
 //! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time, over a [`Client`] | client, error, mode, payload, stats, units |
@@ -140,11 +141,13 @@ pub mod ping;
 mod proxy;
 pub mod report;
 pub mod stats;
+mod tls;
 mod transport;
 mod units;
 
-pub use client::Client;
+pub use client::{Client, ConnectOptions};
 pub use echo_proto::greeting::Greeting;
 pub use error::ClientError;
 pub use mode::{MAX_DATAGRAM_LEN, Mode, ParseModeError};
 pub use proxy::{ParseProxyVersionError, ProxyProtocol, ProxyVersion};
+pub use tls::TlsOptions;

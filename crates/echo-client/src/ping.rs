@@ -153,6 +153,17 @@ pub struct PingReport {
     /// The round-trip times of the intact echoes, if any.
     #[serde(rename = "rtt_us")]
     pub rtt: Option<LatencySummary>,
+    /// How long the TCP connection took to open, as curl's `time_connect`;
+    /// `None` over UDP.
+    #[serde(default, rename = "connect_time_us", with = "units::optional_micros")]
+    pub connect_time: Option<Duration>,
+    /// How long the TLS handshake took after it; `None` without TLS.
+    #[serde(
+        default,
+        rename = "tls_handshake_time_us",
+        with = "units::optional_micros"
+    )]
+    pub tls_handshake_time: Option<Duration>,
 }
 
 impl PingReport {
@@ -185,7 +196,7 @@ impl Pinger {
     }
 
     /// Pings over `client`, already connected (with
-    /// [`Client::connect_proxied`](crate::Client::connect_proxied), say),
+    /// [`Client::connect_with_options`](crate::Client::connect_with_options), say),
     /// with messages of `size` bytes, each echo waited for up to the
     /// client's timeout.
     ///
@@ -211,6 +222,8 @@ impl Pinger {
             loss_percent: 0.0,
             time: Duration::ZERO,
             rtt: None,
+            connect_time: mode.is_tcp().then(|| client.connect_time()),
+            tls_handshake_time: client.tls_handshake_time(),
         };
         Ok(Pinger {
             client,

@@ -146,6 +146,8 @@ pub fn ping_reply_lines(
 ///
 /// Corrupted, late and unexpected echoes are added to the second line when
 /// there are any; the third line is left out when no echo came back intact.
+/// Over TCP a last line says how long connecting took (`connect 0.081
+/// ms`), and with TLS how long the handshake took after it.
 impl fmt::Display for PingReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "--- {} echo statistics ---", self.peer)?;
@@ -177,6 +179,12 @@ impl fmt::Display for PingReport {
                 ms(rtt.p50),
                 ms(rtt.p99)
             )?;
+        }
+        if let Some(connect) = self.connect_time {
+            write!(f, "\nconnect {} ms", ms(connect))?;
+            if let Some(handshake) = self.tls_handshake_time {
+                write!(f, ", TLS handshake {} ms", ms(handshake))?;
+            }
         }
         Ok(())
     }
@@ -318,6 +326,22 @@ impl fmt::Display for BenchReport {
             "connections  {} of {} connected, {} failed",
             connections.connected, connections.requested, connections.failed
         )?;
+        if let Some(connect) = &self.connect_time {
+            write!(
+                f,
+                "\nconnect      p50 {}, max {} over TCP",
+                human_duration(connect.p50),
+                human_duration(connect.max)
+            )?;
+            if let Some(handshake) = &self.tls_handshake_time {
+                write!(
+                    f,
+                    "; TLS handshake p50 {}, max {}",
+                    human_duration(handshake.p50),
+                    human_duration(handshake.max)
+                )?;
+            }
+        }
         if let Some(fairness) = &self.fairness {
             write!(
                 f,
@@ -429,6 +453,8 @@ mod tests {
             loss_percent: 0.0,
             time: Duration::from_micros(4_004_321),
             rtt: Some(sample_rtt()),
+            connect_time: None,
+            tls_handshake_time: None,
         }
     }
 

@@ -8,17 +8,20 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use echo_proto::FrameError;
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::client::TlsStream;
 
 use crate::error::ClientError;
 use crate::mode::{MAX_DATAGRAM_LEN, Mode};
 use crate::proxy::ProxyProtocol;
+use crate::tls::Connector;
 
 /// How much a TCP receiver asks the socket for at least, per read: enough for
 /// many small echoes at once, so that pipelined echoes cost one system call
@@ -32,6 +35,34 @@ pub(crate) struct Link {
     pub(crate) sender: Sender,
     pub(crate) receiver: Receiver,
     pub(crate) peer: SocketAddr,
+    /// How long the TCP connection took to open (zero over UDP), as curl's
+    /// `time_connect`.
+    pub(crate) connect_time: Duration,
+    /// How long the TLS handshake took after it, as curl's
+    /// `time_appconnect` less `time_connect`; `None` without TLS.
+    pub(crate) handshake_time: Option<Duration>,
+}
+
+/// How to open a link: the mode, and over TCP what comes before the first
+/// message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dial<'a> {
+    pub(crate) mode: Mode,
+    /// A PROXY protocol header, sent first.
+    pub(crate) proxy: Option<&'a ProxyProtocol>,
+    /// TLS, after the PROXY header if any.
+    pub(crate) tls: Option<&'a Connector>,
+}
+
+impl Dial<'_> {
+    /// Plain `mode`: nothing before the first message.
+    pub(crate) fn plain(mode: Mode) -> Dial<'static> {
+        Dial {
+            mode,
+            proxy: None,
+            tls: None,
+        }
+    }
 }
 
 /// Resolves `addr` (anything of the form `HOST:PORT`) to its socket addresses.
@@ -57,13 +88,12 @@ pub(crate) async fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ClientError> 
 /// accepts, all within `timeout`, sending the `proxy` header first if given.
 pub(crate) async fn connect(
     addr: &str,
-    mode: Mode,
-    proxy: Option<&ProxyProtocol>,
+    dial: Dial<'_>,
     timeout: std::time::Duration,
 ) -> Result<Link, ClientError> {
     tokio::time::timeout(timeout, async {
         let candidates = resolve(addr).await?;
-        open(addr, &candidates, mode, proxy).await
+        open(addr, &candidates, dial).await
     })
     .await
     .map_err(|_elapsed| ClientError::connect_timeout(addr, timeout))?
@@ -78,14 +108,35 @@ pub(crate) async fn connect(
 pub(crate) async fn open(
     addr: &str,
     candidates: &[SocketAddr],
-    mode: Mode,
-    proxy: Option<&ProxyProtocol>,
+    dial: Dial<'_>,
 ) -> Result<Link, ClientError> {
     let mut last_error = None;
+    let mode = dial.mode;
     for &candidate in candidates {
         tracing::debug!(%addr, %candidate, %mode, "connecting");
         let opened = if mode.is_tcp() {
-            open_tcp(candidate, mode, proxy).await
+            match open_tcp(candidate, dial.proxy).await {
+                // A TLS handshake that fails is the answer of a server that
+                // was reached: the other addresses are not tried.
+                Ok((stream, connect_time)) => {
+                    return match dial.tls {
+                        None => Ok(tcp_link(stream, candidate, mode, connect_time)),
+                        Some(tls) => {
+                            let started = Instant::now();
+                            let stream = tls.handshake(stream, addr).await?;
+                            let handshake_time = started.elapsed();
+                            Ok(tls_link(
+                                stream,
+                                candidate,
+                                mode,
+                                connect_time,
+                                handshake_time,
+                            ))
+                        }
+                    };
+                }
+                Err(error) => Err(error),
+            }
         } else {
             open_udp(candidate).await
         };
@@ -103,8 +154,15 @@ pub(crate) async fn open(
     })
 }
 
-async fn open_tcp(peer: SocketAddr, mode: Mode, proxy: Option<&ProxyProtocol>) -> io::Result<Link> {
+/// Opens a TCP connection to `peer` and sends the `proxy` header on it, if
+/// given: the stream, and how long connecting took.
+async fn open_tcp(
+    peer: SocketAddr,
+    proxy: Option<&ProxyProtocol>,
+) -> io::Result<(TcpStream, Duration)> {
+    let started = Instant::now();
     let mut stream = TcpStream::connect(peer).await?;
+    let connect_time = started.elapsed();
     // Each batch of messages is written in one piece, so Nagle's algorithm
     // could only delay it: it would hold a small write back until the
     // previous one was acknowledged, which with delayed acknowledgements
@@ -115,18 +173,57 @@ async fn open_tcp(peer: SocketAddr, mode: Mode, proxy: Option<&ProxyProtocol>) -
             .write_all(&proxy.header(stream.local_addr()?, peer))
             .await?;
     }
+    Ok((stream, connect_time))
+}
+
+/// A plain TCP link over `stream`, connected to `peer`.
+fn tcp_link(stream: TcpStream, peer: SocketAddr, mode: Mode, connect_time: Duration) -> Link {
     let (read_half, write_half) = stream.into_split();
+    stream_link(
+        SenderKind::Tcp(write_half),
+        StreamRead::Plain(read_half),
+        mode,
+        peer,
+        (connect_time, None),
+    )
+}
+
+/// A TLS link over `stream`, handshake made.
+fn tls_link(
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    mode: Mode,
+    connect_time: Duration,
+    handshake_time: Duration,
+) -> Link {
+    let (read_half, write_half) = tokio::io::split(stream);
+    stream_link(
+        SenderKind::Tls(write_half),
+        StreamRead::Tls(read_half),
+        mode,
+        peer,
+        (connect_time, Some(handshake_time)),
+    )
+}
+
+fn stream_link(
+    sender: SenderKind,
+    half: StreamRead,
+    mode: Mode,
+    peer: SocketAddr,
+    (connect_time, handshake_time): (Duration, Option<Duration>),
+) -> Link {
     let framed = mode == Mode::Framed;
-    Ok(Link {
+    Link {
         sender: Sender {
-            kind: SenderKind::Tcp(write_half),
+            kind: sender,
             framed,
             batch: Vec::new(),
             datagram_ends: Vec::new(),
         },
         receiver: Receiver {
             kind: ReceiverKind::Tcp {
-                half: read_half,
+                half,
                 framed,
                 buffer: BytesMut::new(),
                 consumed: 0,
@@ -134,7 +231,9 @@ async fn open_tcp(peer: SocketAddr, mode: Mode, proxy: Option<&ProxyProtocol>) -
             reads: 0,
         },
         peer,
-    })
+        connect_time,
+        handshake_time,
+    }
 }
 
 async fn open_udp(peer: SocketAddr) -> io::Result<Link> {
@@ -163,6 +262,8 @@ async fn open_udp(peer: SocketAddr) -> io::Result<Link> {
             reads: 0,
         },
         peer,
+        connect_time: Duration::ZERO,
+        handshake_time: None,
     })
 }
 
@@ -185,6 +286,7 @@ pub(crate) struct Sender {
 #[derive(Debug)]
 enum SenderKind {
     Tcp(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
     Udp(Arc<UdpSocket>),
 }
 
@@ -262,7 +364,9 @@ impl Sender {
                     Err(error) => return Err(error),
                 }
             }
-            SenderKind::Tcp(_) | SenderKind::Udp(_) => 0,
+            // TLS records are made as the bytes are written: they go
+            // through the queue, and out at the flush.
+            SenderKind::Tcp(_) | SenderKind::Tls(_) | SenderKind::Udp(_) => 0,
         };
         let (head_written, tail_written) =
             (written.min(head.len()), written.saturating_sub(head.len()));
@@ -282,6 +386,10 @@ impl Sender {
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         match &mut self.kind {
             SenderKind::Tcp(half) => half.write_all(&self.batch).await?,
+            SenderKind::Tls(half) => {
+                half.write_all(&self.batch).await?;
+                half.flush().await?;
+            }
             SenderKind::Udp(socket) => {
                 let mut start = 0;
                 for &end in &self.datagram_ends {
@@ -315,6 +423,7 @@ impl Sender {
     pub(crate) async fn finish(&mut self) -> io::Result<()> {
         match &mut self.kind {
             SenderKind::Tcp(half) => half.shutdown().await,
+            SenderKind::Tls(half) => half.shutdown().await,
             SenderKind::Udp(_) => Ok(()),
         }
     }
@@ -340,7 +449,7 @@ pub(crate) struct Receiver {
 #[derive(Debug)]
 enum ReceiverKind {
     Tcp {
-        half: OwnedReadHalf,
+        half: StreamRead,
         framed: bool,
         buffer: BytesMut,
         /// How much of the front of `buffer` has been handed out already.
@@ -513,6 +622,22 @@ impl Receiver {
     }
 }
 
+/// The reading half of a TCP stream, plain or TLS.
+#[derive(Debug)]
+enum StreamRead {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl StreamRead {
+    async fn read_buf(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            StreamRead::Plain(half) => half.read_buf(buffer).await,
+            StreamRead::Tls(half) => half.read_buf(buffer).await,
+        }
+    }
+}
+
 /// What a TCP receiver's buffer holds.
 enum Buffered {
     /// A whole echo, at `buffer[start..end]`.
@@ -567,9 +692,9 @@ mod tests {
     #[tokio::test]
     async fn what_the_socket_does_not_take_at_once_is_flushed_after_it_in_order() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let link = open_tcp(listener.local_addr().unwrap(), Mode::Raw, None)
-            .await
-            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stream, connect_time) = open_tcp(addr, None).await.unwrap();
+        let link = tcp_link(stream, addr, Mode::Raw, connect_time);
         let (mut peer, _) = listener.accept().await.unwrap();
         let mut sender = link.sender;
 

@@ -37,6 +37,29 @@ pub(crate) mod micros {
     }
 }
 
+/// An optional duration as a number of microseconds, or null.
+pub(crate) mod optional_micros {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => micros::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Micros(#[serde(with = "micros")] Duration);
+        Ok(Option::<Micros>::deserialize(deserializer)?.map(|Micros(duration)| duration))
+    }
+}
+
 /// A duration as a number of seconds.
 pub(crate) mod seconds {
     use super::*;

@@ -403,7 +403,7 @@ async fn ping_prints_a_line_per_echo_then_the_summary() {
     assert_eq!(run.stderr, "");
     let stdout = run.stdout_text();
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(lines.len(), 8, "{stdout}");
     assert_eq!(
         lines[0],
         format!("ECHO {addr} (framed): 56 bytes of payload")
@@ -416,7 +416,12 @@ async fn ping_prints_a_line_per_echo_then_the_summary() {
         );
         assert!(rtt > 0.0);
     }
-    assert_ping_summary(&lines[4..], addr, 3);
+    assert_ping_summary(&lines[4..7], addr, 3);
+    // Over TCP, how long connecting took, as curl's time_connect.
+    assert!(
+        number_between(lines[7], "connect ", " ms") > 0.0,
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

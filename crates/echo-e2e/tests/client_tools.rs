@@ -58,7 +58,15 @@ fn ping_speaks_every_mode_of_the_server() {
     let args = ["ping", "-c", "3", "-i", "20", "-s", "100"];
     in_every_mode(&args, |&Target { addr, mode, .. }, output| {
         let lines = success_lines(output);
-        assert_eq!(lines.len(), 3 + 4, "{mode}: {output}");
+        // Over TCP a last line says how long connecting took.
+        let tcp = mode != "udp";
+        assert_eq!(lines.len(), 3 + 4 + usize::from(tcp), "{mode}: {output}");
+        if tcp {
+            assert!(
+                lines[7].starts_with("connect ") && lines[7].ends_with(" ms"),
+                "{mode}: {output}"
+            );
+        }
         assert_eq!(
             lines[0],
             format!("ECHO {addr} ({mode}): 100 bytes of payload"),
@@ -228,7 +236,7 @@ fn reports_of_benches_run_at_once_merge_and_their_histograms_are_hdrhistograms()
                   from hdrh.histogram import HdrHistogram\n\
                   report = json.load(sys.stdin)\n\
                   h = HdrHistogram.decode(report['latency_histogram'])\n\
-                  print(h.get_total_count(), h.get_value_at_percentile(99) / 1000)";
+                  print(h.get_total_count(), h.get_mean_value() / 1000, h.get_max_value() / 1000)";
     let probe = echo_testkit::Spawn::new(&python)
         .args(["-c", "import hdrh"])
         .run(deadline)
@@ -243,10 +251,21 @@ fn reports_of_benches_run_at_once_merge_and_their_histograms_are_hdrhistograms()
         .run(deadline)
         .unwrap();
     let line = success_lines(&read).join("");
-    let (count, p99) = line.split_once(' ').unwrap();
+    let figures: Vec<&str> = line.split(' ').collect();
+    let [count, mean, max] = figures[..] else {
+        panic!("not three figures: {line}");
+    };
     assert_eq!(count.parse::<u64>().unwrap(), echoed, "{line}");
-    let p99: f64 = p99.parse().unwrap();
-    let ours = report["latency_us"]["p99"].as_f64().unwrap();
-    // Both take the histogram's bucket; ours is bounded by the exact extremes.
-    assert!((p99 - ours).abs() <= ours / 500.0, "{p99} vs {ours}");
+    // The histogram's figures are its buckets', within 0.1% of the exact
+    // ones ours are. (Percentiles are not compared: the two libraries round
+    // a percentile's rank differently, and in a sparse tail one rank can
+    // be a few buckets away from the next.)
+    for (theirs, field) in [(mean, "mean"), (max, "max")] {
+        let theirs: f64 = theirs.parse().unwrap();
+        let ours = report["latency_us"][field].as_f64().unwrap();
+        assert!(
+            (theirs - ours).abs() <= ours / 500.0,
+            "{field}: {theirs} vs {ours}"
+        );
+    }
 }

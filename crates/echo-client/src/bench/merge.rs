@@ -151,6 +151,9 @@ impl Merged {
         let end = first.started_unix + first.elapsed.as_secs_f64();
         let mut report = first.clone();
         report.intervals.clear();
+        // Connect and handshake times are summaries, which do not add up.
+        report.connect_time = None;
+        report.tls_handshake_time = None;
         report.first_error = prefixed(&host, first.first_error.as_deref());
         report.hosts = vec![host_row(host.clone(), &first)];
         Ok(Self {
@@ -358,6 +361,8 @@ mod tests {
             megabytes_per_s: echoed as f64 * 64.0 / 1e6 / seconds,
             latency: stats.summary(),
             latency_histogram: Some(stats.to_interchange()),
+            connect_time: None,
+            tls_handshake_time: None,
             intervals: Vec::new(),
             first_error: None,
             interrupted: false,

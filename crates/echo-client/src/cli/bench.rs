@@ -140,6 +140,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 /// Runs the bench and prints its report; fails if the endpoint did.
 pub(super) async fn run(options: &Options, args: BenchArgs) -> anyhow::Result<()> {
     let config = config(options, &args)?;
+    options.warn_if_insecure();
     let mut stdout = io::stdout().lock();
     if !args.json && printed(print_line(&mut stdout, bench_banner(&config).as_bytes()))?.is_break()
     {
@@ -198,6 +199,7 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
             .map_or(Stop::Duration(args.duration), Stop::Messages),
         warmup: args.warmup,
         proxy_protocol: options.proxy(),
+        tls: options.tls(),
         rate: args.rate,
         timeout: options.timeout,
         report_interval: args.report_interval,
