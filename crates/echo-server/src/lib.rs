@@ -27,6 +27,7 @@
 //! | `proxy_protocol` | `--proxy-protocol`: which peers may send a PROXY header, reading it (parsed by [`echo_proto::proxy_header`]), [`ProxyHeaderRejection`] |
 //! | [`tls`](TlsConfig) | [`TlsConfig`], loading and checking the TLS files ([`tls_server_config`], I/O-free), the handshake, [`TlsReloader`] |
 //! | [`listening`] | the `echo-server listening on IP:PORT (KIND)` lines the binary prints, written and parsed |
+//! | `logging` (the binary's, in `src/logging.rs`) | the binary's logs: a bounded queue to stderr, the instance on every line |
 //!
 //! # How a connection is served
 //!

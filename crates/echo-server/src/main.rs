@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,12 +14,14 @@ use clap::builder::{FalseyValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser};
 use echo_proto::frame::{DEFAULT_MAX_FRAME_LEN, MAX_ANNOUNCEABLE_LEN};
 use echo_server::{
-    Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Metrics, Mode, Server, ShutdownSignal, TlsConfig,
-    TlsReloader,
+    Config, DEFAULT_RELAY_BUFFER_LEN, Delay, Mode, Server, ShutdownSignal, TlsConfig, TlsReloader,
 };
-use tracing::{info, warn};
-use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing::info;
+use tracing_appender::non_blocking::ErrorCounter;
+
+mod logging;
+
+use logging::{LogFormat, init_logging, report_lost_log_lines};
 
 /// A TCP and UDP echo server. By default it sends back every frame it
 /// receives (a 4-byte big-endian length, then that many bytes); `--mode raw`
@@ -273,13 +275,6 @@ impl Cli {
     }
 }
 
-/// The formats `--log-format` offers.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 /// The longest duration any flag takes: a year, beyond which a timeout is
 /// a mistake rather than a choice.
 const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
@@ -305,7 +300,11 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::MissingRequiredArgument, message)
             .exit(),
     };
-    let logs = init_logging(cli.log_format);
+    let instance = cli
+        .instance
+        .clone()
+        .unwrap_or_else(echo_server::default_instance);
+    let logs = init_logging(cli.log_format, &instance);
     let result = run(cli, tls, logs.lost.clone());
     // The lines still queued go out before the error line, within a second
     // even if stderr is stuck.
@@ -343,15 +342,22 @@ fn run(cli: Cli, tls: Option<TlsConfig>, lost_logs: ErrorCounter) -> anyhow::Res
         (runtime, workers)
     };
     let runtime = runtime.context("cannot start the async runtime")?;
-    runtime.block_on(serve(cli, tls, server_workers, lost_logs))
+    runtime.block_on(serve(cli, tls, (server_workers, workers), lost_logs))
 }
 
+/// Binds and serves until a shutdown signal. `workers` is what the server
+/// runs itself (one per listener) and `threads`, those that serve TCP,
+/// whichever runtime runs them.
 async fn serve(
     cli: Cli,
     tls: Option<TlsConfig>,
-    workers: usize,
+    (workers, threads): (usize, usize),
     lost_logs: ErrorCounter,
 ) -> anyhow::Result<()> {
+    let runtime_name = match cli.runtime {
+        Runtime::Shared => "shared",
+        Runtime::PerWorker => "per-worker",
+    };
     let config = Config {
         listen: cli.listen,
         mode: cli.mode,
@@ -388,8 +394,8 @@ async fn serve(
         idle_timeout = ?config.idle_timeout,
         greeting = config.greeting,
         delay = config.delay.map(|delay| delay.to_string()),
-        instance = %config.instance,
-        workers = config.workers,
+        workers = threads,
+        runtime = runtime_name,
         proxy_protocol = config.proxy_protocol,
         "serving echo"
     );
@@ -436,70 +442,4 @@ fn announce(server: &Server) -> std::io::Result<()> {
         writeln!(stdout, "{line}")?;
     }
     stdout.flush()
-}
-
-/// The most log lines queued for stderr; past it, lines are dropped and
-/// counted. At a few hundred bytes a line, some megabytes at most.
-const QUEUED_LOG_LINES: usize = 16_384;
-
-/// How often lost log lines are counted and reported.
-const LOST_LOGS_PERIOD: Duration = Duration::from_secs(1);
-
-/// The logs' writer, kept for as long as the process logs.
-struct Logs {
-    /// Flushes the queued lines when dropped, waiting for stderr at most a
-    /// second.
-    _flush: WorkerGuard,
-    /// The lines dropped so far.
-    lost: ErrorCounter,
-}
-
-/// Sends logs to stderr, at the level RUST_LOG asks for (info by default).
-///
-/// Through a queue that a thread of its own writes out: a reader of stderr
-/// that falls behind or stops (a stuck log collector, a full pipe) then
-/// costs lost log lines, counted, and never a stalled server. Written
-/// directly, one blocked write to stderr would block the runtime's thread
-/// in the middle of an echo.
-fn init_logging(format: LogFormat) -> Logs {
-    let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUED_LOG_LINES)
-        .thread_name("echo-logs")
-        .finish(std::io::stderr());
-    let lost = writer.error_counter();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
-    }
-    Logs {
-        _flush: flush,
-        lost,
-    }
-}
-
-/// Every second, counts the log lines lost since the last time in
-/// `echo_log_lines_dropped_total` and says so in the logs: the line gets
-/// through once stderr is read again (or is lost and counted with the
-/// rest, to be said again a second later).
-async fn report_lost_log_lines(lost: ErrorCounter, metrics: Arc<Metrics>) {
-    let mut reported = 0;
-    let mut ticks = tokio::time::interval(LOST_LOGS_PERIOD);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let total = lost.dropped_lines() as u64;
-        if total > reported {
-            metrics.count_dropped_log_lines(total);
-            warn!(
-                lost = total - reported,
-                total, "log lines lost: stderr was not read fast enough"
-            );
-            reported = total;
-        }
-    }
 }

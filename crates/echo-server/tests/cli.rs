@@ -337,3 +337,46 @@ fn a_stuck_stderr_costs_log_lines_not_service() {
     let output = server.stop(deadline()).unwrap();
     assert_eq!(output.status.code(), Some(0), "{output}");
 }
+
+/// `--instance` names the server on every log line, text or JSON, whatever
+/// the level or the event.
+#[test]
+fn every_log_line_names_the_instance() {
+    let stderr = log_of_one_echo(&["--instance", "edge-7"], &[("RUST_LOG", "debug")], b"hi");
+    assert!(stderr.lines().count() >= 4, "{stderr}");
+    for line in stderr.lines() {
+        assert!(line.ends_with(" instance=edge-7"), "{line}");
+    }
+    let stderr = log_of_one_echo(
+        &["--instance", "edge 7", "--log-format", "json"],
+        &[("RUST_LOG", "info")],
+        b"hi",
+    );
+    for line in stderr.lines() {
+        let object: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(object["instance"], "edge 7", "{line}");
+    }
+}
+
+/// Thousands of connections come and go, each logged as it opens and
+/// closes, while nobody reads the server's stderr: every one is served
+/// (written straight to the pipe, the lines would fill it after about
+/// 64 KiB and stop the server).
+#[test]
+fn thousands_of_connections_are_served_while_nobody_reads_the_logs() {
+    let server = binary()
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stall_stderr()
+        .start()
+        .unwrap();
+    let [addr] = server.listening([Kind::Framed], deadline()).unwrap();
+    for i in 0..3_000u32 {
+        let payload = i.to_be_bytes();
+        assert_eq!(
+            echo(addr, &payload).as_deref(),
+            Some(&payload[..]),
+            "connection {i}"
+        );
+    }
+}
