@@ -14,7 +14,12 @@ use crate::input::Input;
 use crate::server_relay::RELAY_BUFFER_LEN;
 
 /// The fuzz targets, by name.
-pub const TARGETS: [&str; 3] = ["frame_decoder", "server_relay", "json_codec"];
+pub const TARGETS: [&str; 4] = [
+    "frame_decoder",
+    "server_relay",
+    "json_codec",
+    "proxy_header",
+];
 
 /// The default maximum frame length (8 MiB), which the header vectors are
 /// judged against.
@@ -105,8 +110,48 @@ pub fn seeds(target: &str) -> Vec<Seed> {
             seeds.push(json_documents().seed(0));
             seeds
         }
+        "proxy_header" => proxy_headers()
+            .into_iter()
+            .flat_map(|(name, header)| {
+                let mut stream = header;
+                stream.extend_from_slice(b"\0\0\0\x02hi");
+                [
+                    Case::new(name.clone(), DEFAULT_LIMIT, &[], stream.clone()).seed(0),
+                    Case::new(format!("{name}-byte-by-byte"), DEFAULT_LIMIT, &[1], stream).seed(0),
+                ]
+            })
+            .collect(),
         other => panic!("no fuzz target is called {other}"),
     }
+}
+
+/// PROXY headers of every kind the specification names: version 1 TCP4,
+/// TCP6 and UNKNOWN, version 2 TCP4, TCP6 with TLVs, and LOCAL.
+fn proxy_headers() -> Vec<(String, Vec<u8>)> {
+    use echo_proto::proxy_header::{Addresses, encode_v1, encode_v2};
+    let v4 = (
+        "198.18.0.9:4000".parse().unwrap(),
+        "198.18.0.1:9999".parse().unwrap(),
+    );
+    let v6 = (
+        "[2001:db8::9]:4000".parse().unwrap(),
+        "[2001:db8::1]:9999".parse().unwrap(),
+    );
+    let proxied = |(source, destination)| Addresses::Proxied {
+        source,
+        destination,
+    };
+    let mut with_tlvs = encode_v2(proxied(v6));
+    with_tlvs.extend_from_slice(&[0x01, 0, 2, b'h', b'2', 0x04, 0, 0]);
+    with_tlvs[15] += 8;
+    vec![
+        ("v1-tcp4".to_owned(), encode_v1(v4.0, v4.1).into_bytes()),
+        ("v1-tcp6".to_owned(), encode_v1(v6.0, v6.1).into_bytes()),
+        ("v1-unknown".to_owned(), b"PROXY UNKNOWN\r\n".to_vec()),
+        ("v2-tcp4".to_owned(), encode_v2(proxied(v4))),
+        ("v2-tcp6-tlvs".to_owned(), with_tlvs),
+        ("v2-local".to_owned(), encode_v2(Addresses::Local)),
+    ]
 }
 
 /// The streams every target starts from.

@@ -307,14 +307,25 @@ mod tests {
             assert!(parse(&["--time", bad]).is_err(), "{bad}");
         }
         let error = parse(&["json"]).unwrap_err().to_string();
-        assert!(error.contains("json_codec, server_relay"), "{error}");
+        assert!(
+            error.contains("json_codec, proxy_header, server_relay"),
+            "{error}"
+        );
     }
 
     #[test]
     fn finds_the_targets_and_their_seeds() {
         let fuzz_dir = crate::project_root().join("fuzz");
         let targets = targets(&fuzz_dir).unwrap();
-        assert_eq!(targets, ["frame_decoder", "json_codec", "server_relay"]);
+        assert_eq!(
+            targets,
+            [
+                "frame_decoder",
+                "json_codec",
+                "proxy_header",
+                "server_relay"
+            ]
+        );
         let manifest = std::fs::read_to_string(fuzz_dir.join("Cargo.toml")).unwrap();
         for target in &targets {
             assert!(
