@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use echo_e2e::{find_on_path, start_server};
+use echo_e2e::{client, find_on_path, start_server};
 use echo_testkit::certs::{Ca, CertDir, Issued};
 use echo_testkit::{Kind, Pipe, Process, Signal, Spawn, deadline};
 
@@ -303,4 +303,86 @@ fn a_bad_tls_file_at_start_is_one_error_line_naming_it_and_exit_1() {
         assert!(errors[0].contains(named), "{stderr}");
         assert!(output.stdout_text().is_empty(), "nothing was announced");
     }
+}
+
+/// Starts the Python `ssl` echo server speaking only TLS `version`, with
+/// `extra` arguments: the process and its address.
+fn python_tls_server(
+    python: &Path,
+    files: &Files,
+    version: &str,
+    extra: &[&str],
+) -> (Process, std::net::SocketAddr) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/tls_echo_server.py");
+    let server = Spawn::new(python)
+        .arg(script)
+        .args([path(&files.cert), path(&files.key), version])
+        .args(extra)
+        .start()
+        .unwrap();
+    let line = server
+        .wait_for_line(Pipe::Stdout, deadline(), |line| {
+            line.starts_with("listening on ")
+        })
+        .unwrap();
+    let port: u16 = line["listening on ".len()..].parse().unwrap();
+    (server, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+#[test]
+fn echo_client_speaks_tls_1_2_and_1_3_to_python_ssl_and_refuses_an_unknown_issuer() {
+    let Some(python) = find_on_path("python3") else {
+        return skipped(
+            "echo_client_speaks_tls_1_2_and_1_3_to_python_ssl_and_refuses_an_unknown_issuer",
+            "python3",
+        );
+    };
+    let ca = Ca::new("e2e CA");
+    let files = Files::new(&ca.issue("localhost"));
+    for version in ["1.2", "1.3"] {
+        let (_server, addr) = python_tls_server(&python, &files, version, &[]);
+        let output = client(addr)
+            .unwrap()
+            .args(["--raw", "--tls-ca", path(&files.ca), "--tls-server-name"])
+            .args(["localhost", "hello over", "Python's ssl"])
+            .run(deadline())
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "TLS {version}: {output}");
+        assert_eq!(output.stdout_text(), "hello over\nPython's ssl\n");
+        // Without the CA, the certificate's issuer is unknown: one error
+        // line, exit 1.
+        let output = client(addr)
+            .unwrap()
+            .args(["--raw", "--tls", "--tls-server-name", "localhost", "x"])
+            .run(deadline())
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output}");
+        let stderr = output.stderr_text();
+        assert!(
+            stderr.lines().count() == 1 && stderr.contains("UnknownIssuer"),
+            "{stderr}"
+        );
+    }
+    // A server that requires client certificates takes echo-client's.
+    let identity = ca.issue("echo-client");
+    let cert = files.dir.write("client.pem", &identity.cert_pem).unwrap();
+    let key = files
+        .dir
+        .write("client-key.pem", &identity.key_pem)
+        .unwrap();
+    let (_server, addr) = python_tls_server(&python, &files, "1.3", &[path(&files.ca)]);
+    let output = client(addr)
+        .unwrap()
+        .args([
+            "--raw",
+            "--tls-ca",
+            path(&files.ca),
+            "--tls-server-name",
+            "localhost",
+        ])
+        .args(["--tls-cert", path(&cert), "--tls-key", path(&key), "mutual"])
+        .run(deadline())
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output}");
+    assert_eq!(output.stdout_text(), "mutual\n");
 }
