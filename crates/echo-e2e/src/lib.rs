@@ -31,12 +31,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use echo_testkit::wire::{self, Deadlined};
 use echo_testkit::{Error, Kind, Process, Spawn};
 
 /// Starts `echo-server --listen 127.0.0.1:0 ARGS...` and waits until it has
@@ -101,44 +99,7 @@ pub fn client(addr: SocketAddr) -> Result<Spawn, Error> {
     Ok(Spawn::bin("echo-client")?.args(["--addr".to_owned(), addr.to_string()]))
 }
 
-/// An HTTP response, read to its end.
-#[derive(Debug)]
-pub struct HttpResponse {
-    /// The status code, such as `200`.
-    pub status: String,
-    /// The body.
-    pub body: String,
-}
-
-/// Sends `GET PATH` to `addr` with `Connection: close` and reads the
-/// response to the end of the stream. It panics on any failure: it is for
-/// tests, which want the failure's text.
-///
-/// ```no_run
-/// let addr = "127.0.0.1:9898".parse()?;
-/// let response = echo_e2e::http_get(addr, "/readyz", echo_testkit::deadline());
-/// assert_eq!(response.status, "200");
-/// # Ok::<(), std::net::AddrParseError>(())
-/// ```
-pub fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> HttpResponse {
-    let stream = wire::connect(addr, deadline).unwrap();
-    let mut conn = Deadlined::new(&stream, deadline);
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head: {response:?}"));
-    let status = head.split(' ').nth(1).unwrap_or_default().to_owned();
-    HttpResponse {
-        status,
-        body: body.to_owned(),
-    }
-}
+pub use echo_testkit::wire::{HttpResponse, http_get};
 
 /// The first `program` in the directories of `PATH`, for tests that need a
 /// tool (python3, openssl) and skip, saying so, without it.

@@ -279,21 +279,6 @@ fn the_announced_client_is_logged_beside_the_real_peer() {
     );
 }
 
-/// `GET path` on the admin endpoint at `addr`: the response's body.
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let stream = wire::connect(addr, deadline()).unwrap();
-    let mut conn = Deadlined::new(&stream, deadline());
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    body.to_owned()
-}
-
 /// A server whose stderr nobody reads (a stuck log collector) goes on
 /// serving: its logs queue, then lines are dropped and counted, and once
 /// stderr is read again it says how many were lost.
@@ -327,7 +312,10 @@ fn a_stuck_stderr_costs_log_lines_not_service() {
             })
             .unwrap_or_else(|| panic!("no echo_log_lines_dropped_total in:\n{body}"))
     };
-    echo_testkit::wait_until(deadline(), || dropped(&http_get(admin, "/metrics")) > 0).unwrap();
+    echo_testkit::wait_until(deadline(), || {
+        dropped(&wire::http_get(admin, "/metrics", deadline()).body) > 0
+    })
+    .unwrap();
     server.resume_stderr();
     server
         .wait_for_line(echo_testkit::Pipe::Stderr, deadline(), |line| {

@@ -287,6 +287,45 @@ pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// An HTTP response, read to its end.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code, such as `200`.
+    pub status: String,
+    /// The body.
+    pub body: String,
+}
+
+/// Sends `GET PATH` to `addr` with `Connection: close` and reads the
+/// response to the end of the stream. It panics on any failure: it is for
+/// tests, which want the failure's text.
+///
+/// ```no_run
+/// let addr = "127.0.0.1:9898".parse()?;
+/// let response = echo_testkit::wire::http_get(addr, "/readyz", echo_testkit::deadline());
+/// assert_eq!(response.status, "200");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+pub fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> HttpResponse {
+    let stream = connect(addr, deadline).unwrap();
+    let mut conn = Deadlined::new(&stream, deadline);
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head: {response:?}"));
+    let status = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    HttpResponse {
+        status,
+        body: body.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
