@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+mod client_cpu;
 mod connection;
 mod merge;
 mod schedule;
@@ -56,6 +57,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
+use self::client_cpu::CpuClock;
+pub use self::client_cpu::{CLIENT_LIMIT_SHARE, ClientCpu};
 use self::connection::{Plan, Signal, nanos};
 pub use self::merge::{HostReport, MergeError, merge};
 use self::tally::Collector;
@@ -370,6 +373,12 @@ pub struct BenchReport {
     /// `time_appconnect` less `time_connect`; `None` without TLS.
     #[serde(default, rename = "tls_handshake_time_us")]
     pub tls_handshake_time: Option<LatencySummary>,
+    /// How busy the client kept its cores while it sent and received:
+    /// with [`ClientCpu::limited`], the figures may show the client's limit
+    /// rather than the server's. `None` where the system does not say, and
+    /// in a merged report.
+    #[serde(default)]
+    pub client_cpu: Option<ClientCpu>,
     /// The figures of each interval, if asked for.
     pub intervals: Vec<IntervalReport>,
     /// The first error, in words.
@@ -694,6 +703,7 @@ pub async fn run_with(
         ));
     }
 
+    let cpu_clock = CpuClock::start();
     let mut clock = Clock::new(config, &plan);
     let deadline = match config.stop {
         Stop::Duration(duration) => Some(plan.epoch + config.warmup + duration),
@@ -723,6 +733,7 @@ pub async fn run_with(
     let mut report = clock.report(config, connected, interrupted);
     report.connect_time = connect_times.summary();
     report.tls_handshake_time = handshake_times.summary();
+    report.client_cpu = cpu_clock.stop();
     Ok(report)
 }
 
@@ -911,6 +922,7 @@ impl<'a> Clock<'a> {
             latency_histogram: (latency_stats.count() > 0).then(|| latency_stats.to_interchange()),
             connect_time: None,
             tls_handshake_time: None,
+            client_cpu: None,
             intervals: self.intervals,
             first_error: totals.first_error.take(),
             interrupted,

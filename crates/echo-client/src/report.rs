@@ -342,6 +342,20 @@ impl fmt::Display for BenchReport {
                 )?;
             }
         }
+        if let Some(cpu) = &self.client_cpu {
+            write!(
+                f,
+                "\nclient       {:.0}% of its {} busy",
+                cpu.busy_percent,
+                count(cpu.cores as u64, "core")
+            )?;
+            if cpu.limited {
+                f.write_str(
+                    ": the client may have been the limit, and these figures its own rather \
+                     than the server's",
+                )?;
+            }
+        }
         if let Some(fairness) = &self.fairness {
             write!(
                 f,

@@ -54,6 +54,12 @@ fn assert_clean(report: &BenchReport, messages: u64) {
     );
     let megabytes = rate * report.parameters.size as f64 / 1e6;
     assert!((report.megabytes_per_s - megabytes).abs() < 1e-6 * megabytes.max(1e-9));
+    // The client says how busy it was.
+    let cpu = report
+        .client_cpu
+        .expect("Unix tells a process its CPU time");
+    assert!(cpu.cores >= 1 && cpu.busy_percent >= 0.0, "{cpu:?}");
+    assert_eq!(cpu.limited, cpu.busy_percent >= 90.0, "{cpu:?}");
     // Every connection opened is in the fairness figures, and its echoes
     // add up to the run's.
     let fairness = report.fairness.expect("something was echoed");
@@ -610,5 +616,41 @@ async fn every_connection_opens_with_the_proxy_header_asked_for() {
     assert!(
         error.contains("PROXY protocol header goes over TCP"),
         "{error}"
+    );
+}
+
+/// A client that kept its cores busy says, in its report, that the figures
+/// may be its own limit; the JSON carries the same.
+#[tokio::test]
+async fn a_client_that_was_the_limit_says_so() {
+    use echo_client::bench::ClientCpu;
+    let addr = support::echo_server().await;
+    let mut report = bench(BenchConfig {
+        stop: Stop::Messages(100),
+        ..config(addr, Mode::Framed)
+    })
+    .await;
+    report.client_cpu = Some(ClientCpu::new(
+        Duration::from_millis(1_900),
+        Duration::from_secs(1),
+        2,
+    ));
+    let text = report.to_string();
+    assert!(
+        text.contains("client       95% of its 2 cores busy: the client may have been the limit"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["client_cpu"]["limited"], true, "{json}");
+    assert_eq!(json["client_cpu"]["cores"], 2, "{json}");
+    report.client_cpu = Some(ClientCpu::new(
+        Duration::from_millis(400),
+        Duration::from_secs(1),
+        2,
+    ));
+    let text = report.to_string();
+    assert!(
+        text.contains("client       20% of its 2 cores busy\n"),
+        "{text}"
     );
 }

@@ -154,6 +154,7 @@ impl Merged {
         // Connect and handshake times are summaries, which do not add up.
         report.connect_time = None;
         report.tls_handshake_time = None;
+        report.client_cpu = None;
         report.first_error = prefixed(&host, first.first_error.as_deref());
         report.hosts = vec![host_row(host.clone(), &first)];
         Ok(Self {
@@ -363,6 +364,7 @@ mod tests {
             latency_histogram: Some(stats.to_interchange()),
             connect_time: None,
             tls_handshake_time: None,
+            client_cpu: None,
             intervals: Vec::new(),
             first_error: None,
             interrupted: false,
