@@ -524,19 +524,8 @@ impl Receiver {
                     Buffered::Echo(start, end) => return Ok(Some(&buffer[start..end])),
                     Buffered::Wanted(wanted) => wanted,
                 };
-                buffer.advance(std::mem::take(consumed));
-                buffer.reserve((wanted - buffer.len()).max(READ_CHUNK));
-                let read = half.read_buf(buffer).await?;
-                self.reads += 1;
-                if read == 0 {
-                    return if buffer.is_empty() {
-                        Ok(None)
-                    } else {
-                        Err(FrameError::Truncated {
-                            received: buffer.len() as u64,
-                            expected: wanted as u64,
-                        })
-                    };
+                if !refill(half, buffer, consumed, &mut self.reads, wanted).await? {
+                    return Ok(None);
                 }
             },
             ReceiverKind::Udp { socket, buffer } => {
@@ -579,19 +568,10 @@ impl Receiver {
                 *consumed += next;
                 return Ok(Some(&buffer[start..start + end]));
             }
-            buffer.advance(std::mem::take(consumed));
-            buffer.reserve(READ_CHUNK);
-            let read = half.read_buf(buffer).await?;
-            self.reads += 1;
-            if read == 0 {
-                return if buffer.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(FrameError::Truncated {
-                        received: buffer.len() as u64,
-                        expected: buffer.len() as u64 + 1,
-                    })
-                };
+            // One byte more than what is there: the end of the line.
+            let wanted = buffer.len() - *consumed + 1;
+            if !refill(half, buffer, consumed, &mut self.reads, wanted).await? {
+                return Ok(None);
             }
         }
     }
@@ -619,6 +599,34 @@ impl Receiver {
             },
             ReceiverKind::Udp { .. } => None,
         }
+    }
+}
+
+/// Drops the `consumed` front of `buffer`, reads what has arrived into it
+/// and counts the read, the caller waiting for `wanted` bytes in all (once
+/// the front is dropped): `Ok(true)` if bytes came, `Ok(false)` at an end
+/// of stream with nothing left over, and [`FrameError::Truncated`] at an
+/// end inside those bytes.
+async fn refill(
+    half: &mut StreamRead,
+    buffer: &mut BytesMut,
+    consumed: &mut usize,
+    reads: &mut u64,
+    wanted: usize,
+) -> Result<bool, FrameError> {
+    buffer.advance(std::mem::take(consumed));
+    buffer.reserve(wanted.saturating_sub(buffer.len()).max(READ_CHUNK));
+    let read = half.read_buf(buffer).await?;
+    *reads += 1;
+    if read > 0 {
+        Ok(true)
+    } else if buffer.is_empty() {
+        Ok(false)
+    } else {
+        Err(FrameError::Truncated {
+            received: buffer.len() as u64,
+            expected: wanted as u64,
+        })
     }
 }
 

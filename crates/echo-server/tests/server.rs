@@ -287,22 +287,9 @@ async fn connections_waiting_to_be_accepted_at_shutdown_are_served_not_reset() {
     .unwrap();
     let addr = server.local_addr();
     // The kernel completes these connections before the server accepts any.
-    let mut clients = Vec::new();
-    for i in 0..8 {
-        let mut stream = within(TcpStream::connect(addr)).await.unwrap();
-        stream
-            .write_all(&frame(format!("waiting {i}").as_bytes()))
-            .await
-            .unwrap();
-        clients.push(stream);
-    }
+    let clients = support::connect_waiting(addr, 8).await;
     // A server asked to stop before it has accepted anything.
     let running = tokio::spawn(server.run(async {}));
-    for (i, mut stream) in clients.into_iter().enumerate() {
-        assert_eq!(
-            read_to_end(&mut stream).await,
-            frame(format!("waiting {i}").as_bytes())
-        );
-    }
+    support::assert_waiting_served(clients).await;
     within(running).await.unwrap();
 }

@@ -5,10 +5,9 @@
 mod support;
 
 use echo_server::{Config, Server};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use support::{Running, assert_echo, frame, read_to_end, within};
+use support::{Running, assert_echo, read_to_end, within};
 
 /// The names of this process's threads.
 fn thread_names() -> Vec<String> {
@@ -109,23 +108,9 @@ async fn connections_waiting_in_every_workers_queue_are_served_at_shutdown() {
     let addr = server.local_addr();
     // Spread by the kernel over the four listeners' queues: with 64, each
     // queue gets some but for a chance of 4 × (3/4)^64, about 10⁻⁸.
-    let mut clients = Vec::new();
-    for i in 0..64 {
-        let mut stream = within(TcpStream::connect(addr)).await.unwrap();
-        stream
-            .write_all(&frame(format!("waiting {i}").as_bytes()))
-            .await
-            .unwrap();
-        clients.push(stream);
-    }
+    let clients = support::connect_waiting(addr, 64).await;
     let running = tokio::spawn(server.run(async {}));
-    for (i, mut stream) in clients.into_iter().enumerate() {
-        assert_eq!(
-            read_to_end(&mut stream).await,
-            frame(format!("waiting {i}").as_bytes()),
-            "connection {i}"
-        );
-    }
+    support::assert_waiting_served(clients).await;
     within(running).await.unwrap();
 }
 

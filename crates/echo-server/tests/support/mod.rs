@@ -124,3 +124,30 @@ pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
         .expect("read until closed");
     rest
 }
+
+/// Opens `count` connections to `addr` and sends a frame on each, `waiting
+/// I` on connection I, without reading: for a server that has not accepted
+/// them yet.
+pub async fn connect_waiting(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut clients = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut stream = within(TcpStream::connect(addr)).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &frame(format!("waiting {i}").as_bytes()))
+            .await
+            .unwrap();
+        clients.push(stream);
+    }
+    clients
+}
+
+/// Checks that each of [`connect_waiting`]'s connections got its frame
+/// back and then the end of the stream.
+pub async fn assert_waiting_served(clients: Vec<TcpStream>) {
+    for (i, mut stream) in clients.into_iter().enumerate() {
+        assert_eq!(
+            read_to_end(&mut stream).await,
+            frame(format!("waiting {i}").as_bytes()),
+            "connection {i}"
+        );
+    }
+}
