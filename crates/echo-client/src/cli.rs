@@ -241,7 +241,7 @@ struct Options {
     tls: bool,
 
     /// Trust the CA certificates in this PEM file instead of the system's
-    /// roots; implies --tls
+    /// roots; implies --tls [default: the system's roots]
     #[arg(long, global = true, env = "ECHO_TLS_CA", value_name = "FILE")]
     tls_ca: Option<PathBuf>,
 
@@ -251,7 +251,7 @@ struct Options {
     tls_server_name: Option<String>,
 
     /// A client certificate chain (PEM), for a server that requires one
-    /// (mutual TLS); needs --tls-key, implies --tls
+    /// (mutual TLS); needs --tls-key, implies --tls [default: none]
     #[arg(
         long,
         global = true,
@@ -261,7 +261,7 @@ struct Options {
     )]
     tls_cert: Option<PathBuf>,
 
-    /// The private key of --tls-cert (PEM)
+    /// The private key of --tls-cert (PEM); needs --tls-cert [default: none]
     #[arg(
         long,
         global = true,
@@ -580,6 +580,35 @@ mod tests {
         }
         assert!(parse(&["-v", "send", "x"]).unwrap().options.verbose);
         assert!(parse(&["send", "-v", "x"]).unwrap().options.verbose);
+    }
+
+    /// Every connection option has an `ECHO_*` variable and says its
+    /// default in its help, as every flag must.
+    #[test]
+    fn every_connection_option_has_a_variable_and_a_default() {
+        let command = Cli::command();
+        let mut checked = 0;
+        for arg in command.get_arguments().filter(|arg| arg.is_global_set()) {
+            checked += 1;
+            let id = arg.get_id().as_str();
+            // The shorthands of --mode have no variable of their own.
+            if ["raw", "udp"].contains(&id) {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "--{id} has no ECHO_* variable");
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string);
+            let shown = !arg.get_default_values().is_empty()
+                || help
+                    .as_deref()
+                    .is_some_and(|help| help.contains("[default: "));
+            assert!(shown, "--{id} does not say its default: {help:?}");
+        }
+        // --addr, --timeout, --verbose, --mode, the greeting, the PROXY
+        // header and TLS, at least.
+        assert!(checked >= 14, "only {checked} connection options");
     }
 
     #[test]

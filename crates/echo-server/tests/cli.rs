@@ -202,6 +202,15 @@ fn help_shows_every_default_and_env_var() {
         "[env: ECHO_GREETING=]",
         "[env: ECHO_DELAY=]",
         "[default: no delay]",
+        "[env: ECHO_TLS_LISTEN=]",
+        "[env: ECHO_TLS_HANDSHAKE_TIMEOUT=]",
+        "[env: ECHO_WORKERS=]",
+        "Default: one per core",
+        "[env: ECHO_RUNTIME=]",
+        "[default: shared]",
+        "[env: ECHO_PROXY_PROTOCOL=]",
+        "[env: ECHO_PROXY_FROM=]",
+        "[default: 127.0.0.0/8,::1/128]",
     ] {
         assert!(stdout.contains(expected), "missing {expected}: {stdout}");
     }
