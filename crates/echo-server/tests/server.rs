@@ -293,3 +293,41 @@ async fn connections_waiting_to_be_accepted_at_shutdown_are_served_not_reset() {
     support::assert_waiting_served(clients).await;
     within(running).await.unwrap();
 }
+
+/// A drained connection, once its last echo is out and its sending side
+/// shut, goes on reading (and dropping) what the client still sends until
+/// the client closes: closed with bytes unread, a socket is reset, and the
+/// reset throws away the echoes the client has not read yet.
+#[tokio::test]
+async fn a_drained_connection_reads_what_the_client_still_sends_until_it_closes() {
+    let service = echo_server::EchoService::new(&Config::default());
+    let (mut client, server_side) = tokio::io::duplex(1024);
+    let drain = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn({
+        let drain = drain.clone();
+        async move { service.serve(server_side, &drain).await }
+    });
+    within(client.write_all(&frame(b"before the drain")))
+        .await
+        .unwrap();
+    drain.cancel();
+    // The echo, then the end of the server's side.
+    let mut echo = vec![0; 4 + 16];
+    within(client.read_exact(&mut echo)).await.unwrap();
+    assert_eq!(echo, frame(b"before the drain"));
+    assert_eq!(within(client.read(&mut [0; 8])).await.unwrap(), 0);
+    // The server still reads: more than its side of the pipe holds goes in.
+    within(client.write_all(&[7; 4096])).await.unwrap();
+    tokio::task::yield_now().await;
+    assert!(
+        !serving.is_finished(),
+        "the connection closed with bytes unread"
+    );
+    drop(client);
+    let summary = within(serving).await.unwrap();
+    assert!(
+        matches!(summary.end, echo_server::ConnectionEnd::Drained),
+        "{:?}",
+        summary.end
+    );
+}
