@@ -44,7 +44,9 @@
 
 mod client_cpu;
 mod connection;
+mod dialer;
 mod merge;
+mod reconnect;
 mod schedule;
 mod sent_bytes;
 mod tally;
@@ -60,16 +62,16 @@ use tokio::task::JoinSet;
 use self::client_cpu::CpuClock;
 pub use self::client_cpu::{CLIENT_LIMIT_SHARE, ClientCpu};
 use self::connection::{Plan, Signal, nanos};
+use self::dialer::Dialer;
 pub use self::merge::{HostReport, MergeError, merge};
+pub use self::reconnect::Reconnects;
 use self::tally::Collector;
 use crate::error::ClientError;
-use crate::greeting;
 use crate::mode::Mode;
 use crate::payload::Pattern;
 use crate::proxy::ProxyProtocol;
 use crate::stats::{LatencyStats, LatencySummary};
 use crate::tls::TlsOptions;
-use crate::transport::{self, Dial};
 use crate::units;
 
 /// How often progress is reported and intervals are checked.
@@ -130,6 +132,16 @@ pub struct BenchConfig {
     /// only. Absent from the JSON when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    // Reconnection.
+    /// Open a connection that fails (closed or reset by the server, or
+    /// silent past the timeout) again, after a short back-off, and send the
+    /// messages that were in flight on it again, so that a run across a
+    /// server's restart loses no echo; the report's
+    /// [`reconnects`](BenchReport::reconnects) says what it cost. A
+    /// connection that cannot be opened again within the timeout fails.
+    /// TCP only.
+    #[serde(default)]
+    pub reconnect: bool,
 }
 
 /// When a bench stops sending (after the warmup).
@@ -162,6 +174,7 @@ impl Default for BenchConfig {
             expect_greeting: false,
             proxy_protocol: None,
             tls: None,
+            reconnect: false,
         }
     }
 }
@@ -223,6 +236,12 @@ impl BenchConfig {
         if self.proxy_protocol.is_some() && self.mode == Mode::Udp {
             return invalid(
                 "a PROXY protocol header goes over TCP (framed or raw), not UDP".to_owned(),
+            );
+        }
+        if self.reconnect && self.mode == Mode::Udp {
+            return invalid(
+                "reconnecting is for TCP (framed or raw): a UDP socket has no connection to lose"
+                    .to_owned(),
             );
         }
         if self.timeout.is_zero() {
@@ -391,6 +410,11 @@ pub struct BenchReport {
     /// Empty otherwise (and then left out of the JSON).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instances: BTreeMap<String, InstanceCounts>,
+    /// With [`BenchConfig::reconnect`], what reconnecting cost: connections
+    /// opened again, messages sent again, failed attempts, and the longest
+    /// outage. `None` otherwise (and then left out of the JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<Reconnects>,
     /// How evenly the measured echoes were spread over the connections
     /// that were opened; `None` when nothing was echoed.
     #[serde(default)]
@@ -594,54 +618,13 @@ pub async fn run_with(
     interrupt: impl Future<Output = ()>,
 ) -> Result<BenchReport, ClientError> {
     config.validate()?;
-    let candidates = tokio::time::timeout(config.timeout, transport::resolve(&config.addr))
-        .await
-        .map_err(|_elapsed| ClientError::connect_timeout(&config.addr, config.timeout))??;
-    let candidates: Arc<[_]> = candidates.into();
-    // The TLS files are read once, for every connection.
-    let tls = config
-        .tls
-        .as_ref()
-        .map(|tls| tls.connector(&config.addr))
-        .transpose()?;
+    let dialer = Arc::new(Dialer::new(config).await?);
 
     // Connect everything first, so that connecting is not measured.
     let mut connecting = JoinSet::new();
     for index in 0..config.connections {
-        let (addr, candidates, mode, timeout, expect_greeting, proxy, tls) = (
-            config.addr.clone(),
-            Arc::clone(&candidates),
-            config.mode,
-            config.timeout,
-            config.expect_greeting,
-            config.proxy_protocol,
-            tls.clone(),
-        );
-        connecting.spawn(async move {
-            let opened = async {
-                let dial = Dial {
-                    mode,
-                    proxy: proxy.as_ref(),
-                    tls: tls.as_ref(),
-                };
-                let mut link =
-                    tokio::time::timeout(timeout, transport::open(&addr, &candidates, dial))
-                        .await
-                        .unwrap_or_else(|_elapsed| {
-                            Err(ClientError::connect_timeout(&addr, timeout))
-                        })?;
-                // The greeting, like an echo, gets a timeout of its own.
-                let instance = if expect_greeting {
-                    let greeting =
-                        greeting::receive(&mut link.receiver, &addr, mode, timeout).await?;
-                    Some(greeting.instance)
-                } else {
-                    None
-                };
-                Ok((link, instance))
-            };
-            (index, opened.await)
-        });
+        let dialer = Arc::clone(&dialer);
+        connecting.spawn(async move { (index, dialer.open().await) });
     }
     let mut links = Vec::with_capacity(config.connections);
     let mut connect_errors = Vec::new();
@@ -650,9 +633,9 @@ pub async fn run_with(
         match joined {
             Ok((index, Ok(link))) => {
                 if config.mode.is_tcp() {
-                    connect_times.record(link.0.connect_time);
+                    connect_times.record(link.link.connect_time);
                 }
-                if let Some(handshake) = link.0.handshake_time {
+                if let Some(handshake) = link.link.handshake_time {
                     handshake_times.record(handshake);
                 }
                 links.push((index, link));
@@ -681,6 +664,7 @@ pub async fn run_with(
         connections: config.connections as u64,
         pattern: Pattern::new(config.size),
         collector: Collector::new(config.report_interval.is_some()),
+        reconnect: config.reconnect,
     });
     if let Some(error) = connect_errors.first() {
         let mut totals = plan.collector.lock();
@@ -690,16 +674,15 @@ pub async fn run_with(
     let stop = Signal::default();
     let mut connections = JoinSet::new();
     let connected = links.len();
-    for (index, (link, instance)) in links {
+    for (index, opened) in links {
         let id = u32::try_from(index).expect("validated: at most u32::MAX connections");
         connections.spawn(connection::run(
             id,
-            link.sender,
-            link.receiver,
-            instance,
+            opened,
             config.quota(index),
             Arc::clone(&plan),
             stop.clone(),
+            Arc::clone(&dialer),
         ));
     }
 
@@ -927,6 +910,7 @@ impl<'a> Clock<'a> {
             first_error: totals.first_error.take(),
             interrupted,
             instances: std::mem::take(&mut totals.instances),
+            reconnects: config.reconnect.then_some(totals.reconnects),
             fairness: Fairness::from_spread(&totals.spread),
             hosts: Vec::new(),
             latency_stats,

@@ -356,6 +356,16 @@ impl fmt::Display for BenchReport {
                 )?;
             }
         }
+        if let Some(reconnects) = &self.reconnects {
+            write!(
+                f,
+                "\nreconnects   {} ({} sent again, {}), longest outage {}",
+                reconnects.reconnects,
+                count(reconnects.resent, "message"),
+                count(reconnects.failed_attempts, "failed attempt"),
+                human_duration(reconnects.longest_outage)
+            )?;
+        }
         if let Some(fairness) = &self.fairness {
             write!(
                 f,

@@ -821,6 +821,8 @@ async fn ping_and_bench_help_shows_every_default_and_environment_variable() {
                 "[env: ECHO_RATE=]",
                 "[default: as fast as the echoes allow]",
                 "[env: ECHO_REPORT_INTERVAL=]",
+                "--reconnect",
+                "[env: ECHO_RECONNECT=]",
                 "[env: ECHO_JSON=]",
                 "[env: ECHO_TIMEOUT=]",
                 "Examples:",

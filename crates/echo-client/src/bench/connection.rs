@@ -27,13 +27,15 @@ use echo_proto::FrameError;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::dialer::{Dialer, Opened};
+use super::reconnect::Reconnector;
 use super::schedule::Schedule;
 use super::sent_bytes::SentBytes;
 use super::tally::{Collector, Datagrams, Tally};
 use crate::error::ClientError;
 use crate::mode::Mode;
 use crate::payload::Pattern;
-use crate::transport::{Receiver, Sender};
+use crate::transport::{Link, Receiver, Sender};
 
 /// The most bytes one write gathers, so that a deep window of large messages
 /// does not need a huge buffer.
@@ -61,6 +63,9 @@ pub(super) struct Plan {
     pub(super) connections: u64,
     pub(super) pattern: Pattern,
     pub(super) collector: Collector,
+    /// Whether a connection that fails is opened again, and its messages in
+    /// flight sent again.
+    pub(super) reconnect: bool,
 }
 
 impl Plan {
@@ -216,59 +221,182 @@ impl Signal {
     }
 }
 
+/// How far a connection's writer has got: kept from one link to the next
+/// when the connection is opened again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// The number of the next message to send.
+    next: u64,
+    /// Messages sent after the warmup, for the quota: each counted once,
+    /// however often it was sent.
+    measured: u64,
+    /// The messages before this one were sent already, on a link that
+    /// failed before their echoes came: they go again first, timed from
+    /// when they were first sent, and counted no more.
+    resend_until: u64,
+}
+
+impl Progress {
+    /// Every message sent so far, on this link or an earlier one.
+    fn sent(&self) -> u64 {
+        self.next.max(self.resend_until)
+    }
+}
+
 /// How a writer ended.
 #[derive(Debug, Default)]
 struct WriterEnd {
-    /// Every message queued, warmup included: the number of the next.
-    sent: u64,
+    progress: Progress,
     /// Why it stopped early, if it did.
     error: Option<ClientError>,
 }
 
-/// Runs connection `id` until its last echo. `quota` limits the messages
-/// sent after the warmup; `stop` ends the sending (the run's deadline, or an
-/// interruption).
+/// How one link of a connection ended.
+#[derive(Debug)]
+struct LinkEnd {
+    progress: Progress,
+    failure: Option<Failure>,
+}
+
+/// Runs connection `id`, opened as `opened`, until its last echo. `quota`
+/// limits the messages sent after the warmup; `stop` ends the sending (the
+/// run's deadline, or an interruption). With the plan's `reconnect`, a link
+/// that fails is opened again by `dialer`, and the messages that were in
+/// flight on it are sent again.
 pub(super) async fn run(
     id: u32,
-    sender: Sender,
-    receiver: Receiver,
-    instance: Option<String>,
+    mut opened: Opened,
     quota: Option<u64>,
     plan: Arc<Plan>,
     stop: Signal,
+    dialer: Arc<Dialer>,
 ) {
     let window = Arc::new(Window::new(plan.depth, id, &plan));
-    // Raised by the reader when the connection has failed, so that the
-    // writer stops instead of waiting for room that will never come.
-    let abort = Signal::default();
-    let schedule = plan
-        .rate
-        .map(|rate| Schedule::new(rate, plan.connections, u64::from(id)));
-    let (ended, writer_end) = oneshot::channel();
-    let writer = Writer {
-        id,
-        sender,
-        quota,
-        schedule,
-        plan: Arc::clone(&plan),
-        window: Arc::clone(&window),
-        stop,
-        abort: abort.clone(),
+    let mut tally = Tally::new(&plan.collector, plan.warmup_nanos);
+    let mut progress = Progress::default();
+    let mut reconnector = Reconnector::new(id);
+    let failure = loop {
+        let completed_before = window.completed.load(Ordering::Acquire);
+        let opened_at = plan.now();
+        let link = Served {
+            id,
+            quota,
+            plan: &plan,
+            window: &window,
+            stop: &stop,
+            opened_at,
+        };
+        let end = link.serve(opened.link, &mut tally, progress).await;
+        progress = end.progress;
+        if let Some(instance) = &opened.instance {
+            tally.flush(plan.now());
+            tally.count_instance(instance);
+        }
+        let Some(failure) = end.failure else {
+            break None;
+        };
+        if !(plan.reconnect && failure.worth_reconnecting()) {
+            break Some(failure);
+        }
+        if window.completed.load(Ordering::Acquire) > completed_before {
+            reconnector.served();
+        }
+        tally.outage_began(opened_at);
+        tracing::debug!(connection = id, error = %crate::error::describe(&failure.error), "reconnecting");
+        match reconnector.reopen(failure.error, &dialer, &plan).await {
+            Ok(again) => {
+                // Everything after the last echo goes again, from the front
+                // of the window, which the reader takes up where it was.
+                let completed = window.completed.load(Ordering::Acquire);
+                let sent = progress.sent();
+                {
+                    let mut totals = plan.collector.lock();
+                    totals.reconnects.reconnects += 1;
+                    totals.reconnects.resent += sent - completed;
+                }
+                progress = Progress {
+                    next: completed,
+                    resend_until: sent,
+                    ..progress
+                };
+                window.sent.store(completed, Ordering::Release);
+                opened = again;
+            }
+            Err(error) => break Some(Failure::new(error)),
+        }
     };
-    let reader = Reader {
-        id,
-        receiver,
-        instance,
-        plan,
-        window,
-        abort,
-        writer: writer_end,
-        writer_end: None,
-    };
-    // The reader goes first in every poll of the task, so that the writer,
-    // polled right after it, finds the room that the echoes just made: it
-    // needs no wake-up of its own (see `Writer::run`).
-    tokio::join!(biased; reader.run(), writer.run(ended));
+    if let Some(failure) = &failure {
+        // Every message sent whose echo will now never come is missing.
+        let completed = window.completed.load(Ordering::Acquire);
+        tally.missing += progress
+            .sent()
+            .saturating_sub(completed + failure.answered_ahead);
+        tally.note_error(|| {
+            format!(
+                "connection {id}: {}",
+                crate::error::describe(&failure.error)
+            )
+        });
+    }
+    tally.outage_ended(plan.now());
+    tally.flush(plan.now());
+    tally.count_connection();
+    if failure.is_some() {
+        plan.collector.lock().failed_connections += 1;
+    }
+}
+
+/// One link of a connection: what its writer and reader share.
+struct Served<'a> {
+    id: u32,
+    quota: Option<u64>,
+    plan: &'a Arc<Plan>,
+    window: &'a Arc<Window>,
+    stop: &'a Signal,
+    /// When the link was opened, in nanoseconds from the start.
+    opened_at: u64,
+}
+
+impl Served<'_> {
+    /// Sends and reads on `link`, from `progress` on, until the last echo or
+    /// a failure.
+    async fn serve(self, link: Link, tally: &mut Tally<'_>, progress: Progress) -> LinkEnd {
+        // Raised by the reader when the link has failed, so that the writer
+        // stops instead of waiting for room that will never come.
+        let abort = Signal::default();
+        let schedule = self
+            .plan
+            .rate
+            .map(|rate| Schedule::new(rate, self.plan.connections, u64::from(self.id)));
+        let (ended, writer_end) = oneshot::channel();
+        let writer = Writer {
+            id: self.id,
+            sender: link.sender,
+            quota: self.quota,
+            schedule,
+            plan: Arc::clone(self.plan),
+            window: Arc::clone(self.window),
+            stop: self.stop.clone(),
+            abort: abort.clone(),
+            progress,
+        };
+        let reader = Reader {
+            id: self.id,
+            receiver: link.receiver,
+            plan: Arc::clone(self.plan),
+            window: Arc::clone(self.window),
+            abort,
+            writer: writer_end,
+            writer_end: None,
+            progress,
+            opened_at: self.opened_at,
+        };
+        // The reader goes first in every poll of the task, so that the
+        // writer, polled right after it, finds the room that the echoes just
+        // made: it needs no wake-up of its own (see `Writer::run`).
+        let (end, ()) = tokio::join!(biased; reader.run(tally), writer.run(ended));
+        end
+    }
 }
 
 /// The sending side of a connection.
@@ -281,21 +409,30 @@ struct Writer {
     window: Arc<Window>,
     stop: Signal,
     abort: Signal,
+    /// Where the connection's earlier links left off.
+    progress: Progress,
 }
 
 impl Writer {
     /// Sends until told to stop, then tells the reader how many messages
     /// it sent, through `ended`.
     async fn run(mut self, ended: oneshot::Sender<WriterEnd>) {
-        let (mut seq, mut measured) = (0, 0);
+        let Progress {
+            next: mut seq,
+            mut measured,
+            resend_until,
+        } = self.progress;
         // Whether the writer has just slept until a paced message was due,
         // and nothing else has held it up since.
         let mut on_time = false;
         let error = 'run: loop {
-            if self.stop.is_raised() || self.abort.is_raised() {
+            // Messages sent before on a link that failed go again whatever
+            // the stop and the quota say: they were sent, and are owed.
+            let resending = seq < resend_until;
+            if self.abort.is_raised() || (!resending && self.stop.is_raised()) {
                 break None;
             }
-            if self.quota.is_some_and(|quota| measured >= quota) {
+            if !resending && self.quota.is_some_and(|quota| measured >= quota) {
                 break None;
             }
             let room = self.window.room(seq);
@@ -320,7 +457,9 @@ impl Writer {
             }
             let now = self.plan.now();
             let mut batch = room.min(max_batch(self.plan.pattern.len()));
-            if let Some(schedule) = self.schedule {
+            if resending {
+                batch = batch.min(resend_until - seq);
+            } else if let Some(schedule) = self.schedule {
                 let due = schedule.due_at(seq);
                 if due > now {
                     on_time = tokio::select! {
@@ -340,7 +479,9 @@ impl Writer {
             // millisecond late: that delay is the client's, and these
             // messages are timed from now, when they could first be sent.
             let paced = self.schedule.filter(|_| !std::mem::take(&mut on_time));
-            let mut queued = 0;
+            // Messages sent again keep their first send times: their
+            // latency counts the outage against the service.
+            let mut queued = if resending { batch } else { 0 };
             while queued < batch {
                 let message_seq = seq + queued;
                 let sent_at = paced.map_or(now, |schedule| schedule.due_at(message_seq));
@@ -382,7 +523,14 @@ impl Writer {
                 () = self.abort.raised() => break None,
             }
         };
-        let mut end = WriterEnd { sent: seq, error };
+        let mut end = WriterEnd {
+            progress: Progress {
+                next: seq,
+                measured,
+                resend_until,
+            },
+            error,
+        };
         if end.error.is_none() && !self.abort.is_raised() {
             if let Err(error) = self.sender.finish().await {
                 end.error = Some(ClientError::exchange(
@@ -392,7 +540,7 @@ impl Writer {
                 ));
             }
         }
-        self.plan.collector.lock().sent += measured;
+        self.plan.collector.lock().sent += measured - self.progress.measured;
         // The reader is gone only if it has finished, and then it needs
         // nothing more.
         let _ = ended.send(end);
@@ -430,57 +578,40 @@ fn max_batch(len: usize) -> u64 {
 struct Reader {
     id: u32,
     receiver: Receiver,
-    /// The server instance that greeted the connection, if greetings were
-    /// expected.
-    instance: Option<String>,
     plan: Arc<Plan>,
     window: Arc<Window>,
     abort: Signal,
     /// Where the writer's end arrives.
     writer: oneshot::Receiver<WriterEnd>,
     writer_end: Option<WriterEnd>,
+    /// Where the writer started on this link.
+    progress: Progress,
+    /// When the link was opened, in nanoseconds from the start: messages
+    /// sent again on it are given their timeout from then.
+    opened_at: u64,
 }
 
 impl Reader {
-    async fn run(mut self) {
-        let plan = Arc::clone(&self.plan);
-        let mut tally = Tally::new(&plan.collector, plan.warmup_nanos);
-        let read = if plan.mode == Mode::Udp {
-            self.read_datagrams(&mut tally).await
+    /// Reads the link's echoes until the last, or until it fails; then
+    /// says how it ended, with the writer's progress.
+    async fn run(mut self, tally: &mut Tally<'_>) -> LinkEnd {
+        let read = if self.plan.mode == Mode::Udp {
+            self.read_datagrams(tally).await
         } else {
-            self.read_stream(&mut tally).await
+            self.read_stream(tally).await
         };
         let failure = match read {
-            Err(Failure {
-                error,
-                answered_ahead,
-            }) => {
-                // Stop the writer, then count every message it sent whose
-                // echo will now never come.
+            Err(failure) => {
+                // Stop the writer, and wait for how far it got.
                 self.abort.raise();
-                let sent = self.writer_end().await.sent;
-                let completed = self.window.completed.load(Ordering::Acquire);
-                tally.missing += sent.saturating_sub(completed + answered_ahead);
-                Some(error)
+                self.writer_end().await;
+                Some(failure)
             }
-            Ok(()) => self.writer_end().await.error.take(),
+            Ok(()) => self.writer_end().await.error.take().map(Failure::new),
         };
-        if let Some(failure) = &failure {
-            tally.note_error(|| {
-                format!(
-                    "connection {}: {}",
-                    self.id,
-                    crate::error::describe(failure)
-                )
-            });
-        }
-        tally.flush(plan.now());
-        tally.count_connection();
-        if let Some(instance) = &self.instance {
-            tally.count_instance(instance);
-        }
-        if failure.is_some() {
-            plan.collector.lock().failed_connections += 1;
+        LinkEnd {
+            progress: self.writer_end().await.progress,
+            failure,
         }
     }
 
@@ -490,7 +621,10 @@ impl Reader {
     /// handle.
     fn lost_writer(&self) -> WriterEnd {
         WriterEnd {
-            sent: self.window.sent.load(Ordering::Acquire),
+            progress: Progress {
+                next: self.window.sent.load(Ordering::Acquire),
+                ..self.progress
+            },
             error: None,
         }
     }
@@ -511,12 +645,16 @@ impl Reader {
     async fn read_stream(&mut self, tally: &mut Tally<'_>) -> Result<(), Failure> {
         let plan = Arc::clone(&self.plan);
         let (size, addr) = (plan.pattern.len(), plan.addr.as_str());
-        let mut next = 0;
+        let mut next = self.window.completed.load(Ordering::Acquire);
         let mut clock = ArrivalClock::default();
         let overdue = tokio::time::sleep(plan.timeout);
         tokio::pin!(overdue);
         loop {
-            if self.writer_end.as_ref().is_some_and(|end| next >= end.sent) {
+            if self
+                .writer_end
+                .as_ref()
+                .is_some_and(|end| next >= end.progress.next)
+            {
                 break;
             }
             tokio::select! {
@@ -531,7 +669,7 @@ impl Reader {
                             if self.writer_end.is_none() {
                                 self.writer_end = self.writer.try_recv().ok();
                             }
-                            if self.writer_end.as_ref().is_some_and(|end| next >= end.sent) {
+                            if self.writer_end.as_ref().is_some_and(|end| next >= end.progress.next) {
                                 break;
                             }
                             return Err(Failure::new(ClientError::closed(addr, size)));
@@ -577,7 +715,8 @@ impl Reader {
                 () = &mut overdue => {
                     let now = plan.now();
                     let due = if next < self.window.sent.load(Ordering::Acquire) {
-                        let due = self.window.slot(next).load(Ordering::Acquire) + plan.timeout_nanos();
+                        let sent_at = self.window.slot(next).load(Ordering::Acquire);
+                        let due = sent_at.max(self.opened_at) + plan.timeout_nanos();
                         if now >= due {
                             return Err(Failure::new(ClientError::timeout(addr, plan.timeout)));
                         }
@@ -682,7 +821,7 @@ impl Reader {
             if self
                 .writer_end
                 .as_ref()
-                .is_some_and(|end| oldest >= end.sent)
+                .is_some_and(|end| oldest >= end.progress.next)
             {
                 return Ok(());
             }
@@ -830,5 +969,15 @@ impl Failure {
             error,
             answered_ahead: 0,
         }
+    }
+
+    /// Whether the link failed as a restarting or crashing server makes it
+    /// fail (closed, reset, or silent past the timeout), so that opening it
+    /// again may help; a server that answers wrongly is not asked again.
+    fn worth_reconnecting(&self) -> bool {
+        matches!(
+            self.error,
+            ClientError::Closed { .. } | ClientError::Io { .. } | ClientError::Timeout { .. }
+        )
     }
 }

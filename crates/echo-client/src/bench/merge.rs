@@ -217,6 +217,10 @@ impl Merged {
             total.connections += counts.connections;
             total.echoed += counts.echoed;
         }
+        match (&mut merged.reconnects, &report.reconnects) {
+            (Some(total), Some(more)) => total.add(more),
+            (total, more) => *total = total.or(*more),
+        }
         match (&mut merged.fairness, report.fairness) {
             (Some(total), Some(more)) => {
                 total.connections += more.connections;
@@ -369,6 +373,7 @@ mod tests {
             first_error: None,
             interrupted: false,
             instances: Default::default(),
+            reconnects: None,
             fairness: Fairness::of(&[echoed / 2, echoed - echoed / 2]),
             hosts: Vec::new(),
             latency_stats: stats,

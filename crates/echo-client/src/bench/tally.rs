@@ -10,8 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::InstanceCounts;
+use super::reconnect::Reconnects;
 use crate::stats::{Jitter, LatencyStats};
 
 /// How many runs of equal latencies a tally holds before it flushes.
@@ -52,6 +54,8 @@ pub(super) struct Totals {
     /// How the measured echoes were spread over the connections: each adds
     /// its own once, as it ends.
     pub(super) spread: Spread,
+    /// What reconnecting cost, with `--reconnect`.
+    pub(super) reconnects: Reconnects,
 }
 
 /// The measured echoes of each connection, summed up without keeping them
@@ -188,6 +192,17 @@ pub(super) struct Tally<'a> {
     /// Measured echoes handed to the collector so far, added up at each
     /// flush rather than at each echo: the connection's share of the run.
     flushed_echoed: u64,
+    /// How many of those have been counted for an instance: with
+    /// reconnections, each connection opened may have been served by
+    /// another.
+    instance_counted: u64,
+    /// When the latest echo of any phase arrived.
+    latest_echo_nanos: u64,
+    /// Since when the connection has been without an echo, while it is
+    /// opened again after a failure.
+    outage_from: Option<u64>,
+    /// The longest such outage so far, ended by an echo or by the end.
+    longest_outage_nanos: u64,
 }
 
 impl<'a> Tally<'a> {
@@ -207,6 +222,10 @@ impl<'a> Tally<'a> {
             last_flush_nanos: 0,
             first_error: None,
             flushed_echoed: 0,
+            instance_counted: 0,
+            latest_echo_nanos: 0,
+            outage_from: None,
+            longest_outage_nanos: 0,
         }
     }
 
@@ -222,6 +241,10 @@ impl<'a> Tally<'a> {
     /// one.
     pub(super) fn echoed_many(&mut self, sent: u64, now: u64, count: u64) {
         self.echoed_all += count;
+        self.latest_echo_nanos = now;
+        if let Some(from) = self.outage_from.take() {
+            self.end_outage(from, now);
+        }
         if sent >= self.warmup_nanos {
             self.echoed += count;
             let latency = now.saturating_sub(sent);
@@ -250,14 +273,39 @@ impl<'a> Tally<'a> {
         }
     }
 
-    /// Counts this connection, and the measured echoes it has flushed, for
-    /// the server `instance` that greeted it. Called once, after the last
-    /// flush.
-    pub(super) fn count_instance(&self, instance: &str) {
+    /// Records that the connection, opened at `opened_at` (nanoseconds from
+    /// the start), has failed and is being opened again: it is out from its
+    /// latest echo, or from its opening if none came since, until its next
+    /// echo.
+    pub(super) fn outage_began(&mut self, opened_at: u64) {
+        if self.outage_from.is_none() {
+            self.outage_from = Some(self.latest_echo_nanos.max(opened_at));
+        }
+    }
+
+    /// Ends the outage under way, if any, at `now`: the connection ended
+    /// without another echo.
+    pub(super) fn outage_ended(&mut self, now: u64) {
+        if let Some(from) = self.outage_from.take() {
+            self.end_outage(from, now);
+        }
+    }
+
+    /// Ends an outage that began at `from` at `now`.
+    fn end_outage(&mut self, from: u64, now: u64) {
+        self.longest_outage_nanos = self.longest_outage_nanos.max(now.saturating_sub(from));
+    }
+
+    /// Counts a connection opened, and the measured echoes flushed since the
+    /// last call, for the server `instance` that greeted it. Called after a
+    /// flush, once for every time the connection was opened.
+    pub(super) fn count_instance(&mut self, instance: &str) {
+        let echoed = self.flushed_echoed - self.instance_counted;
+        self.instance_counted = self.flushed_echoed;
         let mut totals = self.collector.lock();
         let counts = totals.instances.entry(instance.to_owned()).or_default();
         counts.connections += 1;
-        counts.echoed += self.flushed_echoed;
+        counts.echoed += echoed;
     }
 
     /// Counts this connection's measured echoes in the run's spread. Called
@@ -271,6 +319,8 @@ impl<'a> Tally<'a> {
     pub(super) fn flush(&mut self, now: u64) {
         self.last_flush_nanos = now;
         let mut totals = self.collector.lock();
+        let outage = Duration::from_nanos(self.longest_outage_nanos);
+        totals.reconnects.longest_outage = totals.reconnects.longest_outage.max(outage);
         let run = std::mem::take(&mut self.run);
         let runs = self.latencies.iter().chain([&run]);
         for &(latency, count) in runs.filter(|(_, count)| *count > 0) {

@@ -34,7 +34,8 @@ Examples:
   echo-client bench -c 10 -d 32 -i 1     Pipelined, a line a second
   echo-client bench -r 5000 -t 30        5000 msgs/s in all, latency under a set load
   echo-client bench -n 100000 --json     A fixed number of messages, JSON for CI
-  echo-client --udp bench -s 512         UDP datagrams of 512 bytes")]
+  echo-client --udp bench -s 512         UDP datagrams of 512 bytes
+  echo-client bench -c 8 --reconnect     Across a server's restart, losing no echo")]
 pub(super) struct BenchArgs {
     /// Connections (UDP: sockets) to open
     #[arg(
@@ -122,6 +123,15 @@ pub(super) struct BenchArgs {
     )]
     report_interval: Option<Duration>,
 
+    /// Open a connection that fails (closed, reset, or silent past
+    /// --timeout) again after a short back-off, and send the messages that
+    /// were in flight on it again: a run across a server's restart or crash
+    /// loses no echo, and the report counts reconnects, messages sent again,
+    /// failed attempts and the longest outage. A connection not open again
+    /// within --timeout fails. TCP only [default: off]
+    #[arg(long, env = "ECHO_RECONNECT", value_parser = FalseyValueParser::new())]
+    reconnect: bool,
+
     /// Print one JSON document with every setting and result, and nothing
     /// else on stdout [default: off]
     #[arg(long, env = "ECHO_JSON", value_parser = FalseyValueParser::new())]
@@ -204,6 +214,7 @@ fn config(options: &Options, args: &BenchArgs) -> anyhow::Result<BenchConfig> {
         timeout: options.timeout,
         report_interval: args.report_interval,
         expect_greeting: options.expect_greeting,
+        reconnect: args.reconnect,
     };
     Ok(config)
 }

@@ -105,7 +105,21 @@ pub(crate) enum Fake {
     /// Echoes frames faithfully, but stalls for [`STALL`] before echoing the
     /// frame at [`STALLED_FRAME`] (counted from 0) of each connection.
     StallOnce,
+    /// Echoes [`ECHOES_BEFORE_CLOSING`] frames of each connection, then reads
+    /// one more and closes the connection without echoing it, as a server
+    /// that restarts does to the messages in flight.
+    CloseAfterEchoes,
+    /// Echoes raw bytes faithfully (RFC 862), but only the first
+    /// [`RAW_BYTES_BEFORE_CLOSING`] of each connection, then closes it: in
+    /// the middle of a message.
+    CloseAfterRawBytes,
 }
+
+/// How many frames [`Fake::CloseAfterEchoes`] echoes on a connection.
+pub(crate) const ECHOES_BEFORE_CLOSING: usize = 25;
+
+/// How many bytes [`Fake::CloseAfterRawBytes`] echoes on a connection.
+pub(crate) const RAW_BYTES_BEFORE_CLOSING: usize = 1000;
 
 /// The frame before which [`Fake::StallOnce`] stalls.
 pub(crate) const STALLED_FRAME: usize = 10;
@@ -138,17 +152,21 @@ pub(crate) async fn fake_server(fake: Fake) -> SocketAddr {
 }
 
 async fn serve_fake(fake: Fake, mut socket: TcpStream) {
-    if let Fake::CorruptOneRawByte = fake {
+    if let Fake::CorruptOneRawByte | Fake::CloseAfterRawBytes = fake {
         let (mut seen, mut buffer) = (0, vec![0; 4096]);
         while let Ok(read) = socket.read(&mut buffer).await {
             if read == 0 {
                 break;
             }
-            if (seen..seen + read).contains(&CORRUPTED_BYTE) {
-                buffer[CORRUPTED_BYTE - seen] ^= 0x01;
+            let mut echo = &mut buffer[..read];
+            if let Fake::CloseAfterRawBytes = fake {
+                let left = RAW_BYTES_BEFORE_CLOSING - seen;
+                echo = &mut echo[..read.min(left)];
+            } else if (seen..seen + read).contains(&CORRUPTED_BYTE) {
+                echo[CORRUPTED_BYTE - seen] ^= 0x01;
             }
-            seen += read;
-            if socket.write_all(&buffer[..read]).await.is_err() {
+            seen += echo.len();
+            if socket.write_all(echo).await.is_err() || seen == RAW_BYTES_BEFORE_CLOSING {
                 break;
             }
         }
@@ -156,7 +174,19 @@ async fn serve_fake(fake: Fake, mut socket: TcpStream) {
     }
     let mut frames = Framed::new(socket, FrameCodec::new());
     match fake {
-        Fake::CorruptOneRawByte => unreachable!("served above"),
+        Fake::CorruptOneRawByte | Fake::CloseAfterRawBytes => unreachable!("served above"),
+        Fake::CloseAfterEchoes => {
+            for _ in 0..ECHOES_BEFORE_CLOSING {
+                let Some(Ok(frame)) = frames.next().await else {
+                    return;
+                };
+                if frames.send(frame.freeze()).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping the socket after the frame closes the connection.
+            let _ = frames.next().await;
+        }
         Fake::CorruptOneFrame | Fake::ExtraFrame | Fake::StallOnce => {
             let mut count = 0;
             while let Some(Ok(mut frame)) = frames.next().await {
@@ -201,6 +231,34 @@ fn corrupt(mut frame: BytesMut) -> Bytes {
         None => frame.extend_from_slice(b"!"),
     }
     frame.freeze()
+}
+
+/// Starts a server that echoes frames on the first connection it accepts,
+/// until it has echoed `echoes` of them, and then closes the connection and
+/// its listener: every later connection is refused.
+pub(crate) async fn one_connection_server(echoes: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the server binds");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    tokio::spawn(async move {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        drop(listener);
+        let mut frames = Framed::new(socket, FrameCodec::new());
+        for _ in 0..echoes {
+            let Some(Ok(frame)) = frames.next().await else {
+                return;
+            };
+            if frames.send(frame.freeze()).await.is_err() {
+                return;
+            }
+        }
+    });
+    addr
 }
 
 /// A loopback address where nothing listens: a port that was free a moment
