@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use crate::{bench, e2e, fuzz, process};
+use crate::{bench, e2e, fleet, fuzz, process};
 
 /// The cargo steps, cheapest first so that a formatting slip fails in
 /// seconds rather than after a full build: a name and the command as typed,
@@ -77,14 +77,19 @@ const BENCH_SMOKE: &[&str] = &[
     "--idle-connections=500",
 ];
 
+/// The fleet's short run: every scenario with 1-second benches, on the dev
+/// binaries. It needs root, network namespaces and HAProxy, and prints
+/// SKIPPED without them.
+const FLEET_SMOKE: &[&str] = &["fleet", "--quick"];
+
 /// The fuzz smoke run: each target for 5 s, which replays the seeds and the
 /// corpus and explores a little; longer runs are `cargo xtask fuzz`'s job.
 const FUZZ_SMOKE: &[&str] = &["fuzz", "--time=5"];
 
-/// Runs the cargo steps, then the e2e tests, the bench smoke run and the
-/// fuzz smoke run.
+/// Runs the cargo steps, then the e2e tests, the fleet's short run, the
+/// bench smoke run and the fuzz smoke run.
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let total = STEPS.len() + 3;
+    let total = STEPS.len() + 4;
     for (index, &(name, line)) in STEPS.iter().enumerate() {
         eprintln!("==> [{}/{total}] {name}: {line}", index + 1);
         let (env, args) =
@@ -103,8 +108,11 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             args.join(" ")
         );
     };
-    smoke(total - 2, "e2e", &["e2e"]);
+    smoke(total - 3, "e2e", &["e2e"]);
     e2e::run(root, false, &[]).context("CI step `e2e` failed")?;
+    smoke(total - 2, "fleet", FLEET_SMOKE);
+    let args = fleet::Args::try_parse_from(FLEET_SMOKE)?;
+    fleet::run(&args).context("CI step `fleet` failed")?;
     smoke(total - 1, "bench-smoke", BENCH_SMOKE);
     let args = bench::Args::try_parse_from(BENCH_SMOKE)?;
     bench::run(&args).context("CI step `bench-smoke` failed")?;
@@ -136,6 +144,7 @@ mod tests {
     fn the_smoke_runs_parse_and_the_steps_are_named_once() {
         assert!(bench::Args::try_parse_from(BENCH_SMOKE).is_ok());
         assert!(fuzz::Args::try_parse_from(FUZZ_SMOKE).is_ok());
+        assert!(fleet::Args::try_parse_from(FLEET_SMOKE).is_ok());
         for (name, line) in STEPS {
             assert!(split(line).is_some(), "{name}");
         }

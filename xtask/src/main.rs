@@ -12,6 +12,7 @@ mod bench;
 mod ci;
 mod client;
 mod e2e;
+mod fleet;
 mod fuzz;
 mod process;
 mod soak;
@@ -36,8 +37,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Every check CI runs, stopping at the first failure: formatting,
-    /// clippy, tests, docs, the feature sets, packaging, the e2e tests, a
-    /// bench smoke run and a fuzz smoke run.
+    /// clippy, tests, docs, the feature sets, packaging, the e2e tests, the
+    /// fleet's short run, a bench smoke run and a fuzz smoke run.
     Ci,
     /// Build echo-server and echo-client, then run the end-to-end tests
     /// against the real binaries.
@@ -61,6 +62,11 @@ enum Task {
     /// pinned to another, beside a C epoll reference if asked, and judge the
     /// performance targets.
     Bench(bench::Args),
+    /// As root: three echo-servers behind HAProxy on a network of namespaces
+    /// of its own, with two load hosts; balance, a crash, a rolling restart,
+    /// a lossy link and a slow backend, and two hosts' reports merged, each
+    /// with its figures and checks. Skipped, saying why, where it cannot run.
+    Fleet(fleet::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
             Task::Fuzz(args) => fuzz::run(&args),
             Task::Soak(args) => soak::run(&args),
             Task::Bench(args) => bench::run(&args),
+            Task::Fleet(args) => fleet::run(&args),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,7 +123,7 @@ mod tests {
         };
         assert!(release);
         assert_eq!(filters, ["drain"]);
-        for task in ["soak", "fuzz", "bench"] {
+        for task in ["soak", "fuzz", "bench", "fleet"] {
             assert!(parse(&[task]).is_ok(), "{task}");
             let error = parse(&[task, "--fast"]).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::UnknownArgument);

@@ -95,6 +95,14 @@ pub enum Error {
         /// The command's name, exit status and output.
         output: String,
     },
+    /// A network namespace could not be entered.
+    #[error("cannot enter network namespace {name}: {source}")]
+    Namespace {
+        /// The namespace, as `ip netns` knows it.
+        name: String,
+        /// Why it could not be entered.
+        source: io::Error,
+    },
     /// A connection could not be opened.
     #[error("cannot connect to {addr}: {source}")]
     Connect {

@@ -1,8 +1,11 @@
 //! Network namespaces for tests of real networks: a [`Namespace`] of the
 //! test's own, removed when dropped (also when the test fails), joined to
-//! another by a veth pair ([`Namespace::link`]), with programs started inside
-//! it ([`Namespace::spawn`]) and links impaired with nftables
-//! ([`Namespace::nft`]; this kernel has no netem).
+//! another by a veth pair ([`Namespace::link`]) or with others to a bridge,
+//! as hosts on one LAN ([`Namespace::add_bridge`], [`Namespace::plug`]),
+//! with programs started inside it ([`Namespace::spawn`]), sockets opened
+//! from inside it ([`Namespace::enter`]) and links impaired with nftables
+//! ([`Namespace::nft`]; this kernel has no netem). [`remove_stale`] removes
+//! what a killed process left.
 //!
 //! Addresses come from 198.18.0.0/15, the range set aside for benchmarking,
 //! so that test traffic never reaches a real network. Everything needs root
@@ -51,6 +54,37 @@ pub fn unavailable(tools: &[&str]) -> Option<String> {
         .chain(tools)
         .find(|tool| !on_path(tool))
         .map(|tool| format!("`{tool}` is not installed"))
+}
+
+/// Removes the namespaces that a process of this kit made and could not
+/// remove, because it was killed (a signal runs no destructor): those whose
+/// name says they belong to a process that no longer runs. Returns their
+/// names.
+///
+/// # Errors
+///
+/// When `ip netns list` fails.
+pub fn remove_stale() -> Result<Vec<String>, Error> {
+    let listed = Spawn::new("ip").args(["netns", "list"]).run(deadline())?;
+    let mut removed = Vec::new();
+    for line in listed.stdout_text().lines() {
+        // `NAME` or `NAME (id: N)`.
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if owner(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            ip(["netns", "del", name])?;
+            removed.push(name.to_owned());
+        }
+    }
+    Ok(removed)
+}
+
+/// The process that made namespace `name`, if this kit named it:
+/// `echo-ROLE-PID-N`.
+fn owner(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix("echo-")?.rsplit('-');
+    parts.next()?.parse::<u32>().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next().map(|_role| pid)
 }
 
 fn on_path(program: &str) -> bool {
@@ -143,6 +177,64 @@ impl Namespace {
         Ok(())
     }
 
+    /// Makes a bridge named `bridge` in this namespace, up: a switch for
+    /// the namespaces [plugged](Self::plug) into it, as hosts on one LAN.
+    ///
+    /// # Errors
+    ///
+    /// When `ip` fails.
+    pub fn add_bridge(&self, bridge: &str) -> Result<(), Error> {
+        self.ip(["link", "add", bridge, "type", "bridge"])?;
+        self.ip(["link", "set", bridge, "up"])
+    }
+
+    /// Plugs `host` into this namespace's `bridge` with a veth pair:
+    /// `address` (such as `198.18.0.11/24`) on the host's side, the other
+    /// side a port of the bridge.
+    ///
+    /// # Errors
+    ///
+    /// When `ip` fails.
+    pub fn plug(&self, host: &Namespace, bridge: &str, address: &str) -> Result<(), Error> {
+        let (port, interface) = (self.veth_name(host), host.veth_name(self));
+        ip([
+            "link", "add", &port, "netns", &self.name, "type", "veth", "peer", "name", &interface,
+            "netns", &host.name,
+        ])?;
+        self.ip(["link", "set", &port, "master", bridge])?;
+        self.ip(["link", "set", &port, "up"])?;
+        host.ip(["addr", "add", address, "dev", &interface])?;
+        host.ip(["link", "set", &interface, "up"])
+    }
+
+    /// Runs `work` on a thread of its own that has entered this namespace,
+    /// and returns what it returns: sockets it opens are this namespace's,
+    /// while the rest of the process stays where it was (a network
+    /// namespace is a thread's, not a process's).
+    ///
+    /// # Errors
+    ///
+    /// When the namespace cannot be entered.
+    pub fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, Error> {
+        let failed = |source| Error::Namespace {
+            name: self.name.clone(),
+            source,
+        };
+        let namespace =
+            std::fs::File::open(std::path::Path::new("/var/run/netns").join(&self.name))
+                .map_err(failed)?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|errno| failed(errno.into()))?;
+                    Ok(work())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     /// The name of this side of a veth pair to `peer`: interface names have
     /// at most 15 bytes, so it is made of the namespaces' numbers.
     pub fn veth_name(&self, peer: &Namespace) -> String {
@@ -190,5 +282,24 @@ fn succeed(spawn: Spawn) -> Result<(), Error> {
         Err(Error::Failed {
             output: output.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_of_a_namespace_is_read_from_its_name() {
+        assert_eq!(owner("echo-srv-4242-0"), Some(4242));
+        assert_eq!(owner("echo-c1-17-12"), Some(17));
+        for other in [
+            "echo-4242-0",
+            "echo-srv-x-0",
+            "web-srv-4242-0",
+            "echo-srv-4242-",
+        ] {
+            assert_eq!(owner(other), None, "{other}");
+        }
     }
 }
