@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use self::measure::{Contender, IdleRun, Run, make_room_for_connections, measure_idle};
+use self::measure::{Contender, IdleKind, IdleRun, Run, make_room_for_connections, measure_idle};
 use self::report::{Machine, Results};
 use self::scenario::{IDLE, Mode, SCENARIOS, Scenario};
 use self::servers::{ClientKind, Lab, ServerKind};
@@ -289,29 +289,50 @@ fn measure_scenarios(
     Ok(runs)
 }
 
-/// Measures the memory of `connections` idle connections on a fresh server
-/// of each kind, in each mode.
+/// The memory of idle connections, of both kinds (never sent; echoed
+/// once), for each server in each mode: echo-server with one worker and with
+/// as many as this machine has cores (its default), both pinned as the
+/// scenarios are.
 fn measure_idle_memory(lab: &Lab, modes: &[Mode], connections: usize) -> Result<Vec<IdleRun>> {
     // Room above the connections held, so that the limit is not what is
     // measured.
     let max_connections = (connections + 100).to_string();
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     let mut idle = Vec::new();
     for &mode in modes {
-        for kind in lab.servers() {
-            let server = lab.start(kind, mode, &["--max-connections", &max_connections])?;
-            let measured = measure_idle(
-                &server,
-                (mode, kind),
-                connections,
-                Instant::now() + IDLE_DEADLINE,
-            )
-            .with_context(|| format!("idle connections in {mode} mode to {kind}"))?;
-            eprintln!(
-                "==> idle {mode} {kind}: {:.2} KiB per connection",
-                measured.kib_per_connection
-            );
-            idle.push(measured);
-            server.stop(Instant::now() + STOP_DEADLINE)?;
+        for server_kind in lab.servers() {
+            let workers = match server_kind {
+                ServerKind::Reference => vec![None],
+                ServerKind::EchoServer if cores > 1 => vec![Some(1), Some(cores)],
+                ServerKind::EchoServer => vec![Some(1)],
+            };
+            for workers in workers {
+                for kind in [IdleKind::NeverSent, IdleKind::EchoedOnce] {
+                    let workers_arg = workers.map(|n| n.to_string());
+                    let mut extra = vec!["--max-connections", &max_connections];
+                    if let Some(workers) = &workers_arg {
+                        extra.extend(["--workers", workers]);
+                    }
+                    let server = lab.start(server_kind, mode, &extra)?;
+                    let measured = measure_idle(
+                        &server,
+                        (mode, server_kind),
+                        (kind, workers),
+                        connections,
+                        Instant::now() + IDLE_DEADLINE,
+                    )
+                    .with_context(|| {
+                        format!("idle connections ({kind}) in {mode} mode to {server_kind}")
+                    })?;
+                    eprintln!(
+                        "==> idle {mode} {server_kind} {}({kind}): {:.2} KiB per connection",
+                        workers.map_or(String::new(), |n| format!("{n} workers ")),
+                        measured.kib_per_connection
+                    );
+                    idle.push(measured);
+                    server.stop(Instant::now() + STOP_DEADLINE)?;
+                }
+            }
         }
     }
     Ok(idle)

@@ -5,12 +5,13 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Waker, ready};
 use std::time::Duration;
 
 use echo_proto::frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep};
+use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 use tracing::{Level, debug, enabled};
 
@@ -261,17 +262,30 @@ impl EchoService {
     }
 
     /// Reads what has arrived, waiting for it as long as it takes: `Ok(0)`
-    /// at end of stream. A relay with no buffer waits for data before taking
-    /// one.
+    /// at end of stream.
+    ///
+    /// A relay with no buffer waits for data before taking one, and gives it
+    /// back if the read would block after all: readiness can be stale (the
+    /// runtime learns that a socket is empty only by reading it), and a
+    /// buffer held across that wait would cost every idle connection its
+    /// size, 64 KiB of heap.
     async fn read_some<S: EchoStream>(
         &self,
         stream: &mut S,
         relay: &mut RelayBuffer,
     ) -> io::Result<usize> {
-        if !relay.holds_buffer() {
-            poll_fn(|cx| stream.poll_read_ready(cx)).await?;
+        if relay.holds_buffer() {
+            return stream.read_buf(relay.read_target(&self.buffers)).await;
         }
-        stream.read_buf(relay.read_target(&self.buffers)).await
+        poll_fn(|cx| {
+            ready!(stream.poll_read_ready(cx))?;
+            let read = poll_read_buf(Pin::new(&mut *stream), cx, relay.read_target(&self.buffers));
+            if read.is_pending() {
+                relay.release_if_empty(&self.buffers);
+            }
+            read
+        })
+        .await
     }
 
     /// Writes back what the relay has ready, then drops it from the buffer.

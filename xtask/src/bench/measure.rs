@@ -1,6 +1,7 @@
 //! Measuring one server: a scenario's throughput, latency and CPU time, or
 //! the memory of idle connections.
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -108,12 +109,36 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// What the idle connections do before they go quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum IdleKind {
+    /// Connect, and never send a byte: a load balancer's TCP health check,
+    /// a port scanner, a pooled client not used yet.
+    NeverSent,
+    /// Echo one small frame, then nothing more.
+    EchoedOnce,
+}
+
+impl fmt::Display for IdleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NeverSent => "never sent",
+            Self::EchoedOnce => "echoed once",
+        })
+    }
+}
+
 /// The resident memory of a server holding idle connections: before the
-/// first, with every one open, each having echoed once, and per connection.
+/// first, with every one open, and per connection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct IdleRun {
     pub(crate) mode: Mode,
     pub(crate) server: ServerKind,
+    pub(crate) kind: IdleKind,
+    /// echo-server's `--workers`; `None` for the C server, which has one
+    /// thread.
+    pub(crate) workers: Option<usize>,
     pub(crate) connections: usize,
     pub(crate) rss_before_kib: u64,
     pub(crate) rss_after_kib: u64,
@@ -122,8 +147,8 @@ pub(crate) struct IdleRun {
 
 impl IdleRun {
     pub(crate) fn new(
-        mode: Mode,
-        server: ServerKind,
+        (mode, server): (Mode, ServerKind),
+        (kind, workers): (IdleKind, Option<usize>),
         connections: usize,
         (before, after): (u64, u64),
     ) -> Self {
@@ -131,6 +156,8 @@ impl IdleRun {
         Self {
             mode,
             server,
+            kind,
+            workers,
             connections,
             rss_before_kib: before,
             rss_after_kib: after,
@@ -246,41 +273,55 @@ fn reference_report(stdout: &[u8], exited_ok: bool, size: usize) -> Result<Repor
     })
 }
 
-/// Opens `connections` connections to `server`, echoes one small frame on
-/// each, and reads the server's resident memory with all of them open and
-/// quiet. The connections close when it returns.
+/// Opens `connections` connections to `server`, each echoing one small
+/// frame first or never sending a byte (`kind`), and reads the server's
+/// resident memory with all of them open and quiet. The connections close
+/// when it returns.
+///
+/// Connections that never send are all accepted by the time an extra one,
+/// opened after them, has had its echo: the servers accept in order.
 pub(crate) fn measure_idle(
     server: &Server,
-    (mode, kind): (Mode, ServerKind),
+    contender: (Mode, ServerKind),
+    (kind, workers): (IdleKind, Option<usize>),
     connections: usize,
     deadline: Instant,
 ) -> Result<IdleRun> {
     let rss_before_kib = process::rss_kib(server.pid())?;
-    let mut open = Vec::with_capacity(connections);
-    for index in 0..connections {
-        let left = deadline.saturating_duration_since(Instant::now());
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let connect = || -> Result<TcpStream> {
+        ensure!(!left().is_zero(), "the deadline passed");
+        let stream = TcpStream::connect_timeout(&server.addr(), left())?;
+        stream.set_read_timeout(Some(left()))?;
+        Ok(stream)
+    };
+    let ping = |stream: &mut TcpStream| -> Result<()> {
+        stream.write_all(&IDLE_PING)?;
+        let mut echo = [0; IDLE_PING.len()];
+        stream.read_exact(&mut echo)?;
         ensure!(
-            !left.is_zero(),
-            "the deadline passed after {index} idle connections"
+            echo == IDLE_PING,
+            "the echo {echo:?} differs from {IDLE_PING:?}"
         );
-        let ping = || {
-            let mut stream = TcpStream::connect_timeout(&server.addr(), left)?;
-            stream.set_read_timeout(Some(left))?;
-            stream.write_all(&IDLE_PING)?;
-            let mut echo = [0; IDLE_PING.len()];
-            stream.read_exact(&mut echo)?;
-            ensure!(
-                echo == IDLE_PING,
-                "the echo {echo:?} differs from {IDLE_PING:?}"
-            );
-            Ok(stream)
-        };
-        open.push(ping().with_context(|| format!("idle connection {index}"))?);
+        Ok(())
+    };
+    let mut open = Vec::with_capacity(connections + 1);
+    for index in 0..connections {
+        let mut stream = connect().with_context(|| format!("idle connection {index}"))?;
+        if kind == IdleKind::EchoedOnce {
+            ping(&mut stream).with_context(|| format!("idle connection {index}"))?;
+        }
+        open.push(stream);
+    }
+    if kind == IdleKind::NeverSent {
+        let mut last = connect().context("the connection after the idle ones")?;
+        ping(&mut last).context("the connection after the idle ones")?;
+        open.push(last);
     }
     let rss_after_kib = process::rss_kib(server.pid())?;
     Ok(IdleRun::new(
-        mode,
-        kind,
+        contender,
+        (kind, workers),
         connections,
         (rss_before_kib, rss_after_kib),
     ))
@@ -407,9 +448,11 @@ mod tests {
 
     #[test]
     fn idle_memory_per_connection() {
-        let idle = IdleRun::new(Mode::Raw, ServerKind::Reference, 1000, (1000, 3000));
+        let reference = (Mode::Raw, ServerKind::Reference);
+        let never_sent = (IdleKind::NeverSent, None);
+        let idle = IdleRun::new(reference, never_sent, 1000, (1000, 3000));
         assert_eq!(idle.kib_per_connection, 2.0);
-        let shrunk = IdleRun::new(Mode::Raw, ServerKind::Reference, 0, (1000, 900));
+        let shrunk = IdleRun::new(reference, never_sent, 0, (1000, 900));
         assert_eq!(shrunk.kib_per_connection, 0.0);
     }
 }
