@@ -73,8 +73,12 @@ pub(crate) struct Args {
     #[arg(long)]
     dev: bool,
     /// Print one JSON document instead of the table [default: off].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print the tables as Markdown instead, as docs/performance.md shows
+    /// them [default: off].
+    #[arg(long)]
+    markdown: bool,
     /// Instead of the scenarios: echo-server with N workers, each with its
     /// own runtime and listener (`--runtime per-worker`), against one
     /// multi-threaded runtime of N threads (`--runtime shared`), on fanin
@@ -185,6 +189,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     if args.json {
         println!("{:#}", results.to_json());
+    } else if args.markdown {
+        print!("{}", results.to_markdown());
     } else {
         print!("{results}");
     }
@@ -204,6 +210,7 @@ fn measure_scenarios(
     if scenarios.is_empty() {
         return Ok(Vec::new());
     }
+    let proxied = scenarios.iter().any(|scenario| scenario.proxied);
     let mut servers: Vec<(ServerKind, Mode, Server)> = Vec::new();
     for &mode in modes {
         for kind in lab.servers() {
@@ -211,6 +218,10 @@ fn measure_scenarios(
             if kind == ServerKind::EchoServer || mode == modes[0] {
                 servers.push((kind, mode, lab.start(kind, mode, &[])?));
             }
+        }
+        if proxied {
+            let kind = ServerKind::ProxiedEchoServer;
+            servers.push((kind, mode, lab.start(kind, mode, &[])?));
         }
     }
     let server_for = |who: Contender| {
@@ -240,11 +251,19 @@ fn measure_scenarios(
     }
     let mut runs = Vec::new();
     for &scenario in scenarios {
-        let contenders: Vec<Contender> = all
+        let mut contenders: Vec<Contender> = all
             .iter()
             .copied()
             .filter(|who| who.client == ClientKind::EchoClient || scenario.client_target)
             .collect();
+        // Behind PROXY headers, which only echo-client sends.
+        if scenario.proxied {
+            contenders.extend(modes.iter().map(|&mode| Contender {
+                mode,
+                server: ServerKind::ProxiedEchoServer,
+                client: ClientKind::EchoClient,
+            }));
+        }
         let mut measured: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
         for round in 0..rounds {
             // The contenders take turns going first, so that a drift of the
@@ -303,8 +322,8 @@ fn measure_idle_memory(lab: &Lab, modes: &[Mode], connections: usize) -> Result<
         for server_kind in lab.servers() {
             let workers = match server_kind {
                 ServerKind::Reference => vec![None],
-                ServerKind::EchoServer if cores > 1 => vec![Some(1), Some(cores)],
-                ServerKind::EchoServer => vec![Some(1)],
+                _ if cores > 1 => vec![Some(1), Some(cores)],
+                _ => vec![Some(1)],
             };
             for workers in workers {
                 for kind in [IdleKind::NeverSent, IdleKind::EchoedOnce] {

@@ -216,7 +216,12 @@ impl Lab {
         let load = scenario.load;
         let command = match who.client {
             ClientKind::EchoClient => {
-                let mode = who.mode.client_flags().iter().map(|&flag| flag.to_owned());
+                let proxy: &[&str] = match who.server {
+                    ServerKind::ProxiedEchoServer => &["--proxy-protocol", "v2"],
+                    _ => &[],
+                };
+                let mode = who.mode.client_flags().iter().chain(proxy);
+                let mode = mode.map(|&flag| flag.to_owned());
                 let args = mode.chain(load.args(server.addr(), CLIENT_TIMEOUT_SECS, duration));
                 self.cmd(CLIENT_CPU, &self.bins.client, args)
             }

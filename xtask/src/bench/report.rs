@@ -2,6 +2,7 @@
 //! judged against the reference, and the same as JSON.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -137,7 +138,7 @@ impl Check {
 
 /// The header of the table of runs, its columns as wide as
 /// the report writes them.
-const HEADER: &str = "scenario   mode    client       server           msgs/s      MB/s   p50 µs   p99 µs server% srv µs/msg client% cli µs/msg";
+const HEADER: &str = "scenario   mode    client       server                msgs/s      MB/s   p50 µs   p99 µs server% srv µs/msg client% cli µs/msg";
 
 impl Results {
     /// The run of `scenario` against `server` in `mode` driven by `client`,
@@ -212,22 +213,37 @@ impl Results {
                 ),
             }
         }
-        // The client's own target: pinned to one core, it drives at least as
-        // many echoes per second as echo-server serves on one core. Each is
-        // measured where it is what runs out: echo-client driving the C
-        // server, and echo-server driven by the C load generator. (Bulk is
+        // The client's own target: pinned to one core, echo-client drives at
+        // least 0.9 times the echoes per second that the plainest C load
+        // generator drives against the same server, the C one, which is the
+        // cheapest there is, so that the client is what runs out. (Bulk is
         // left out: checking 64 KiB echoes byte for byte costs more than
         // relaying them, by design; pingpong waits on round trips, not on a
         // core.)
         for mode in Mode::ALL {
             for name in SCENARIOS.iter().filter(|s| s.client_target).map(|s| s.name) {
-                if let (Some(client), Some(server)) = (
+                if let (Some(client), Some(c_load)) = (
                     self.run(name, mode, Reference, EchoClient),
-                    self.run(name, mode, EchoServer, ClientKind::Reference),
+                    self.run(name, mode, Reference, ClientKind::Reference),
                 ) {
-                    let ratio = client.report.messages_per_s / server.report.messages_per_s;
-                    let what = "client msgs/s vs echo-server's, one core each";
-                    checks.push(check(name, mode, what, ratio, Bound::AtLeast(1.0)));
+                    let ratio = client.report.messages_per_s / c_load.report.messages_per_s;
+                    let what = "client msgs/s vs the C load generator's, same server";
+                    checks.push(check(name, mode, what, ratio, Bound::AtLeast(0.9)));
+                }
+            }
+        }
+        // A PROXY v2 header on every connection costs one parse, not a
+        // system call of its own: behind headers, echo-server keeps 95% of
+        // its echoes per second without them.
+        for mode in Mode::ALL {
+            for name in SCENARIOS.iter().filter(|s| s.proxied).map(|s| s.name) {
+                if let (Some(proxied), Some(plain)) = (
+                    self.run(name, mode, ServerKind::ProxiedEchoServer, EchoClient),
+                    self.run(name, mode, EchoServer, EchoClient),
+                ) {
+                    let ratio = proxied.report.messages_per_s / plain.report.messages_per_s;
+                    let what = "msgs/s with a PROXY v2 header vs without";
+                    checks.push(check(name, mode, what, ratio, Bound::AtLeast(0.95)));
                 }
             }
         }
@@ -289,6 +305,94 @@ impl Results {
     }
 }
 
+impl Results {
+    /// The report as Markdown, for docs/performance.md: the conditions,
+    /// the runs, the idle memory and the targets with their verdicts, each
+    /// a table.
+    pub(crate) fn to_markdown(&self) -> String {
+        let mut text = String::new();
+        let Machine {
+            cpus,
+            cpu_model,
+            kernel,
+        } = &self.machine;
+        let rounds = match self.rounds {
+            1 => "one round".to_owned(),
+            n => format!("medians of {n} rounds"),
+        };
+        let _ = writeln!(
+            text,
+            "`cargo xtask bench`: {rounds}, {} s per run after a {} s warm-up run; {}; \
+             {cpus} CPUs, {cpu_model}, Linux {kernel}.\n",
+            self.duration.as_secs_f64(),
+            self.warmup.as_secs_f64(),
+            self.placement
+        );
+        let us = |us: Option<f64>| us.map_or_else(|| "–".to_owned(), |us| format!("{us:.1}"));
+        if !self.runs.is_empty() {
+            text += "| scenario | mode | client | server | msgs/s | MB/s | p50 µs | p99 µs | server CPU | server µs/msg | client CPU | client µs/msg |\n";
+            text += "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+            for run in &self.runs {
+                let who = run.who;
+                let _ = writeln!(
+                    text,
+                    "| {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {:.0}% | {:.3} | {:.0}% | {:.3} |",
+                    run.scenario.name,
+                    who.mode,
+                    who.client,
+                    who.server,
+                    run.report.messages_per_s,
+                    run.report.megabytes_per_s,
+                    us(run.report.latency.p50),
+                    us(run.report.latency.p99),
+                    run.server_load * 100.0,
+                    run.server_cpu_per_message_us,
+                    run.client_load * 100.0,
+                    run.client_cpu_per_message_us,
+                );
+            }
+            text += "\n";
+        }
+        if let Some(first) = self.idle.first() {
+            let _ = writeln!(
+                text,
+                "Idle: {} connections that never sent a byte, or echoed once, then quiet.\n",
+                first.connections
+            );
+            text += "| mode | idle connections | server | workers | KiB of RSS each |\n|---|---|---|--:|--:|\n";
+            for idle in &self.idle {
+                let workers = idle.workers.map_or("–".to_owned(), |n| n.to_string());
+                let _ = writeln!(
+                    text,
+                    "| {} | {} | {} | {workers} | {:.2} |",
+                    idle.mode, idle.kind, idle.server, idle.kib_per_connection
+                );
+            }
+            text += "\n";
+        }
+        let checks = self.checks();
+        if !checks.is_empty() {
+            text += "| scenario | mode | target | measured | bound | verdict |\n|---|---|---|--:|--:|---|\n";
+            for check in &checks {
+                let _ = writeln!(
+                    text,
+                    "| {} | {} | {} | {:.3}{} | {} | {} |",
+                    check.scenario,
+                    check.mode,
+                    check.what,
+                    check.value,
+                    check.unit(),
+                    check.limit_text(),
+                    if check.met { "met" } else { "**missed**" }
+                );
+            }
+            let met = checks.iter().filter(|check| check.met).count();
+            let _ = writeln!(text, "\n{met} of {} targets met.", checks.len());
+        }
+        text
+    }
+}
+
 /// The report for people: the conditions, one table of runs, the idle
 /// memory, and the targets.
 impl fmt::Display for Results {
@@ -328,7 +432,7 @@ impl fmt::Display for Results {
             } = run.who;
             writeln!(
                 f,
-                "{:<10} {mode:<7} {client:<12} {server:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
+                "{:<10} {mode:<7} {client:<12} {server:<17} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
                 run.scenario.name,
                 run.report.messages_per_s,
                 run.report.megabytes_per_s,
@@ -487,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn the_client_is_held_to_what_echo_server_serves_on_one_core() {
+    fn the_client_is_held_to_what_the_c_load_generator_drives() {
         let driven_by_c = |server, rate| {
             let mut run = run("pipelined", Framed, server, rate, 1.0);
             run.who.client = ClientKind::Reference;
@@ -498,17 +602,18 @@ mod tests {
             // echo-client against the C server: what the client drives.
             run("pipelined", Framed, Reference, 3_800_000.0, 80.0),
             run("pipelined", Framed, EchoServer, 3_700_000.0, 80.0),
-            // The C load against each server: what echo-server serves.
-            driven_by_c(Reference, 5_000_000.0),
+            // The C load against each server: what the plainest client
+            // drives against the same server.
+            driven_by_c(Reference, 4_000_000.0),
             driven_by_c(EchoServer, 4_000_000.0),
         ];
         let results = results(runs, Vec::new());
         let checks = results.checks();
         let client = find(&checks, "pipelined", "client msgs/s");
         assert!((client.value - 0.95).abs() < 1e-9, "{client:?}");
-        assert!(!client.met);
+        assert!(client.met, "0.95 of the C load is within the 0.9 target");
         // The servers are compared under echo-client only (3.7M / 3.8M),
-        // not under the C load (4.0M / 5.0M).
+        // not under the C load (4.0M / 4.0M).
         let servers = find(&checks, "pipelined", "msgs/s vs C epoll");
         assert!((servers.value - 3.7 / 3.8).abs() < 1e-9, "{servers:?}");
         assert_eq!(checks.len(), 2, "{checks:?}");
@@ -567,6 +672,75 @@ mod tests {
         let tail = find(&checks, "bulk", "p99");
         assert!((tail.value - 2.5).abs() < 1e-9);
         assert!(!tail.met);
+    }
+
+    #[test]
+    fn the_markdown_has_the_runs_the_idle_memory_and_the_verdicts() {
+        use super::super::measure::IdleKind::NeverSent;
+        let runs = vec![
+            run("pingpong", Framed, Reference, 16_000.0, 60.0),
+            run("pingpong", Framed, EchoServer, 16_500.0, 66.0),
+        ];
+        let idle = vec![IdleRun::new(
+            (Framed, EchoServer),
+            (NeverSent, Some(1)),
+            1000,
+            (4000, 6000),
+        )];
+        let text = results(runs, idle).to_markdown();
+        assert!(
+            text.starts_with("`cargo xtask bench`: one round, 5 s per run"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| pingpong | framed | echo-client | echo-server | 16500 | 1.1 | 66.0 | 132.0 |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| framed | never sent | echo-server | 1 | 2.00 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| pingpong | framed | p50 latency vs C epoll | 1.100× | ≤ 1.05× | **missed** |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("0 of 2 targets met."), "{text}");
+        // Every row of a table has as many cells as its header.
+        for table in text.split("\n\n").filter(|block| block.starts_with('|')) {
+            let cells: Vec<usize> = table
+                .lines()
+                .map(|line| line.matches('|').count())
+                .collect();
+            assert!(cells.windows(2).all(|pair| pair[0] == pair[1]), "{table}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_header_is_judged_against_the_same_server_without_it() {
+        let runs = vec![
+            run("fanin", Framed, EchoServer, 100_000.0, 400.0),
+            run(
+                "fanin",
+                Framed,
+                ServerKind::ProxiedEchoServer,
+                97_000.0,
+                410.0,
+            ),
+            run("fanin", Raw, EchoServer, 100_000.0, 400.0),
+            run("fanin", Raw, ServerKind::ProxiedEchoServer, 90_000.0, 440.0),
+        ];
+        let checks = results(runs, Vec::new()).checks();
+        let proxied: Vec<&Check> = checks
+            .iter()
+            .filter(|check| check.what.contains("PROXY"))
+            .collect();
+        assert_eq!(proxied.len(), 2, "{checks:?}");
+        assert!((proxied[0].value - 0.97).abs() < 1e-9 && proxied[0].met);
+        assert!((proxied[1].value - 0.9).abs() < 1e-9 && !proxied[1].met);
     }
 
     #[test]

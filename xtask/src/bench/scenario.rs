@@ -19,6 +19,10 @@ pub(crate) struct Scenario {
     /// core when the client is not what runs out.
     #[serde(skip)]
     pub(crate) client_target: bool,
+    /// Whether echo-server is measured behind PROXY v2 headers too, against
+    /// itself without them.
+    #[serde(skip)]
+    pub(crate) proxied: bool,
 }
 
 /// The loads of the performance targets, in the order they are run and
@@ -28,7 +32,10 @@ pub(crate) struct Scenario {
 /// and fairness.
 pub(crate) const SCENARIOS: [Scenario; 4] = [
     scenario("pingpong", 1, 64, 1, false),
-    scenario("fanin", 100, 64, 1, true),
+    Scenario {
+        proxied: true,
+        ..scenario("fanin", 100, 64, 1, true)
+    },
     scenario("pipelined", 10, 64, 32, true),
     scenario("bulk", 4, 64 * 1024, 4, false),
 ];
@@ -49,6 +56,7 @@ const fn scenario(
         name,
         load,
         client_target,
+        proxied: false,
     }
 }
 

@@ -37,6 +37,11 @@ pub(crate) enum ServerKind {
     /// `echo-server`, in the mode that serves the load.
     #[serde(rename = "echo-server")]
     EchoServer,
+    /// `echo-server --proxy-protocol`, each connection opening with a PROXY
+    /// v2 header from echo-client (`--proxy-protocol v2`), as behind a load
+    /// balancer: what the header costs.
+    #[serde(rename = "echo-server PROXY")]
+    ProxiedEchoServer,
 }
 
 /// Which client drives a server.
@@ -226,9 +231,18 @@ impl Lab {
                     },
                 )
             }
-            ServerKind::EchoServer => {
+            ServerKind::EchoServer | ServerKind::ProxiedEchoServer => {
                 let mode_arg = mode.to_string();
-                let args = [&["--listen", "127.0.0.1:0", "--mode", &mode_arg], extra].concat();
+                let proxy: &[&str] = match kind {
+                    ServerKind::ProxiedEchoServer => &["--proxy-protocol"],
+                    _ => &[],
+                };
+                let args = [
+                    &["--listen", "127.0.0.1:0", "--mode", &mode_arg],
+                    proxy,
+                    extra,
+                ]
+                .concat();
                 let (program, args) = self.pinned(SERVER_CPU, &self.bins.server, args);
                 Server::echo_server(process::spawn(program, args), kind_of(mode), deadline)
             }

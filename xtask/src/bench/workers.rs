@@ -8,7 +8,9 @@
 //! what each runtime costs the server per echo (its CPU time over the
 //! echoes), the rate, the p99 latency, and how evenly the echoes were
 //! spread over the connections (Jain's index, 1 for an even spread), as
-//! medians of rounds in which the two take turns.
+//! medians of rounds in which the two take turns. The shared runtime with
+//! one worker is measured beside them, for the scale-out target: N workers
+//! cost at most 1.05 times one worker's CPU per echo.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -19,6 +21,10 @@ use super::servers::{ClientKind, Lab, ServerKind};
 
 /// The runtimes compared, as `echo-server --runtime` names them.
 pub(crate) const RUNTIMES: [&str; 2] = ["per-worker", "shared"];
+
+/// The most server CPU per echo N workers may cost, as a multiple of one
+/// worker's.
+const WORKERS_CPU_TARGET: f64 = 1.05;
 
 /// The loads compared: many connections, and pipelined messages.
 const LOADS: [&str; 2] = ["fanin", "pipelined"];
@@ -35,10 +41,16 @@ pub(crate) struct WorkersRun {
 /// Measures each load on each runtime, `rounds` times, the runtimes taking
 /// turns; returns the medians, a load's runtimes side by side.
 pub(crate) fn compare(lab: &Lab, workers: usize, rounds: usize) -> Result<Vec<WorkersRun>> {
-    let workers_arg = workers.to_string();
+    // Each runtime with N workers, then the shared one with one worker.
+    let variants: Vec<(&'static str, usize)> = RUNTIMES
+        .iter()
+        .map(|&runtime| (runtime, workers))
+        .chain([(RUNTIMES[1], 1)])
+        .collect();
     let mut servers = Vec::new();
-    for runtime in RUNTIMES {
-        let extra = ["--workers", &workers_arg, "--runtime", runtime];
+    for &(runtime, workers) in &variants {
+        let workers = workers.to_string();
+        let extra = ["--workers", &workers, "--runtime", runtime];
         servers.push(lab.start_unpinned(Mode::Framed, &extra)?);
     }
     let who = Contender {
@@ -51,14 +63,14 @@ pub(crate) fn compare(lab: &Lab, workers: usize, rounds: usize) -> Result<Vec<Wo
         .iter()
         .filter(|scenario| LOADS.contains(&scenario.name));
     for &scenario in loads {
-        let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
         for round in 0..rounds {
-            for turn in 0..RUNTIMES.len() {
-                let index = (turn + round) % RUNTIMES.len();
+            for turn in 0..variants.len() {
+                let index = (turn + round) % variants.len();
                 let run = lab.measure(&servers[index], who, scenario)?;
+                let (runtime, workers) = variants[index];
                 eprintln!(
-                    "==> workers {} {} round {}: {:.0} msgs/s, server CPU {:.3} µs/msg",
-                    RUNTIMES[index],
+                    "==> workers {runtime} ×{workers} {} round {}: {:.0} msgs/s, server CPU {:.3} µs/msg",
                     scenario.name,
                     round + 1,
                     run.report.messages_per_s,
@@ -69,8 +81,9 @@ pub(crate) fn compare(lab: &Lab, workers: usize, rounds: usize) -> Result<Vec<Wo
         }
         for (index, runs) in runs.iter().enumerate() {
             if let Some(run) = Run::median(runs) {
+                let (runtime, workers) = variants[index];
                 medians.push(WorkersRun {
-                    runtime: RUNTIMES[index],
+                    runtime,
                     workers,
                     run,
                 });
@@ -116,17 +129,35 @@ pub(crate) fn table(runs: &[WorkersRun]) -> String {
         .iter()
         .filter(|scenario| LOADS.contains(&scenario.name))
     {
-        let of = |runtime| {
-            runs.iter()
-                .find(|run| run.runtime == runtime && run.run.scenario.name == scenario.name)
+        let of = |runtime, one: bool| {
+            runs.iter().find(|run| {
+                run.runtime == runtime
+                    && (run.workers == 1) == one
+                    && run.run.scenario.name == scenario.name
+            })
         };
-        if let (Some(per_worker), Some(shared)) = (of(RUNTIMES[0]), of(RUNTIMES[1])) {
+        let cpu = |run: &WorkersRun| run.run.server_cpu_per_message_us;
+        if let (Some(per_worker), Some(shared)) = (of(RUNTIMES[0], false), of(RUNTIMES[1], false)) {
             text += &format!(
                 "{}: shared costs {:.2}× the server CPU per echo of per-worker, at {:.2}× its rate\n",
                 scenario.name,
-                shared.run.server_cpu_per_message_us / per_worker.run.server_cpu_per_message_us,
+                cpu(shared) / cpu(per_worker),
                 shared.run.report.messages_per_s / per_worker.run.report.messages_per_s
             );
+            if let Some(one) = of(RUNTIMES[1], true) {
+                let ratio = cpu(shared) / cpu(one);
+                text += &format!(
+                    "{}: {} workers (shared) cost {ratio:.2}× the server CPU per echo of one worker, \
+                     target ≤ {WORKERS_CPU_TARGET}×: {}\n",
+                    scenario.name,
+                    shared.workers,
+                    if ratio <= WORKERS_CPU_TARGET {
+                        "met"
+                    } else {
+                        "MISSED"
+                    }
+                );
+            }
         }
     }
     text

@@ -242,8 +242,10 @@ impl<'a> Tally<'a> {
     pub(super) fn echoed_many(&mut self, sent: u64, now: u64, count: u64) {
         self.echoed_all += count;
         self.latest_echo_nanos = now;
-        if let Some(from) = self.outage_from.take() {
-            self.end_outage(from, now);
+        // A branch that is never taken but after a reconnection, and no
+        // store on the way: this runs for every echo.
+        if self.outage_from.is_some() {
+            self.outage_ended(now);
         }
         if sent >= self.warmup_nanos {
             self.echoed += count;
