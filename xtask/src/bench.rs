@@ -29,6 +29,7 @@ mod measure;
 mod report;
 mod scenario;
 mod servers;
+mod tls;
 mod workers;
 
 use std::num::NonZeroUsize;
@@ -79,6 +80,12 @@ pub(crate) struct Args {
     /// them [default: off].
     #[arg(long)]
     markdown: bool,
+    /// Instead of the scenarios: echo-server over TLS against itself in
+    /// plaintext (bulk, pipelined), its handshakes per second against
+    /// `openssl s_server`'s, and its memory per idle TLS connection
+    /// [default: off].
+    #[arg(long, conflicts_with = "workers")]
+    tls: bool,
     /// Instead of the scenarios: echo-server with N workers, each with its
     /// own runtime and listener (`--runtime per-worker`), against one
     /// multi-threaded runtime of N threads (`--runtime shared`), on fanin
@@ -155,6 +162,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         None
     };
     let lab = Lab::new(bins, reference, (args.duration, args.warmup));
+    if args.tls {
+        let results = tls::compare(&lab, args.rounds.get())?;
+        if args.json {
+            println!("{:#}", serde_json::to_value(&results)?);
+        } else {
+            print!("{}", tls::table(&results));
+        }
+        return Ok(());
+    }
     if let Some(workers) = args.workers {
         let runs = workers::compare(&lab, workers.get(), args.rounds.get())?;
         if args.json {
@@ -409,6 +425,11 @@ mod tests {
         assert!(!some.selects("bulk"));
         assert!(!some.selects(IDLE));
         assert_eq!(some.modes(), [Mode::Raw]);
+        assert!(!some.tls && !some.markdown);
+        let tls = parse(&["--tls", "--markdown"]).unwrap();
+        assert!(tls.tls && tls.markdown);
+        assert!(parse(&["--json", "--markdown"]).is_err());
+        assert!(parse(&["--tls", "--workers", "2"]).is_err());
     }
 
     #[test]

@@ -202,6 +202,24 @@ impl Server {
     }
 }
 
+/// `GET path` from `addr` over HTTP/1.1, within `deadline`: the whole
+/// response, status line first.
+pub(crate) fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> Result<String> {
+    use std::io::{Read, Write};
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(std::time::Duration::from_millis(1));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, left)?;
+    stream.set_read_timeout(Some(left))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
 /// What Linux's `/proc` says of process `pid`: its memory, descriptors and
 /// CPU time.
 pub(crate) fn proc(pid: Pid) -> Result<procfs::process::Process> {

@@ -346,7 +346,7 @@ pub(crate) fn make_room_for_connections(wanted: usize) -> Result<usize> {
 }
 
 /// The CPU time, user and system, that process `pid` has used so far.
-fn process_cpu_seconds(pid: Pid) -> Result<f64> {
+pub(crate) fn process_cpu_seconds(pid: Pid) -> Result<f64> {
     let stat = process::proc(pid)?.stat()?;
     Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }

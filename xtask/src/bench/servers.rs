@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use duct::Expression;
-use echo_testkit::{Kind, Pipe};
+use echo_testkit::{Kind, Pipe, Spawn};
 use serde::Serialize;
 
 use super::scenario::Mode;
@@ -180,6 +180,18 @@ impl Lab {
     ) -> Expression {
         let (program, args) = self.pinned(cpu, program, args);
         process::isolated(process::cmd(program, args))
+    }
+
+    /// `program args...` on `cpu`, as a process for the test kit to start
+    /// (and kill when dropped).
+    pub(crate) fn spawn_pinned<A: Into<OsString>>(
+        &self,
+        cpu: usize,
+        program: &Path,
+        args: impl IntoIterator<Item = A>,
+    ) -> Spawn {
+        let (program, args) = self.pinned(cpu, program, args);
+        process::spawn(program, args)
     }
 
     /// The program and arguments that run `program args...` on `cpu`:

@@ -9,7 +9,6 @@
 //! half-way leaves nothing behind.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -302,20 +301,8 @@ impl Fleet {
 
     /// `GET path` from `addr`, from inside the LAN: the whole response.
     fn get(&self, addr: SocketAddr, path: &str, deadline: Instant) -> Result<String> {
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        self.switch.enter(|| -> Result<String> {
-            let mut stream = TcpStream::connect_timeout(&addr, left)?;
-            stream.set_read_timeout(Some(left))?;
-            write!(
-                stream,
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response)?;
-            Ok(response)
-        })?
+        self.switch
+            .enter(|| process::http_get(addr, path, deadline))?
     }
 }
 
