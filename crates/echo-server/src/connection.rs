@@ -1,7 +1,8 @@
 //! One client connection: the echo loop over any byte stream.
 
+use std::borrow::Borrow;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -113,48 +114,12 @@ impl EchoService {
     /// frames: it echoes every complete frame it has received, including those
     /// already waiting in the stream (given [`DRAIN_SETTLE`] to show up) and
     /// the one it is in the middle of, then closes.
-    pub async fn serve<S: EchoStream>(
-        &self,
-        mut stream: S,
-        shutdown: &CancellationToken,
-    ) -> ConnectionSummary {
-        let mut relay = RelayBuffer::new(self.mode, self.max_frame_len);
-        let mut bytes = 0;
-        let greeted = match &self.greeting {
-            // Boxed, so that its state (a timer among it) is not part of
-            // every connection's future, greeting or not.
-            Some(greeting) => {
-                Box::pin(greeting::send(&mut stream, greeting, self.idle_timeout)).await
-            }
-            None => Ok(()),
-        };
-        let end = match greeted {
-            Ok(()) => {
-                self.relay(&mut stream, &mut relay, &mut bytes, shutdown)
-                    .await
-            }
-            Err(end) => end,
-        };
-        relay.release_if_empty(&self.buffers);
-        if matches!(
-            end,
-            ConnectionEnd::ClientClosed | ConnectionEnd::Drained | ConnectionEnd::ProtocolError(_)
-        ) {
-            // Tell the client nothing more is coming. It may already be gone,
-            // and then there is no one left to tell.
-            if let Err(error) = stream.shutdown().await {
-                debug!(%error, "could not shut down the connection cleanly");
-            } else if matches!(end, ConnectionEnd::Drained) {
-                // Boxed, as the greeting is: only draining connections pay
-                // for its buffer.
-                Box::pin(linger(&mut stream)).await;
-            }
-        }
-        ConnectionSummary {
-            frames: relay.frames(),
-            bytes,
-            end,
-        }
+    pub fn serve<'a, S: EchoStream + 'a>(
+        &'a self,
+        stream: S,
+        shutdown: &'a CancellationToken,
+    ) -> impl Future<Output = ConnectionSummary> + 'a {
+        serve_on(self, stream, shutdown)
     }
 
     async fn relay<S: EchoStream>(
@@ -336,6 +301,57 @@ impl EchoService {
         }
         relay.consume_ready();
         Ok(written as u64)
+    }
+}
+
+/// [`EchoService::serve`], with the service and the shutdown token held
+/// however the caller holds them: borrowed, or owned by a connection's task
+/// (an `Arc` and a token of its own). The stream is held here once: an
+/// `async fn` keeps its arguments for its whole life, so a caller that
+/// awaited this from an `async fn` of its own would hold them twice.
+pub(crate) async fn serve_on<S: EchoStream>(
+    service: impl Borrow<EchoService>,
+    mut stream: S,
+    shutdown: impl Borrow<CancellationToken>,
+) -> ConnectionSummary {
+    let (service, shutdown) = (service.borrow(), shutdown.borrow());
+    let mut relay = RelayBuffer::new(service.mode, service.max_frame_len);
+    let mut bytes = 0;
+    let greeted = match &service.greeting {
+        // Boxed, so that its state (a timer among it) is not part of
+        // every connection's future, greeting or not.
+        Some(greeting) => {
+            Box::pin(greeting::send(&mut stream, greeting, service.idle_timeout)).await
+        }
+        None => Ok(()),
+    };
+    let end = match greeted {
+        Ok(()) => {
+            service
+                .relay(&mut stream, &mut relay, &mut bytes, shutdown)
+                .await
+        }
+        Err(end) => end,
+    };
+    relay.release_if_empty(&service.buffers);
+    if matches!(
+        end,
+        ConnectionEnd::ClientClosed | ConnectionEnd::Drained | ConnectionEnd::ProtocolError(_)
+    ) {
+        // Tell the client nothing more is coming. It may already be gone,
+        // and then there is no one left to tell.
+        if let Err(error) = stream.shutdown().await {
+            debug!(%error, "could not shut down the connection cleanly");
+        } else if matches!(end, ConnectionEnd::Drained) {
+            // Boxed, as the greeting is: only draining connections pay
+            // for its buffer.
+            Box::pin(linger(&mut stream)).await;
+        }
+    }
+    ConnectionSummary {
+        frames: relay.frames(),
+        bytes,
+        end,
     }
 }
 

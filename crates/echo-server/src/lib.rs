@@ -14,6 +14,7 @@
 //! | `handshake_error` | [`HandshakeError`]: why a TLS handshake did not complete |
 //! | `echo_stream` | [`EchoStream`]: the byte streams the echo can be served on |
 //! | `connection_end` | [`ConnectionEnd`], [`ConnectionSummary`]: why a connection ended and what it carried |
+//! | `connection_task` | one connection's task: its serving, cut short at the drain timeout, counted when it ends |
 //! | `mode` | [`Mode`]: framed or raw echo |
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |
@@ -81,6 +82,7 @@ mod buffer_pool;
 mod config;
 mod connection;
 mod connection_end;
+mod connection_task;
 mod delay;
 mod echo_stream;
 mod greeting;
