@@ -47,8 +47,9 @@ pub struct Config {
     /// request before they are closed regardless.
     pub drain_timeout: Duration,
     /// The size of each connection's relay buffer (at least
-    /// [`MIN_RELAY_BUFFER_LEN`](crate::MIN_RELAY_BUFFER_LEN)), held only while
-    /// the connection has data in flight.
+    /// [`MIN_RELAY_BUFFER_LEN`](crate::MIN_RELAY_BUFFER_LEN), at most
+    /// [`MAX_RELAY_BUFFER_LEN`](crate::MAX_RELAY_BUFFER_LEN)), held only
+    /// while the connection has data in flight.
     pub relay_buffer_len: usize,
     /// How many connections are served at once; beyond it, new connections
     /// are closed at once.

@@ -22,7 +22,7 @@ use crate::connection_end::{ConnectionEnd, ConnectionSummary};
 use crate::delay::{self, Delay};
 use crate::echo_stream::EchoStream;
 use crate::greeting;
-use crate::relay::{MIN_RELAY_BUFFER_LEN, RelayBuffer};
+use crate::relay::{MAX_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN, RelayBuffer};
 use crate::{Config, Mode};
 
 /// How many payload bytes a debug log line shows of each frame.
@@ -92,7 +92,9 @@ impl EchoService {
             max_frame_len: config.max_frame_len,
             idle_timeout: config.idle_timeout,
             buffers: BufferPool::new(
-                config.relay_buffer_len.max(MIN_RELAY_BUFFER_LEN),
+                config
+                    .relay_buffer_len
+                    .clamp(MIN_RELAY_BUFFER_LEN, MAX_RELAY_BUFFER_LEN),
                 POOLED_BUFFERS,
             ),
             metrics,

@@ -110,7 +110,7 @@ pub use mode::Mode;
 pub use proxy_protocol::{
     PROXY_HEADER_TIMEOUT, ProxyHeaderRejection, default_proxy_from, parse_proxy_source,
 };
-pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
+pub use relay::{DEFAULT_RELAY_BUFFER_LEN, MAX_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN};
 pub use server::{Server, ServerError};
 pub use shutdown::ShutdownSignal;
 pub use tls::{

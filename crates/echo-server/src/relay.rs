@@ -16,6 +16,9 @@ pub const DEFAULT_RELAY_BUFFER_LEN: usize = 64 * 1024;
 /// The smallest relay buffer allowed: room for a header and some payload.
 pub const MIN_RELAY_BUFFER_LEN: usize = 64;
 
+/// The largest relay buffer: a longer one is cut to this length.
+pub const MAX_RELAY_BUFFER_LEN: usize = u32::MAX as usize;
+
 /// A fixed-size buffer that relays bytes back to their sender.
 ///
 /// In [`Mode::Raw`] every byte read is ready to go back at once. In
@@ -42,19 +45,29 @@ pub(crate) struct RelayBuffer {
     data: Vec<u8>,
     /// The frame structure of the stream; `None` in raw mode.
     scanner: Option<FrameScanner>,
+    // The offsets into `data` are `u32`s, as the buffer is at most
+    // `MAX_RELAY_BUFFER_LEN` long: every idle connection holds a relay, and
+    // they save 24 bytes of each.
     /// How much of `data` is ready to be written back.
-    ready_len: usize,
+    ready_len: u32,
     /// How much of `data` belongs to frames whose header was accepted.
-    accepted_len: usize,
+    accepted_len: u32,
     /// Whether `data` begins in the middle of a large frame whose first part
     /// has already been written back.
     relaying_large_frame: bool,
     /// Where, in `data`, the whole frames of the last read begin (0, or the
     /// end of a large frame's tail) and end. Only used to describe frames.
-    whole_frames_from: usize,
-    whole_frames_end: usize,
-    /// The length of a large frame whose relaying began with the last read.
-    large_frame_started: Option<usize>,
+    whole_frames_from: u32,
+    whole_frames_end: u32,
+    /// The length of a large frame whose relaying began with the last read
+    /// (a frame's length is a `u32`).
+    large_frame_started: Option<u32>,
+}
+
+/// An offset into a relay buffer, which is at most [`MAX_RELAY_BUFFER_LEN`]
+/// bytes long.
+fn offset(len: usize) -> u32 {
+    u32::try_from(len).expect("a relay buffer is at most MAX_RELAY_BUFFER_LEN bytes")
 }
 
 impl RelayBuffer {
@@ -96,8 +109,8 @@ impl RelayBuffer {
     /// the complete frames before the bad header: write them, then close.
     pub(crate) fn commit_read(&mut self, n: usize) -> Result<(), FrameError> {
         let Some(scanner) = &mut self.scanner else {
-            self.ready_len = self.data.len();
-            self.accepted_len = self.data.len();
+            self.ready_len = offset(self.data.len());
+            self.accepted_len = self.ready_len;
             return Ok(());
         };
         let chunk_start = self.data.len() - n;
@@ -110,14 +123,14 @@ impl RelayBuffer {
         };
         let scan = scanner.scan(&self.data[chunk_start..]);
         if scan.accepted_len > 0 {
-            self.accepted_len = chunk_start + scan.accepted_len;
+            self.accepted_len = offset(chunk_start + scan.accepted_len);
         }
         if scan.frames > 0 {
-            self.ready_len = chunk_start + scan.complete_len;
+            self.ready_len = offset(chunk_start + scan.complete_len);
             self.whole_frames_end = self.ready_len;
             if self.relaying_large_frame {
                 self.relaying_large_frame = false;
-                self.whole_frames_from = chunk_start + large_frame_tail;
+                self.whole_frames_from = offset(chunk_start + large_frame_tail);
             }
         }
         if let Some(error) = scan.error {
@@ -132,11 +145,11 @@ impl RelayBuffer {
             // is larger than the buffer it can never be echoed whole: pass on
             // what has arrived at once, and the rest as it comes, rather than
             // move it to the front of the buffer and wait for it to fill.
-            let in_progress = self.data.len() - self.ready_len;
+            let in_progress = self.data.len() - self.ready_len as usize;
             if in_progress + remaining > self.data.capacity() {
-                self.large_frame_started = self.data[self.ready_len..]
+                self.large_frame_started = self.data[self.ready_len as usize..]
                     .first_chunk()
-                    .map(|header| frame::decode_header(*header));
+                    .and_then(|header| u32::try_from(frame::decode_header(*header)).ok());
                 self.ready_len = self.accepted_len;
                 self.relaying_large_frame = true;
             }
@@ -146,7 +159,7 @@ impl RelayBuffer {
 
     /// The bytes to write back now.
     pub(crate) fn ready(&self) -> &[u8] {
-        &self.data[..self.ready_len]
+        &self.data[..self.ready_len as usize]
     }
 
     /// The whole frames in [`ready`](Self::ready), headers included, for
@@ -156,19 +169,19 @@ impl RelayBuffer {
         if self.scanner.is_none() {
             &[]
         } else {
-            &self.data[self.whole_frames_from..self.whole_frames_end]
+            &self.data[self.whole_frames_from as usize..self.whole_frames_end as usize]
         }
     }
 
     /// The payload length of a large frame whose relaying began with the
     /// last read, for describing it.
     pub(crate) fn large_frame_started(&self) -> Option<usize> {
-        self.large_frame_started
+        self.large_frame_started.map(|len| len as usize)
     }
 
     /// Drops the ready bytes once they have been written back.
     pub(crate) fn consume_ready(&mut self) {
-        self.data.drain(..self.ready_len);
+        self.data.drain(..self.ready_len as usize);
         self.accepted_len -= self.ready_len;
         self.ready_len = 0;
         self.whole_frames_from = 0;
