@@ -81,8 +81,9 @@ impl Cli {
     }
 
     /// Checks what clap cannot check alone, because it depends on two
-    /// options at once: the message size against the mode, and a greeting,
-    /// which UDP has none of.
+    /// options at once: the message size against the mode, and what UDP
+    /// has none of (a greeting, TLS, a PROXY header, a connection to open
+    /// again).
     ///
     /// # Errors
     ///
@@ -106,6 +107,15 @@ impl Cli {
                 ErrorKind::ArgumentConflict,
                 "--proxy-protocol: a PROXY header goes only over TCP (framed or raw), not UDP",
             ));
+        }
+        if let Some(Command::Bench(args)) = &self.command {
+            if args.reconnect && mode == Mode::Udp {
+                return Err(Cli::command().error(
+                    ErrorKind::ArgumentConflict,
+                    "--reconnect: reconnecting is for TCP (framed or raw), not UDP, which has \
+                     no connection to lose",
+                ));
+            }
         }
         let size = match &self.command {
             Some(Command::Ping(args)) => args.size,
@@ -792,6 +802,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.exit_code(), 2);
         assert!(error.to_string().contains("not UDP"), "{error}");
+        let error = parse(&["--udp", "bench", "--reconnect"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("--reconnect"), "{error}");
+        assert!(parse(&["bench", "--reconnect"]).unwrap().validate().is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use echo_client::bench::{self, BenchConfig, BenchEvent, BenchReport, Reconnects,
 use echo_server::{Config, Server};
 use support::{
     ECHOES_BEFORE_CLOSING, Fake, RAW_BYTES_BEFORE_CLOSING, fake_server, one_connection_server,
+    silent_first_server,
 };
 use tokio::sync::oneshot;
 
@@ -93,6 +94,28 @@ async fn a_raw_echo_cut_in_the_middle_of_a_message_is_sent_again_whole() {
     let report = bench(reconnecting(addr, Mode::Raw, 1, 100)).await;
     let reconnects = assert_nothing_lost(&report, 100);
     assert_eq!(reconnects.reconnects, 100 / 15, "{report}");
+}
+
+/// A backend that hangs: no echo within the timeout is a failure worth
+/// reconnecting for, as a close is, and the messages that waited are sent
+/// again to the one that answers.
+#[tokio::test]
+async fn a_connection_silent_past_the_timeout_is_opened_again() {
+    let addr = silent_first_server().await;
+    let timeout = Duration::from_millis(300);
+    let report = bench(BenchConfig {
+        depth: 4,
+        timeout,
+        ..reconnecting(addr, Mode::Framed, 1, 40)
+    })
+    .await;
+    let reconnects = assert_nothing_lost(&report, 40);
+    assert_eq!(
+        (reconnects.reconnects, reconnects.resent),
+        (1, 4),
+        "the window that waited goes again: {report}"
+    );
+    assert!(reconnects.longest_outage >= timeout, "{reconnects:?}");
 }
 
 #[tokio::test]

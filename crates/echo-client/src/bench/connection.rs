@@ -284,7 +284,6 @@ pub(super) async fn run(
             plan: &plan,
             window: &window,
             stop: &stop,
-            opened_at,
         };
         let end = link.serve(opened.link, &mut tally, progress).await;
         progress = end.progress;
@@ -297,6 +296,13 @@ pub(super) async fn run(
         };
         if !(plan.reconnect && failure.worth_reconnecting()) {
             break Some(failure);
+        }
+        // Every echo is in and nothing more is to be sent (the half-close
+        // failed, say): there is nothing to reconnect for.
+        let done_sending =
+            stop.is_raised() || quota.is_some_and(|quota| progress.measured >= quota);
+        if done_sending && window.completed.load(Ordering::Acquire) >= progress.sent() {
+            break None;
         }
         if window.completed.load(Ordering::Acquire) > completed_before {
             reconnector.served();
@@ -353,8 +359,6 @@ struct Served<'a> {
     plan: &'a Arc<Plan>,
     window: &'a Arc<Window>,
     stop: &'a Signal,
-    /// When the link was opened, in nanoseconds from the start.
-    opened_at: u64,
 }
 
 impl Served<'_> {
@@ -389,7 +393,6 @@ impl Served<'_> {
             writer: writer_end,
             writer_end: None,
             progress,
-            opened_at: self.opened_at,
         };
         // The reader goes first in every poll of the task, so that the
         // writer, polled right after it, finds the room that the echoes just
@@ -586,9 +589,6 @@ struct Reader {
     writer_end: Option<WriterEnd>,
     /// Where the writer started on this link.
     progress: Progress,
-    /// When the link was opened, in nanoseconds from the start: messages
-    /// sent again on it are given their timeout from then.
-    opened_at: u64,
 }
 
 impl Reader {
@@ -715,8 +715,7 @@ impl Reader {
                 () = &mut overdue => {
                     let now = plan.now();
                     let due = if next < self.window.sent.load(Ordering::Acquire) {
-                        let sent_at = self.window.slot(next).load(Ordering::Acquire);
-                        let due = sent_at.max(self.opened_at) + plan.timeout_nanos();
+                        let due = self.window.slot(next).load(Ordering::Acquire) + plan.timeout_nanos();
                         if now >= due {
                             return Err(Failure::new(ClientError::timeout(addr, plan.timeout)));
                         }

@@ -517,6 +517,39 @@ mod tests {
     }
 
     #[test]
+    fn reconnect_figures_add_up_over_the_hosts_that_reconnected() {
+        use super::super::Reconnects;
+        let outage = |ms| Reconnects {
+            reconnects: 4,
+            resent: 16,
+            failed_attempts: 1,
+            longest_outage: Duration::from_millis(ms),
+        };
+        let (mut a, mut b) = (report(1000.0, 10.0, 900, 10), report(1000.0, 10.0, 100, 10));
+        a.reconnects = Some(outage(120));
+        b.reconnects = Some(outage(30));
+        let plain = report(1000.0, 10.0, 100, 10);
+        let merged = merge(vec![
+            ("a".into(), a),
+            ("b".into(), b),
+            ("c".into(), plain.clone()),
+        ])
+        .unwrap();
+        let reconnects = merged.reconnects.expect("two hosts reconnected");
+        assert_eq!(
+            (
+                reconnects.reconnects,
+                reconnects.resent,
+                reconnects.failed_attempts
+            ),
+            (8, 32, 2)
+        );
+        assert_eq!(reconnects.longest_outage, Duration::from_millis(120));
+        let none = merge(vec![("c".into(), plain.clone()), ("d".into(), plain)]).unwrap();
+        assert_eq!(none.reconnects, None);
+    }
+
+    #[test]
     fn the_first_error_names_its_host() {
         let mut failing = report(0.0, 1.0, 10, 50);
         failing.first_error = Some("connection 0: reset".into());

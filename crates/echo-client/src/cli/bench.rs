@@ -130,7 +130,7 @@ pub(super) struct BenchArgs {
     /// failed attempts and the longest outage. A connection not open again
     /// within --timeout fails. TCP only [default: off]
     #[arg(long, env = "ECHO_RECONNECT", value_parser = FalseyValueParser::new())]
-    reconnect: bool,
+    pub(super) reconnect: bool,
 
     /// Print one JSON document with every setting and result, and nothing
     /// else on stdout [default: off]

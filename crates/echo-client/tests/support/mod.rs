@@ -85,6 +85,8 @@ pub(crate) async fn echo_servers(mode: Mode) -> Servers {
 /// The ways a fake server misbehaves.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Fake {
+    /// Echoes frames faithfully.
+    Echo,
     /// Echoes each frame with its first byte changed (an empty frame gets a
     /// byte added).
     Corrupt,
@@ -187,7 +189,7 @@ async fn serve_fake(fake: Fake, mut socket: TcpStream) {
             // Dropping the socket after the frame closes the connection.
             let _ = frames.next().await;
         }
-        Fake::CorruptOneFrame | Fake::ExtraFrame | Fake::StallOnce => {
+        Fake::Echo | Fake::CorruptOneFrame | Fake::ExtraFrame | Fake::StallOnce => {
             let mut count = 0;
             while let Some(Ok(mut frame)) = frames.next().await {
                 if matches!(fake, Fake::StallOnce) && count == STALLED_FRAME {
@@ -256,6 +258,26 @@ pub(crate) async fn one_connection_server(echoes: usize) -> SocketAddr {
             if frames.send(frame.freeze()).await.is_err() {
                 return;
             }
+        }
+    });
+    addr
+}
+
+/// Starts a server that reads its first connection and never answers it,
+/// and echoes frames faithfully on every later one: a backend that hangs,
+/// then is replaced.
+pub(crate) async fn silent_first_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the server binds");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    tokio::spawn(async move {
+        let mut fake = Fake::Silent;
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(serve_fake(fake, socket));
+            fake = Fake::Echo;
         }
     });
     addr
