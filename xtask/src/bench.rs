@@ -78,7 +78,7 @@ pub(crate) struct Args {
     json: bool,
     /// Print the tables as Markdown instead, as docs/performance.md shows
     /// them [default: off].
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["workers", "tls"])]
     markdown: bool,
     /// Instead of the scenarios: echo-server over TLS against itself in
     /// plaintext (bulk, pipelined), its handshakes per second against
@@ -108,7 +108,7 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// A number of seconds above 0.
-fn seconds_above_zero(text: &str) -> Result<Duration, String> {
+pub(crate) fn seconds_above_zero(text: &str) -> Result<Duration, String> {
     seconds(text).and_then(|secs| match secs.is_zero() {
         true => Err("it must be more than 0 seconds".to_owned()),
         false => Ok(secs),
@@ -426,10 +426,16 @@ mod tests {
         assert!(!some.selects(IDLE));
         assert_eq!(some.modes(), [Mode::Raw]);
         assert!(!some.tls && !some.markdown);
-        let tls = parse(&["--tls", "--markdown"]).unwrap();
-        assert!(tls.tls && tls.markdown);
-        assert!(parse(&["--json", "--markdown"]).is_err());
-        assert!(parse(&["--tls", "--workers", "2"]).is_err());
+        assert!(parse(&["--tls"]).unwrap().tls);
+        assert!(parse(&["--markdown"]).unwrap().markdown);
+        for clash in [
+            &["--json", "--markdown"][..],
+            &["--tls", "--workers", "2"],
+            &["--tls", "--markdown"],
+            &["--workers", "2", "--markdown"],
+        ] {
+            assert!(parse(clash).is_err(), "{clash:?}");
+        }
     }
 
     #[test]

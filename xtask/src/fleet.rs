@@ -44,9 +44,15 @@ use crate::process::{self, cmd};
 /// The options of `cargo xtask fleet`.
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// Seconds each timed bench runs [default: 3; 1 with --quick].
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    /// Seconds each timed bench runs (fractions allowed) [default: 3; 1
+    /// with --quick].
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = crate::bench::seconds_above_zero,
+        allow_negative_numbers = true
+    )]
+    duration: Option<Duration>,
     /// A short run, as CI makes it: 1-second benches, and the dev build.
     #[arg(long)]
     quick: bool,
@@ -73,8 +79,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         eprintln!("SKIPPED: cargo xtask fleet: {why}");
         return Ok(());
     }
-    let duration =
-        Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 1.0 } else { 3.0 }));
+    let duration = args
+        .duration
+        .unwrap_or(Duration::from_secs(if args.quick { 1 } else { 3 }));
     let bins = process::build_binaries(!args.quick)?;
     let task_deadline = Instant::now() + TASK_DEADLINE;
     let mut fleet = Fleet::start(bins, 2, deadline(task_deadline))?;
@@ -716,6 +723,18 @@ mod tests {
         assert_eq!(json["passed"], false);
         assert_eq!(json["figures"]["reconnects"], 4);
         assert_eq!(json["checks"][1]["check"], "nothing corrupted");
+    }
+
+    #[test]
+    fn a_bad_duration_is_a_usage_error_naming_it() {
+        use clap::Parser;
+        for bad in ["0", "-1", "soon"] {
+            let error = Args::try_parse_from(["fleet", "--duration", bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad}");
+            assert!(error.to_string().contains("--duration"), "{error}");
+        }
+        let quick = Args::try_parse_from(["fleet", "--quick", "--duration", "0.5"]).unwrap();
+        assert_eq!(quick.duration, Some(Duration::from_millis(500)));
     }
 
     #[test]

@@ -136,6 +136,28 @@ impl Check {
     }
 }
 
+/// A run's row of the table of runs, as text and as Markdown show it:
+/// scenario, mode, client, server, msgs/s, MB/s, p50 and p99 in µs, the
+/// server's share of its core and CPU per echo in µs, the client's.
+fn cells(run: &Run) -> [String; 12] {
+    // The C load times nothing: its runs have no latencies.
+    let us = |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
+    [
+        run.scenario.name.to_owned(),
+        run.who.mode.to_string(),
+        run.who.client.to_string(),
+        run.who.server.to_string(),
+        format!("{:.0}", run.report.messages_per_s),
+        format!("{:.1}", run.report.megabytes_per_s),
+        us(run.report.latency.p50),
+        us(run.report.latency.p99),
+        format!("{:.0}%", run.server_load * 100.0),
+        format!("{:.3}", run.server_cpu_per_message_us),
+        format!("{:.0}%", run.client_load * 100.0),
+        format!("{:.3}", run.client_cpu_per_message_us),
+    ]
+}
+
 /// The header of the table of runs, its columns as wide as
 /// the report writes them.
 const HEADER: &str = "scenario   mode    client       server                msgs/s      MB/s   p50 µs   p99 µs server% srv µs/msg client% cli µs/msg";
@@ -328,28 +350,11 @@ impl Results {
             self.warmup.as_secs_f64(),
             self.placement
         );
-        let us = |us: Option<f64>| us.map_or_else(|| "–".to_owned(), |us| format!("{us:.1}"));
         if !self.runs.is_empty() {
             text += "| scenario | mode | client | server | msgs/s | MB/s | p50 µs | p99 µs | server CPU | server µs/msg | client CPU | client µs/msg |\n";
             text += "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
             for run in &self.runs {
-                let who = run.who;
-                let _ = writeln!(
-                    text,
-                    "| {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {:.0}% | {:.3} | {:.0}% | {:.3} |",
-                    run.scenario.name,
-                    who.mode,
-                    who.client,
-                    who.server,
-                    run.report.messages_per_s,
-                    run.report.megabytes_per_s,
-                    us(run.report.latency.p50),
-                    us(run.report.latency.p99),
-                    run.server_load * 100.0,
-                    run.server_cpu_per_message_us,
-                    run.client_load * 100.0,
-                    run.client_cpu_per_message_us,
-                );
+                let _ = writeln!(text, "| {} |", cells(run).join(" | "));
             }
             text += "\n";
         }
@@ -422,27 +427,13 @@ impl fmt::Display for Results {
         if !self.runs.is_empty() {
             writeln!(f, "{HEADER}")?;
         }
-        // The C load times nothing: its runs have no latencies.
-        let latency = |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
         for run in &self.runs {
-            let Contender {
-                mode,
-                server,
-                client,
-            } = run.who;
-            writeln!(
-                f,
-                "{:<10} {mode:<7} {client:<12} {server:<17} {:>10.0} {:>9.1} {:>8} {:>8} {:>6.0}% {:>10.3} {:>6.0}% {:>10.3}",
-                run.scenario.name,
-                run.report.messages_per_s,
-                run.report.megabytes_per_s,
-                latency(run.report.latency.p50),
-                latency(run.report.latency.p99),
-                run.server_load * 100.0,
-                run.server_cpu_per_message_us,
-                run.client_load * 100.0,
-                run.client_cpu_per_message_us,
-            )?;
+            let [scenario, mode, client, server, figures @ ..] = cells(run);
+            write!(f, "{scenario:<10} {mode:<7} {client:<12} {server:<17}")?;
+            for (figure, width) in figures.iter().zip([10, 9, 8, 8, 7, 10, 7, 10]) {
+                write!(f, " {figure:>width$}")?;
+            }
+            writeln!(f)?;
         }
         if let Some(first) = self.idle.first() {
             writeln!(
