@@ -31,7 +31,9 @@ use crate::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, MAX_ANNOUNCEABLE_LEN
 /// ```
 #[derive(Debug, Clone)]
 pub struct FrameScanner {
-    max_frame_len: usize,
+    // Lengths are kept as `u32`s, the width of the header: a relay holds a
+    // scanner for every connection it serves, idle or not.
+    max_frame_len: u32,
     state: State,
     frames_total: u64,
 }
@@ -39,19 +41,16 @@ pub struct FrameScanner {
 #[derive(Debug, Clone, Copy)]
 enum State {
     /// Collecting a header; `filled` of its bytes have arrived.
-    Header {
-        bytes: [u8; HEADER_LEN],
-        filled: usize,
-    },
+    Header { bytes: [u8; HEADER_LEN], filled: u8 },
     /// Inside an accepted frame's payload.
     Payload {
         /// The payload's whole length, to report a truncation.
-        len: usize,
+        len: u32,
         /// Payload bytes still to come.
-        remaining: usize,
+        remaining: u32,
     },
     /// A header announced more than the limit. Nothing after it is accepted.
-    Rejected { len: usize },
+    Rejected { len: u32 },
 }
 
 const EMPTY_HEADER: State = State::Header {
@@ -84,12 +83,17 @@ pub struct Scan {
     pub error: Option<FrameError>,
 }
 
+/// A length of at most [`MAX_ANNOUNCEABLE_LEN`] as the `u32` it fits in.
+fn narrow(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
 impl FrameScanner {
     /// A scanner that rejects frames whose payload is longer than
     /// `max_frame_len` (clamped to `u32::MAX`).
     pub fn new(max_frame_len: usize) -> Self {
         Self {
-            max_frame_len: max_frame_len.min(MAX_ANNOUNCEABLE_LEN),
+            max_frame_len: narrow(max_frame_len.min(MAX_ANNOUNCEABLE_LEN)),
             state: EMPTY_HEADER,
             frames_total: 0,
         }
@@ -97,7 +101,7 @@ impl FrameScanner {
 
     /// The limit this scanner enforces.
     pub fn max_frame_len(&self) -> usize {
-        self.max_frame_len
+        self.max_frame_len as usize
     }
 
     /// How many frames have been completed since the scanner was made.
@@ -124,7 +128,7 @@ impl FrameScanner {
     /// ```
     pub fn payload_remaining(&self) -> Option<usize> {
         match self.state {
-            State::Payload { remaining, .. } => Some(remaining),
+            State::Payload { remaining, .. } => Some(remaining as usize),
             State::Header { .. } | State::Rejected { .. } => None,
         }
     }
@@ -145,14 +149,16 @@ impl FrameScanner {
             match &mut self.state {
                 State::Rejected { .. } => break,
                 State::Header { bytes, filled } => {
-                    let take = (HEADER_LEN - *filled).min(chunk.len() - offset);
-                    bytes[*filled..*filled + take].copy_from_slice(&chunk[offset..offset + take]);
-                    *filled += take;
-                    if *filled < HEADER_LEN {
+                    let have = usize::from(*filled);
+                    let take = (HEADER_LEN - have).min(chunk.len() - offset);
+                    bytes[have..have + take].copy_from_slice(&chunk[offset..offset + take]);
+                    // At most HEADER_LEN: it fits.
+                    *filled += take as u8;
+                    if usize::from(*filled) < HEADER_LEN {
                         // The header is still incomplete, and so is the chunk.
                         break;
                     }
-                    let len = frame::decode_header(*bytes);
+                    let len = u32::from_be_bytes(*bytes);
                     if len > self.max_frame_len {
                         self.state = State::Rejected { len };
                         scan.error = Some(self.rejection(len));
@@ -169,8 +175,9 @@ impl FrameScanner {
                     };
                 }
                 State::Payload { remaining, .. } => {
-                    let take = (*remaining).min(chunk.len() - offset);
-                    *remaining -= take;
+                    let take = (*remaining as usize).min(chunk.len() - offset);
+                    // At most `remaining`: it fits.
+                    *remaining -= take as u32;
                     offset += take;
                     scan.accepted_len = offset;
                 }
@@ -197,7 +204,7 @@ impl FrameScanner {
         let mut offset = 0;
         while let Some(header) = chunk[offset..].first_chunk::<HEADER_LEN>() {
             let len = frame::decode_header(*header);
-            if len > self.max_frame_len {
+            if len > self.max_frame_len as usize {
                 // The state machine rejects it, with the error it reports.
                 break;
             }
@@ -232,20 +239,20 @@ impl FrameScanner {
     pub fn finish(&self) -> Result<(), FrameError> {
         let (received, expected) = match self.state {
             State::Header { filled: 0, .. } => return Ok(()),
-            State::Header { filled, .. } => (filled, HEADER_LEN),
-            State::Payload { len, remaining } => (HEADER_LEN + len - remaining, HEADER_LEN + len),
+            State::Header { filled, .. } => (u64::from(filled), HEADER_LEN as u64),
+            State::Payload { len, remaining } => (
+                HEADER_LEN as u64 + u64::from(len - remaining),
+                HEADER_LEN as u64 + u64::from(len),
+            ),
             State::Rejected { len } => return Err(self.rejection(len)),
         };
-        Err(FrameError::Truncated {
-            received: received as u64,
-            expected: expected as u64,
-        })
+        Err(FrameError::Truncated { received, expected })
     }
 
-    fn rejection(&self, len: usize) -> FrameError {
+    fn rejection(&self, len: u32) -> FrameError {
         FrameError::FrameTooLarge {
-            len: len as u64,
-            max: self.max_frame_len as u64,
+            len: u64::from(len),
+            max: u64::from(self.max_frame_len),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 /// The longest delay accepted: an hour, beyond which a delay is a mistake
 /// rather than a slow backend.
@@ -79,6 +79,14 @@ pub enum DelayError {
 }
 
 impl Delay {
+    /// A timer for one echo's wait, drawn afresh; `None` for no wait. The
+    /// connection pushes its idle deadline past the wait once it is over: a
+    /// connection waiting on its own delay is not idle.
+    pub(crate) fn timer(&self) -> Option<Pin<Box<Sleep>>> {
+        let wait = self.draw();
+        (!wait.is_zero()).then(|| Box::pin(tokio::time::sleep(wait)))
+    }
+
     /// The delay of one echo: the fixed one, or one drawn from the range.
     pub fn draw(&self) -> Duration {
         match *self {
@@ -147,18 +155,6 @@ fn parse_duration(text: &str) -> Result<Duration, DelayError> {
             value: text.to_owned(),
         }),
     }
-}
-
-/// Holds the echo back for one draw of `delay`, pushing the connection's
-/// idle `deadline` past the wait: a connection waiting on its own delay is
-/// not idle.
-pub(crate) async fn hold(delay: &Delay, mut deadline: Pin<&mut Sleep>, idle_timeout: Duration) {
-    let wait = delay.draw();
-    if wait.is_zero() {
-        return;
-    }
-    tokio::time::sleep(wait).await;
-    deadline.as_mut().reset(Instant::now() + idle_timeout);
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@
 //! |---|---|
 //! | [`config`](Config) | [`Config`]: everything the server can be told, with defaults |
 //! | [`server`](Server) | [`Server`]: the listener, the accept loop with back-off, and the drain on shutdown |
-//! | [`connection`](EchoService) | [`EchoService`]: one client's echo loop, generic over any [`EchoStream`] |
+//! | [`connection`](EchoService) | [`EchoService`]: one client's echo, generic over any [`EchoStream`]; `connection/serving`: its loop, a state machine written by hand |
 //! | `handshake_error` | [`HandshakeError`]: why a TLS handshake did not complete |
 //! | `echo_stream` | [`EchoStream`]: the byte streams the echo can be served on |
 //! | `connection_end` | [`ConnectionEnd`], [`ConnectionSummary`]: why a connection ended and what it carried |
-//! | `connection_task` | one connection's task: its serving, cut short at the drain timeout, counted when it ends |
+//! | `connection_task` | one connection's task: its serving, told of the drain, cut short at the drain timeout, counted when it ends; its slot under the connection limit |
 //! | `mode` | [`Mode`]: framed or raw echo |
 //! | `relay` | the echo's decisions (what to write back, when), free of I/O |
 //! | `buffer_pool` | relay buffers lent to connections while they have data in flight |

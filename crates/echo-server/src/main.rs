@@ -21,6 +21,14 @@ use tracing_appender::non_blocking::ErrorCounter;
 
 mod logging;
 
+/// mimalloc rather than glibc's malloc: tokio aligns each connection's task
+/// and I/O registration to a 128-byte cache line, and glibc pads every such
+/// block (with the task at 640 bytes, 896 bytes of heap per idle connection
+/// took 1.25 KiB of RSS); mimalloc serves them from size classes that need
+/// no padding.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use logging::{LogFormat, init_logging, report_lost_log_lines};
 
 /// A TCP and UDP echo server. By default it sends back every frame it

@@ -4,7 +4,9 @@
 //! ready. Keeping the decisions here, apart from any socket, lets tests drive
 //! every case directly and lets any transport reuse them.
 
-use echo_proto::{FrameError, FrameScanner, frame};
+use std::num::NonZeroU32;
+
+use echo_proto::{FrameError, FrameScanner};
 
 use crate::Mode;
 use crate::buffer_pool::BufferPool;
@@ -60,8 +62,10 @@ pub(crate) struct RelayBuffer {
     whole_frames_from: u32,
     whole_frames_end: u32,
     /// The length of a large frame whose relaying began with the last read
-    /// (a frame's length is a `u32`).
-    large_frame_started: Option<u32>,
+    /// (a frame's length is a `u32`, and a large one is never empty).
+    large_frame_started: Option<NonZeroU32>,
+    /// How many bytes have been written back in all.
+    echoed_total: u64,
 }
 
 /// An offset into a relay buffer, which is at most [`MAX_RELAY_BUFFER_LEN`]
@@ -86,6 +90,7 @@ impl RelayBuffer {
             whole_frames_from: 0,
             whole_frames_end: 0,
             large_frame_started: None,
+            echoed_total: 0,
         }
     }
 
@@ -149,7 +154,7 @@ impl RelayBuffer {
             if in_progress + remaining > self.data.capacity() {
                 self.large_frame_started = self.data[self.ready_len as usize..]
                     .first_chunk()
-                    .and_then(|header| u32::try_from(frame::decode_header(*header)).ok());
+                    .and_then(|header| NonZeroU32::new(u32::from_be_bytes(*header)));
                 self.ready_len = self.accepted_len;
                 self.relaying_large_frame = true;
             }
@@ -176,17 +181,24 @@ impl RelayBuffer {
     /// The payload length of a large frame whose relaying began with the
     /// last read, for describing it.
     pub(crate) fn large_frame_started(&self) -> Option<usize> {
-        self.large_frame_started.map(|len| len as usize)
+        self.large_frame_started.map(|len| len.get() as usize)
     }
 
     /// Drops the ready bytes once they have been written back.
     pub(crate) fn consume_ready(&mut self) {
+        self.echoed_total += u64::from(self.ready_len);
         self.data.drain(..self.ready_len as usize);
         self.accepted_len -= self.ready_len;
         self.ready_len = 0;
         self.whole_frames_from = 0;
         self.whole_frames_end = 0;
         self.large_frame_started = None;
+    }
+
+    /// How many bytes have been written back in all: every ready byte
+    /// consumed.
+    pub(crate) fn bytes_echoed(&self) -> u64 {
+        self.echoed_total
     }
 
     /// Whether the last read filled the buffer: the peer may well have more
@@ -235,6 +247,8 @@ impl RelayBuffer {
 
 #[cfg(test)]
 mod tests {
+    use echo_proto::frame;
+
     use super::*;
 
     const CAPACITY: usize = MIN_RELAY_BUFFER_LEN;

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,9 +16,9 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::accept::{Acceptor, is_connection_error};
 use crate::admin::{Admin, serve_admin};
-use crate::connection::{EchoService, serve_on};
+use crate::connection::{EchoService, Serving};
 use crate::connection_end::{ConnectionEnd, ConnectionSummary};
-use crate::connection_task::{ConnectionTask, Outcome};
+use crate::connection_task::{ConnectionTask, Outcome, Shared, Slot};
 use crate::echo_stream::EchoStream;
 use crate::handshake_error::HandshakeError;
 use crate::listening::{Kind, Listening};
@@ -251,12 +250,10 @@ impl Server {
         });
         let connections = Arc::new(Connections {
             tracker: TaskTracker::new(),
-            service: Arc::new(EchoService::with_metrics(&config, Arc::clone(&metrics))),
-            limit: Arc::new(Semaphore::new(
-                config.max_connections.min(Semaphore::MAX_PERMITS),
+            shared: Arc::new(Shared::new(
+                EchoService::with_metrics(&config, Arc::clone(&metrics)),
+                config.max_connections,
             )),
-            drain: CancellationToken::new(),
-            abort: CancellationToken::new(),
             proxy: config.proxy_protocol.then(|| {
                 Arc::new(ProxyPolicy::new(
                     config.proxy_from.clone(),
@@ -270,7 +267,7 @@ impl Server {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(udp::serve_udp(
                 socket,
-                connections.drain.clone(),
+                connections.shared.drain.clone(),
                 move |len| {
                     metrics.udp_datagram(len);
                 },
@@ -351,7 +348,7 @@ impl Server {
         }
         // It ends when every worker has dropped its sender.
         let _ = all_accepted.recv().await;
-        connections.drain.cancel();
+        connections.shared.drain.cancel();
         if let Some(udp) = udp {
             // It returns as soon as it sees the cancellation.
             let _ = udp.await;
@@ -372,7 +369,7 @@ impl Server {
                 drain_timeout = ?config.drain_timeout,
                 "drain timeout passed: closing the connections still open"
             );
-            connections.abort.cancel();
+            connections.shared.abort.cancel();
             tracker.wait().await;
         }
         // The workers end once the connections have: their runtimes are
@@ -504,13 +501,8 @@ impl Worker {
 struct Connections {
     /// Every connection task, so that shutdown can wait for them.
     tracker: TaskTracker,
-    service: Arc<EchoService>,
-    /// One permit per connection served at once.
-    limit: Arc<Semaphore>,
-    /// Cancelled when the drain starts.
-    drain: CancellationToken,
-    /// Cancelled when the drain timeout has passed.
-    abort: CancellationToken,
+    /// The echo, the drain, the limit.
+    shared: Arc<Shared>,
     /// With `--proxy-protocol`, who may send a PROXY header and how long
     /// they have.
     proxy: Option<Arc<ProxyPolicy>>,
@@ -522,8 +514,8 @@ impl Connections {
     /// reached.
     fn serve(&self, stream: TcpStream, peer: SocketAddr, tls: Option<&TlsReloader>) {
         let tls = tls.cloned();
-        let metrics = self.service.metrics();
-        let Ok(permit) = Arc::clone(&self.limit).try_acquire_owned() else {
+        let metrics = self.shared.service.metrics();
+        let Some(slot) = Slot::take(&self.shared) else {
             // Closing at once tells the client where it stands, and costs the
             // connections already open nothing.
             warn!(%peer, "connection refused: the connection limit is reached");
@@ -531,19 +523,16 @@ impl Connections {
             return;
         };
         metrics.connection_accepted();
-        let started = Instant::now();
+        let started = self.shared.now();
         let serving = handle(
             stream,
             peer,
-            Arc::clone(&self.service),
-            self.drain.clone(),
+            Arc::clone(&self.shared),
             tls,
             self.proxy.clone(),
             started,
         );
-        let abort = self.abort.clone().cancelled_owned();
-        let task =
-            ConnectionTask::new(serving, abort, permit, Arc::clone(metrics), (peer, started));
+        let task = ConnectionTask::new(serving, slot, (peer, started));
         // A span per connection gives debug logs their peer. Only with debug
         // logs on: a span, even a disabled one, is 40 bytes of every idle
         // connection's task, and the info and warn events name the peer
@@ -691,11 +680,10 @@ fn accept_waiting(listener: TcpListener, connections: &Connections, tls: Option<
 fn handle(
     stream: TcpStream,
     peer: SocketAddr,
-    service: Arc<EchoService>,
-    drain: CancellationToken,
+    shared: Arc<Shared>,
     tls: Option<TlsReloader>,
     proxy: Option<Arc<ProxyPolicy>>,
-    started: Instant,
+    started: u32,
 ) -> impl Future<Output = Outcome> + Send + 'static {
     // Echoes are small writes that must leave at once, not wait to be
     // coalesced with data that will never come.
@@ -703,7 +691,7 @@ fn handle(
         debug!(%error, "cannot set TCP_NODELAY");
     }
     let Some(proxy) = proxy else {
-        let serving = serve_connection(stream, peer, None, service, drain, tls);
+        let serving = serve_connection(stream, peer, None, shared, tls);
         return Either::Left(serving.map(|served| Outcome::Served {
             served,
             client: None,
@@ -715,11 +703,12 @@ fn handle(
         match proxy.accept(stream, peer).await {
             Ok((stream, header)) => {
                 let client = header.addresses.source();
-                let served = serve_connection(stream, peer, client, service, drain, tls).await;
+                let served = serve_connection(stream, peer, client, shared, tls).await;
                 Outcome::Served { served, client }
             }
             Err(rejection) => {
-                warn!(%peer, elapsed = ?started.elapsed(), "connection closed: {rejection}");
+                let elapsed = shared.elapsed(started);
+                warn!(%peer, ?elapsed, "connection closed: {rejection}");
                 Outcome::Ended(ConnectionEnd::ProxyHeader(rejection))
             }
         }
@@ -732,20 +721,17 @@ fn serve_connection<S: EchoStream + Send + 'static>(
     stream: S,
     peer: SocketAddr,
     client: Option<SocketAddr>,
-    service: Arc<EchoService>,
-    drain: CancellationToken,
+    shared: Arc<Shared>,
     tls: Option<TlsReloader>,
 ) -> impl Future<Output = Result<ConnectionSummary, HandshakeError>> + Send + 'static {
     match tls {
         None => {
             info!(client = client.map(display), %peer, "connection opened");
-            Either::Left(serve_on(service, stream, drain).map(Ok))
+            Either::Left(Serving::new(shared, stream).map(Ok))
         }
         // Boxed: the TLS session (some kilobytes) would otherwise be part of
         // every connection's task, plain ones included.
-        Some(tls) => Either::Right(Box::pin(serve_tls(
-            stream, peer, client, service, drain, tls,
-        ))),
+        Some(tls) => Either::Right(Box::pin(serve_tls(stream, peer, client, shared, tls))),
     }
 }
 
@@ -754,8 +740,7 @@ async fn serve_tls<S: EchoStream + Send>(
     stream: S,
     peer: SocketAddr,
     client: Option<SocketAddr>,
-    service: Arc<EchoService>,
-    drain: CancellationToken,
+    shared: Arc<Shared>,
     tls: TlsReloader,
 ) -> Result<ConnectionSummary, HandshakeError> {
     let stream = tls.handshake(stream).await?;
@@ -765,5 +750,5 @@ async fn serve_tls<S: EchoStream + Send>(
         Some(subject) => info!(client, %peer, tls = version, %subject, "connection opened"),
         None => info!(client, %peer, tls = version, "connection opened"),
     }
-    Ok(serve_on(service, stream, drain).await)
+    Ok(Serving::new(shared, stream).await)
 }

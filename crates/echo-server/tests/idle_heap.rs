@@ -90,11 +90,15 @@ fn bytes_per_connection(addr: SocketAddr, metrics: &Metrics, echo: bool) -> f64 
 }
 
 /// The most heap an idle connection may cost the server, of either kind.
-/// Today it is 1,280 bytes: the connection's task (1,024 bytes, eight
-/// 128-byte blocks, as tokio aligns tasks to cache lines) and its
-/// registration with the I/O driver (256 bytes). The target is 1 KiB of RSS
-/// (see docs/performance.md), which needs the task under 640 bytes.
-const MAX_HEAP_PER_CONNECTION: f64 = 1_300.0;
+/// In a release build it is 768 bytes: the connection's task (512 bytes,
+/// four 128-byte blocks, as tokio aligns tasks to cache lines) and its
+/// registration with the I/O driver (256 bytes). A debug build's tokio
+/// `TcpStream` is 8 bytes longer, which takes the task over 512 bytes to the
+/// next block: 896. (The test's own vector of streams adds some 4 bytes
+/// to both, and the bounds leave 8.) Every byte added to an idle connection's task shows here once it
+/// crosses a block. `cargo test --release -p echo-server --test idle_heap`
+/// measures the release build.
+const MAX_HEAP_PER_CONNECTION: f64 = if cfg!(debug_assertions) { 904.0 } else { 776.0 };
 
 #[test]
 fn an_idle_connection_costs_the_server_as_little_heap_whether_it_sent_or_not() {
