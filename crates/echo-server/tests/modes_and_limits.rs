@@ -256,3 +256,84 @@ async fn the_idle_timeout_counts_from_the_last_byte_read() {
         started.elapsed()
     );
 }
+
+/// A stream whose shutdown never completes, as a TLS stream's can when its
+/// close_notify finds no room because the client reads nothing.
+struct StuckShutdown(tokio::io::DuplexStream);
+
+impl tokio::io::AsyncRead for StuckShutdown {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StuckShutdown {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl echo_server::EchoStream for StuckShutdown {}
+
+#[tokio::test(start_paused = true)]
+async fn shutting_down_a_finished_connection_waits_no_longer_than_the_idle_timeout() {
+    use echo_server::{ConnectionEnd, EchoService};
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    let idle_timeout = Duration::from_secs(10);
+    let service = EchoService::new(&Config {
+        idle_timeout,
+        ..Config::default()
+    });
+    let (mut client, server_side) = tokio::io::duplex(1024);
+    let serving = tokio::spawn(async move {
+        service
+            .serve(StuckShutdown(server_side), &CancellationToken::new())
+            .await
+    });
+    client.write_all(&frame(b"last")).await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut echo = vec![0; frame(b"last").len()];
+    client.read_exact(&mut echo).await.unwrap();
+    assert_eq!(echo, frame(b"last"));
+    let closed = Instant::now();
+    // On the paused clock, a shutdown without a bound would never end.
+    let summary = tokio::time::timeout(10 * idle_timeout, serving)
+        .await
+        .expect("the serving ended")
+        .unwrap();
+    assert!(
+        matches!(summary.end, ConnectionEnd::ClientClosed),
+        "{:?}",
+        summary.end
+    );
+    assert_eq!((summary.frames, summary.bytes), (1, 8));
+    let waited = closed.elapsed();
+    assert!(
+        waited >= idle_timeout && waited < idle_timeout + Duration::from_secs(1),
+        "gave up on the shutdown after {waited:?}"
+    );
+}
