@@ -136,15 +136,21 @@ pub(crate) const CORRUPTED_FRAME: usize = 3;
 /// The byte of the stream that [`Fake::CorruptOneRawByte`] damages.
 pub(crate) const CORRUPTED_BYTE: usize = 100;
 
-/// Starts a fake server on a free loopback port, serving until the test's
-/// runtime ends.
-pub(crate) async fn fake_server(fake: Fake) -> SocketAddr {
+/// A listener on a free loopback port, and its address.
+async fn loopback_listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("the fake binds");
+        .expect("a free loopback port binds");
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
+    (listener, addr)
+}
+
+/// Starts a fake server on a free loopback port, serving until the test's
+/// runtime ends.
+pub(crate) async fn fake_server(fake: Fake) -> SocketAddr {
+    let (listener, addr) = loopback_listener().await;
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             tokio::spawn(serve_fake(fake, socket));
@@ -239,12 +245,7 @@ fn corrupt(mut frame: BytesMut) -> Bytes {
 /// until it has echoed `echoes` of them, and then closes the connection and
 /// its listener: every later connection is refused.
 pub(crate) async fn one_connection_server(echoes: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("the server binds");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+    let (listener, addr) = loopback_listener().await;
     tokio::spawn(async move {
         let Ok((socket, _)) = listener.accept().await else {
             return;
@@ -267,12 +268,7 @@ pub(crate) async fn one_connection_server(echoes: usize) -> SocketAddr {
 /// and echoes frames faithfully on every later one: a backend that hangs,
 /// then is replaced.
 pub(crate) async fn silent_first_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("the server binds");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+    let (listener, addr) = loopback_listener().await;
     tokio::spawn(async move {
         let mut fake = Fake::Silent;
         while let Ok((socket, _)) = listener.accept().await {
@@ -286,12 +282,7 @@ pub(crate) async fn silent_first_server() -> SocketAddr {
 /// A loopback address where nothing listens: a port that was free a moment
 /// ago, bound and released.
 pub(crate) async fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port binds");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
+    loopback_listener().await.1
 }
 
 /// The ways a fake UDP echo server misbehaves.

@@ -113,8 +113,6 @@ struct Echo {
 enum Step {
     /// Go on to this phase.
     Next(Phase),
-    /// The echo is over; shut the connection down if it ended cleanly.
-    Close(ConnectionEnd),
     /// The connection is over.
     Done(ConnectionEnd),
 }
@@ -190,25 +188,6 @@ impl<S: EchoStream, C: ServingContext> Future for Serving<S, C> {
             };
             *phase = match step {
                 Step::Next(next) => next,
-                Step::Close(end) => {
-                    parts
-                        .relay
-                        .release_if_empty(&parts.context.service().buffers);
-                    if !matches!(
-                        end,
-                        ConnectionEnd::ClientClosed
-                            | ConnectionEnd::Drained
-                            | ConnectionEnd::ProtocolError(_)
-                    ) {
-                        *phase = Phase::Done;
-                        return Poll::Ready(parts.summary(end));
-                    }
-                    // Tell the client nothing more is coming, within the
-                    // idle timeout like any write.
-                    let idle_timeout = parts.context.service().idle_timeout;
-                    deadline.as_mut().reset(Instant::now() + idle_timeout);
-                    Phase::ShuttingDown(end)
-                }
                 Step::Done(end) => {
                     *phase = Phase::Done;
                     return Poll::Ready(parts.summary(end));
@@ -240,7 +219,7 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
         );
         Poll::Ready(match ready!(sending) {
             Ok(()) => Step::Next(self.start_reading(deadline)),
-            Err(end) => Step::Close(end),
+            Err(end) => self.close(end, deadline),
         })
     }
 
@@ -251,15 +230,16 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
         loop {
             match self.poll_read(cx) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Step::Close(match self.relay.finish() {
+                    let end = match self.relay.finish() {
                         Ok(()) if self.draining => ConnectionEnd::Drained,
                         Ok(()) => ConnectionEnd::ClientClosed,
                         Err(error) => ConnectionEnd::ProtocolError(error),
-                    }));
+                    };
+                    return Poll::Ready(self.close(end, deadline));
                 }
                 Poll::Ready(Ok(n)) => return Poll::Ready(Step::Next(self.echo(n, deadline))),
                 Poll::Ready(Err(error)) => {
-                    return Poll::Ready(Step::Close(ConnectionEnd::Io(error)));
+                    return Poll::Ready(self.close(ConnectionEnd::Io(error), deadline));
                 }
                 Poll::Pending => {}
             }
@@ -271,11 +251,12 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
             }
             ready!(deadline.as_mut().poll(cx));
             let service = self.context.service();
-            return Poll::Ready(Step::Close(if self.draining && self.relay.is_idle() {
+            let end = if self.draining && self.relay.is_idle() {
                 ConnectionEnd::Drained
             } else {
                 ConnectionEnd::IdleTimeout(service.idle_timeout)
-            }));
+            };
+            return Poll::Ready(self.close(end, deadline));
         }
     }
 
@@ -363,7 +344,7 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
                 service.idle_timeout,
             );
             if let Err(end) = ready!(writing) {
-                return Poll::Ready(Step::Close(end));
+                return Poll::Ready(self.close(end, deadline));
             }
             self.relay.consume_ready();
         }
@@ -371,7 +352,7 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
             .metrics
             .echoed(u64::from(echo.frames), echo.written as u64);
         if let Some(error) = echo.error.take() {
-            return Poll::Ready(Step::Close(ConnectionEnd::ProtocolError(*error)));
+            return Poll::Ready(self.close(ConnectionEnd::ProtocolError(*error), deadline));
         }
         if !has_data_waiting(&mut self.stream) {
             // The client has nothing more for now: an idle connection
@@ -427,6 +408,25 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Pending => return deadline.poll(cx),
             }
+        }
+    }
+
+    /// The echo is over: the buffer goes back, and a connection that ended
+    /// cleanly is shut down, within the idle timeout like any write, to tell
+    /// the client nothing more is coming.
+    fn close(&mut self, end: ConnectionEnd, mut deadline: Pin<&mut Sleep>) -> Step {
+        let service = self.context.service();
+        self.relay.release_if_empty(&service.buffers);
+        match end {
+            ConnectionEnd::ClientClosed
+            | ConnectionEnd::Drained
+            | ConnectionEnd::ProtocolError(_) => {
+                deadline
+                    .as_mut()
+                    .reset(Instant::now() + service.idle_timeout);
+                Step::Next(Phase::ShuttingDown(end))
+            }
+            end => Step::Done(end),
         }
     }
 
