@@ -2,6 +2,7 @@
 //! failure.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -87,40 +88,62 @@ const FLEET_SMOKE: &[&str] = &["fleet", "--quick"];
 const FUZZ_SMOKE: &[&str] = &["fuzz", "--time=5"];
 
 /// Runs the cargo steps, then the e2e tests, the fleet's short run, the
-/// bench smoke run and the fuzz smoke run.
+/// bench smoke run and the fuzz smoke run, timing each: the summary at the
+/// end says where the run's minutes went.
 pub(crate) fn run(root: &Path) -> Result<()> {
     let total = STEPS.len() + 4;
-    for (index, &(name, line)) in STEPS.iter().enumerate() {
-        eprintln!("==> [{}/{total}] {name}: {line}", index + 1);
+    let mut timings = Vec::with_capacity(total);
+    let mut step = |name: &str, line: &str, work: &mut dyn FnMut() -> Result<()>| {
+        eprintln!("==> [{}/{total}] {name}: {line}", timings.len() + 1);
+        let started = Instant::now();
+        work().with_context(|| format!("CI step `{name}` failed"))?;
+        let took = started.elapsed();
+        eprintln!("==> {name}: ok in {}", minutes(took));
+        timings.push((name.to_owned(), took));
+        anyhow::Ok(())
+    };
+    for &(name, line) in STEPS {
         let (env, args) =
             split(line).with_context(|| format!("CI step `{name}` is not a cargo command"))?;
-        let command = process::cargo(args);
-        let command = env
-            .into_iter()
-            .fold(command, |command, (key, value)| command.env(key, value));
-        command
-            .run()
-            .with_context(|| format!("CI step `{name}` failed"))?;
+        step(name, line, &mut || {
+            let command = env.iter().fold(
+                process::cargo(args.iter().copied()),
+                |command, (key, value)| command.env(key, value),
+            );
+            command.run()?;
+            Ok(())
+        })?;
     }
-    let smoke = |number, name, args: &[&str]| {
-        eprintln!(
-            "==> [{number}/{total}] {name}: cargo xtask {}",
-            args.join(" ")
-        );
-    };
-    smoke(total - 3, "e2e", &["e2e"]);
-    e2e::run(root, false, &[]).context("CI step `e2e` failed")?;
-    smoke(total - 2, "fleet", FLEET_SMOKE);
-    let args = fleet::Args::try_parse_from(FLEET_SMOKE)?;
-    fleet::run(&args).context("CI step `fleet` failed")?;
-    smoke(total - 1, "bench-smoke", BENCH_SMOKE);
-    let args = bench::Args::try_parse_from(BENCH_SMOKE)?;
-    bench::run(&args).context("CI step `bench-smoke` failed")?;
-    smoke(total, "fuzz-smoke", FUZZ_SMOKE);
-    let args = fuzz::Args::try_parse_from(FUZZ_SMOKE)?;
-    fuzz::run(&args).context("CI step `fuzz-smoke` failed")?;
-    eprintln!("==> CI passed: all {total} steps succeeded");
+    let task = |args: &[&str]| format!("cargo xtask {}", args.join(" "));
+    step("e2e", &task(&["e2e"]), &mut || e2e::run(root, false, &[]))?;
+    step("fleet", &task(FLEET_SMOKE), &mut || {
+        fleet::run(&fleet::Args::try_parse_from(FLEET_SMOKE)?)
+    })?;
+    step("bench-smoke", &task(BENCH_SMOKE), &mut || {
+        bench::run(&bench::Args::try_parse_from(BENCH_SMOKE)?)
+    })?;
+    step("fuzz-smoke", &task(FUZZ_SMOKE), &mut || {
+        fuzz::run(&fuzz::Args::try_parse_from(FUZZ_SMOKE)?)
+    })?;
+    let all: Duration = timings.iter().map(|(_, took)| *took).sum();
+    eprintln!(
+        "==> CI passed: all {total} steps succeeded in {}",
+        minutes(all)
+    );
+    for (name, took) in &timings {
+        eprintln!("    {name:<18} {:>8}", minutes(*took));
+    }
     Ok(())
+}
+
+/// A step's time as `1m 05s`, or `4.2s` under a minute.
+fn minutes(took: Duration) -> String {
+    let seconds = took.as_secs();
+    if seconds < 60 {
+        format!("{:.1}s", took.as_secs_f64())
+    } else {
+        format!("{}m {:02}s", seconds / 60, seconds % 60)
+    }
 }
 
 /// A step's environment, its leading `NAME=VALUE` words.
@@ -157,6 +180,8 @@ mod tests {
             )
         );
         assert_eq!(split("make all"), None);
+        assert_eq!(minutes(Duration::from_millis(4_240)), "4.2s");
+        assert_eq!(minutes(Duration::from_secs(65)), "1m 05s");
         let mut names: Vec<&str> = STEPS.iter().map(|(name, _)| *name).collect();
         names.sort_unstable();
         names.dedup();

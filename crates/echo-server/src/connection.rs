@@ -14,7 +14,7 @@ use crate::connection_end::ConnectionSummary;
 use crate::delay::Delay;
 use crate::echo_stream::EchoStream;
 use crate::greeting;
-use crate::relay::{MAX_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN, RelayBuffer};
+use crate::relay::{MAX_RELAY_BUFFER_LEN, MIN_RELAY_BUFFER_LEN, RelayBuffer, pooled_len};
 use crate::{Config, Mode};
 
 mod serving;
@@ -88,9 +88,11 @@ impl EchoService {
             max_frame_len: config.max_frame_len,
             idle_timeout: config.idle_timeout,
             buffers: BufferPool::new(
-                config
-                    .relay_buffer_len
-                    .clamp(MIN_RELAY_BUFFER_LEN, MAX_RELAY_BUFFER_LEN),
+                pooled_len(
+                    config
+                        .relay_buffer_len
+                        .clamp(MIN_RELAY_BUFFER_LEN, MAX_RELAY_BUFFER_LEN),
+                ),
                 POOLED_BUFFERS,
             ),
             metrics,

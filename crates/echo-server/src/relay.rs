@@ -21,6 +21,25 @@ pub const MIN_RELAY_BUFFER_LEN: usize = 64;
 /// The largest relay buffer: a longer one is cut to this length.
 pub const MAX_RELAY_BUFFER_LEN: usize = u32::MAX as usize;
 
+/// Bytes left unused at the front of every relay buffer, before the bytes it
+/// relays, so that the echo does not start at a page boundary.
+///
+/// Buffers this large come page-aligned from the allocator, and a TLS record
+/// puts its payload 5 bytes into a buffer of its own. Encrypting an echo then
+/// copied it to a destination 5 bytes past its source's offset in a page. On
+/// AMD processors since Zen 3, whose "fast short rep movsb" glibc's `memcpy`
+/// uses for blocks of a few KiB and more, a copy whose destination is 1 to 31
+/// bytes ahead of its source (modulo 4 KiB) runs at about 2 GB/s instead of
+/// 40 to 80 (`xtask/bench/memcpy_distance.c` measures it; docs/performance.md
+/// has the figures). 128 bytes keep both of the echo's copies over TLS, into
+/// the buffer and out of it, well away from that distance.
+pub(crate) const HEADROOM: usize = 128;
+
+/// The capacity a pool's buffers need to relay `len` bytes at a time.
+pub(crate) const fn pooled_len(len: usize) -> usize {
+    HEADROOM.saturating_add(len)
+}
+
 /// A fixed-size buffer that relays bytes back to their sender.
 ///
 /// In [`Mode::Raw`] every byte read is ready to go back at once. In
@@ -35,21 +54,23 @@ pub const MAX_RELAY_BUFFER_LEN: usize = u32::MAX as usize;
 ///
 /// After each read, [`ready`](Self::ready) holds the bytes to write back.
 /// Once they are written, [`consume_ready`](Self::consume_ready) moves what
-/// is left (the start of an incomplete frame) to the front of the buffer, so
-/// the buffer always begins at the frame in progress.
+/// is left (the start of an incomplete frame) to the front of the buffer,
+/// just past its [`HEADROOM`], so the buffer always begins at the frame in
+/// progress.
 ///
 /// The buffer comes from a [`BufferPool`] when a read needs it and can go back
 /// whenever it holds nothing, so an idle connection holds no buffer.
 #[derive(Debug)]
 pub(crate) struct RelayBuffer {
-    /// The bytes read and not yet written back. Its capacity is the pool's
-    /// buffer size while it is held, 0 otherwise.
+    /// The bytes read and not yet written back, after [`HEADROOM`] unused
+    /// ones. Its capacity is the pool's buffer size while it is held, 0
+    /// otherwise.
     data: Vec<u8>,
     /// The frame structure of the stream; `None` in raw mode.
     scanner: Option<FrameScanner>,
-    // The offsets into `data` are `u32`s, as the buffer is at most
-    // `MAX_RELAY_BUFFER_LEN` long: every idle connection holds a relay, and
-    // they save 24 bytes of each.
+    // The offsets into `data`, counted from the end of the headroom, are
+    // `u32`s, as the buffer relays at most `MAX_RELAY_BUFFER_LEN` bytes:
+    // every idle connection holds a relay, and they save 24 bytes of each.
     /// How much of `data` is ready to be written back.
     ready_len: u32,
     /// How much of `data` belongs to frames whose header was accepted.
@@ -99,6 +120,7 @@ impl RelayBuffer {
     pub(crate) fn read_target(&mut self, pool: &BufferPool) -> &mut Vec<u8> {
         if self.data.capacity() == 0 {
             self.data = pool.take();
+            self.data.resize(HEADROOM, 0);
         }
         debug_assert!(
             self.data.len() < self.data.capacity(),
@@ -114,11 +136,12 @@ impl RelayBuffer {
     /// the complete frames before the bad header: write them, then close.
     pub(crate) fn commit_read(&mut self, n: usize) -> Result<(), FrameError> {
         let Some(scanner) = &mut self.scanner else {
-            self.ready_len = offset(self.data.len());
+            self.ready_len = offset(self.data.len() - HEADROOM);
             self.accepted_len = self.ready_len;
             return Ok(());
         };
-        let chunk_start = self.data.len() - n;
+        // Where the chunk starts among the bytes relayed.
+        let chunk_start = self.data.len() - HEADROOM - n;
         // Everything before the chunk is the frame in progress. If it is a large
         // frame being relayed, the chunk first finishes its payload.
         let large_frame_tail = if self.relaying_large_frame {
@@ -126,7 +149,7 @@ impl RelayBuffer {
         } else {
             0
         };
-        let scan = scanner.scan(&self.data[chunk_start..]);
+        let scan = scanner.scan(&self.data[HEADROOM + chunk_start..]);
         if scan.accepted_len > 0 {
             self.accepted_len = offset(chunk_start + scan.accepted_len);
         }
@@ -150,9 +173,9 @@ impl RelayBuffer {
             // is larger than the buffer it can never be echoed whole: pass on
             // what has arrived at once, and the rest as it comes, rather than
             // move it to the front of the buffer and wait for it to fill.
-            let in_progress = self.data.len() - self.ready_len as usize;
-            if in_progress + remaining > self.data.capacity() {
-                self.large_frame_started = self.data[self.ready_len as usize..]
+            let in_progress = self.buffered().len() - self.ready_len as usize;
+            if in_progress + remaining > self.data.capacity() - HEADROOM {
+                self.large_frame_started = self.buffered()[self.ready_len as usize..]
                     .first_chunk()
                     .and_then(|header| NonZeroU32::new(u32::from_be_bytes(*header)));
                 self.ready_len = self.accepted_len;
@@ -164,7 +187,12 @@ impl RelayBuffer {
 
     /// The bytes to write back now.
     pub(crate) fn ready(&self) -> &[u8] {
-        &self.data[..self.ready_len as usize]
+        &self.buffered()[..self.ready_len as usize]
+    }
+
+    /// The bytes read and not yet written back.
+    fn buffered(&self) -> &[u8] {
+        self.data.get(HEADROOM..).unwrap_or_default()
     }
 
     /// The whole frames in [`ready`](Self::ready), headers included, for
@@ -174,7 +202,7 @@ impl RelayBuffer {
         if self.scanner.is_none() {
             &[]
         } else {
-            &self.data[self.whole_frames_from as usize..self.whole_frames_end as usize]
+            &self.buffered()[self.whole_frames_from as usize..self.whole_frames_end as usize]
         }
     }
 
@@ -187,7 +215,10 @@ impl RelayBuffer {
     /// Drops the ready bytes once they have been written back.
     pub(crate) fn consume_ready(&mut self) {
         self.echoed_total += u64::from(self.ready_len);
-        self.data.drain(..self.ready_len as usize);
+        if self.ready_len > 0 {
+            self.data
+                .drain(HEADROOM..HEADROOM + self.ready_len as usize);
+        }
         self.accepted_len -= self.ready_len;
         self.ready_len = 0;
         self.whole_frames_from = 0;
@@ -219,7 +250,7 @@ impl RelayBuffer {
 
     /// Gives the buffer back to `pool` if it holds nothing.
     pub(crate) fn release_if_empty(&mut self, pool: &BufferPool) {
-        if self.data.is_empty() && self.data.capacity() > 0 {
+        if self.buffered().is_empty() && self.data.capacity() > 0 {
             pool.give(std::mem::take(&mut self.data));
         }
     }
@@ -227,7 +258,7 @@ impl RelayBuffer {
     /// Whether the stream so far ends at a frame boundary with nothing held,
     /// so that the connection can close without cutting a frame short.
     pub(crate) fn is_idle(&self) -> bool {
-        self.data.is_empty()
+        self.buffered().is_empty()
             && self
                 .scanner
                 .as_ref()
@@ -255,7 +286,7 @@ mod tests {
 
     /// A pool that keeps no spare buffers, so tests running at once share
     /// nothing.
-    static POOL: BufferPool = BufferPool::new(CAPACITY, 0);
+    static POOL: BufferPool = BufferPool::new(pooled_len(CAPACITY), 0);
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
@@ -354,7 +385,7 @@ mod tests {
         let (echoed, error) = feed(&mut relay, &wire, CAPACITY);
         assert!(error.is_none());
         assert_eq!(echoed, wire);
-        assert_eq!(relay.data.capacity(), CAPACITY);
+        assert_eq!(relay.data.capacity(), pooled_len(CAPACITY));
     }
 
     #[test]
@@ -420,11 +451,32 @@ mod tests {
         let payloads: Vec<&[u8]> = frame::payloads(relay.whole_frames()).collect();
         assert_eq!(payloads, [&b"one"[..], b"two"]);
         relay.consume_ready();
-        assert!(relay.data.is_empty());
+        assert!(relay.buffered().is_empty());
         relay.read_target(&POOL).extend_from_slice(&[8; 5]);
         relay.commit_read(5).unwrap();
         assert_eq!(relay.ready(), &[8; 5], "and the rest as it comes");
         assert!(relay.whole_frames().is_empty());
+    }
+
+    #[test]
+    fn the_relayed_bytes_start_past_the_headroom() {
+        let mut relay = RelayBuffer::new(Mode::Framed, 1024);
+        let start_of =
+            |relay: &RelayBuffer| relay.ready().as_ptr() as usize - relay.data.as_ptr() as usize;
+        let wire = [frame(b"whole"), frame(b"partial")].concat();
+        relay.read_target(&POOL).extend_from_slice(&wire[..12]);
+        relay.commit_read(12).unwrap();
+        assert_eq!(relay.ready(), &wire[..9]);
+        assert_eq!(start_of(&relay), HEADROOM);
+        relay.consume_ready();
+        // What is left of the frame in progress moves up to the headroom's
+        // end, not to the buffer's start.
+        assert_eq!(relay.data.len(), HEADROOM + 3);
+        relay.read_target(&POOL).extend_from_slice(&wire[12..]);
+        relay.commit_read(wire.len() - 12).unwrap();
+        assert_eq!(relay.ready(), &wire[9..]);
+        assert_eq!(start_of(&relay), HEADROOM);
+        assert_eq!(relay.data.capacity(), pooled_len(CAPACITY));
     }
 
     #[test]
@@ -514,14 +566,14 @@ mod tests {
 
     #[test]
     fn the_buffer_goes_back_to_the_pool_only_when_empty() {
-        let pool = BufferPool::new(CAPACITY, 1);
+        let pool = BufferPool::new(pooled_len(CAPACITY), 1);
         let mut relay = RelayBuffer::new(Mode::Framed, 1024);
         relay.read_target(&pool).extend_from_slice(&[0, 0, 0, 1]);
         relay.commit_read(4).unwrap();
         relay.release_if_empty(&pool);
         assert_eq!(
             relay.data.capacity(),
-            CAPACITY,
+            pooled_len(CAPACITY),
             "a partial frame keeps its buffer"
         );
         relay.read_target(&pool).push(b'x');

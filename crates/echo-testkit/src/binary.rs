@@ -168,22 +168,24 @@ fn build() -> Result<PathBuf, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certs::CertDir;
 
-    /// A fake target directory under the system's temporary directory.
-    fn target_dir(name: &str) -> PathBuf {
-        let dir = env::temp_dir().join(format!("echo-testkit-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("CACHEDIR.TAG"),
+    /// A fake target directory under the system's temporary directory,
+    /// removed when the returned guard drops.
+    fn target_dir() -> (CertDir, PathBuf) {
+        let dir = CertDir::new().unwrap();
+        dir.write(
+            "CACHEDIR.TAG",
             "Signature: 8a477f597d28d172789f06886806bc55",
         )
         .unwrap();
-        dir
+        let path = dir.path().to_path_buf();
+        (dir, path)
     }
 
     #[test]
     fn reads_the_layout_of_a_host_build() {
-        let target = target_dir("host");
+        let (_dir, target) = target_dir();
         let exe = target.join("debug/deps/echo_e2e-0123");
         let layout = Layout::of(&exe).unwrap();
         assert_eq!(
@@ -218,7 +220,7 @@ mod tests {
 
     #[test]
     fn reads_the_layout_of_a_cross_build_and_other_profiles() {
-        let target = target_dir("cross");
+        let (_dir, target) = target_dir();
         let exe = target.join("x86_64-unknown-linux-gnu/release/deps/echo_e2e-0123");
         let layout = Layout::of(&exe).unwrap();
         assert_eq!(layout.target_dir, target);
