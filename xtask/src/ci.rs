@@ -20,7 +20,10 @@ use crate::{bench, e2e, fleet, fuzz, process};
 /// default features too, as a user who needs only their core gets them.
 /// `cargo package` packs the published crates together, so that each one's
 /// path dependencies on the others resolve to the packages being made, and
-/// verifies that each builds from its package.
+/// verifies that each builds from its package. A package carries no profile
+/// (the workspace's are in the root manifest), so its build is given the
+/// workspace's debug setting: it then reuses the dependencies that the steps
+/// before it built, rather than building them all again.
 const STEPS: &[(&str, &str)] = &[
     ("fmt", "cargo fmt --all -- --check"),
     (
@@ -60,7 +63,7 @@ const STEPS: &[(&str, &str)] = &[
     ),
     (
         "package",
-        "cargo package --allow-dirty -p echo-proto -p echo-server -p echo-client",
+        "CARGO_PROFILE_DEV_DEBUG=line-tables-only cargo package --allow-dirty -p echo-proto -p echo-server -p echo-client",
     ),
 ];
 
@@ -180,6 +183,18 @@ mod tests {
             )
         );
         assert_eq!(split("make all"), None);
+        // The package step's debug setting is the workspace's own.
+        let (_, package) = STEPS.iter().find(|(name, _)| *name == "package").unwrap();
+        let (env, _) = split(package).unwrap();
+        let (_, debug) = env
+            .iter()
+            .find(|(key, _)| *key == "CARGO_PROFILE_DEV_DEBUG")
+            .unwrap();
+        let workspace = include_str!("../../Cargo.toml");
+        assert!(
+            workspace.contains(&format!("[profile.dev]\ndebug = \"{debug}\"\n")),
+            "the root Cargo.toml's [profile.dev] debug is not {debug}"
+        );
         assert_eq!(minutes(Duration::from_millis(4_240)), "4.2s");
         assert_eq!(minutes(Duration::from_secs(65)), "1m 05s");
         let mut names: Vec<&str> = STEPS.iter().map(|(name, _)| *name).collect();
