@@ -32,7 +32,7 @@ use tracing::{Level, debug, enabled};
 use super::{DRAIN_LINGER, DRAIN_SETTLE, EchoService, describe};
 use crate::connection_end::{ConnectionEnd, ConnectionSummary};
 use crate::echo_stream::EchoStream;
-use crate::relay::RelayBuffer;
+use crate::relay::{HEADROOM, RelayBuffer};
 
 pin_project! {
     /// Serves the echo on `stream` until the client closes it, it fails, it
@@ -402,7 +402,8 @@ impl<S: EchoStream, C: ServingContext> Parts<S, C> {
         let sink = self.relay.read_target(&self.context.service().buffers);
         loop {
             let read = poll_read_buf(Pin::new(&mut self.stream), cx, &mut *sink);
-            sink.clear();
+            // Back to the headroom alone, as the relay keeps its buffer.
+            sink.truncate(HEADROOM);
             match read {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(_)) => {}
