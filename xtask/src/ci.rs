@@ -16,7 +16,11 @@ use crate::{bench, e2e, fleet, fuzz, process};
 ///
 /// The fuzz crate is a workspace of its own (so that the main build never
 /// compiles libFuzzer), which `--workspace` does not reach: it gets its own
-/// format and lint steps. The libraries build and are tested without their
+/// format and lint steps. Its lints check in the main target directory, to
+/// reuse what the main lints checked; its release profile and debug setting
+/// are its own manifest's, so a test keeps the debug setting the same. The
+/// lints run `--locked`, so that a lock file that no longer matches its
+/// manifests fails CI rather than being rewritten on the CI machine. The libraries build and are tested without their
 /// default features too, as a user who needs only their core gets them.
 /// `cargo package` packs the published crates together, so that each one's
 /// path dependencies on the others resolve to the packages being made, and
@@ -32,11 +36,11 @@ const STEPS: &[(&str, &str)] = &[
     ),
     (
         "clippy",
-        "cargo clippy --workspace --all-targets -- -D warnings",
+        "cargo clippy --locked --workspace --all-targets -- -D warnings",
     ),
     (
         "fuzz-clippy",
-        "cargo clippy --manifest-path fuzz/Cargo.toml --target-dir fuzz/target --all-targets -- -D warnings",
+        "cargo clippy --locked --manifest-path fuzz/Cargo.toml --target-dir target --all-targets -- -D warnings",
     ),
     // Doctests are part of `cargo test` for library crates.
     // The e2e crate runs in its own step below, against binaries built first.
@@ -190,11 +194,17 @@ mod tests {
             .iter()
             .find(|(key, _)| *key == "CARGO_PROFILE_DEV_DEBUG")
             .unwrap();
-        let workspace = include_str!("../../Cargo.toml");
-        assert!(
-            workspace.contains(&format!("[profile.dev]\ndebug = \"{debug}\"\n")),
-            "the root Cargo.toml's [profile.dev] debug is not {debug}"
-        );
+        // So is the fuzz crate's, whose tests and lints share the main
+        // target directory.
+        for (manifest, text) in [
+            ("Cargo.toml", include_str!("../../Cargo.toml")),
+            ("fuzz/Cargo.toml", include_str!("../../fuzz/Cargo.toml")),
+        ] {
+            assert!(
+                text.contains(&format!("[profile.dev]\ndebug = \"{debug}\"\n")),
+                "{manifest}'s [profile.dev] debug is not {debug}"
+            );
+        }
         assert_eq!(minutes(Duration::from_millis(4_240)), "4.2s");
         assert_eq!(minutes(Duration::from_secs(65)), "1m 05s");
         let mut names: Vec<&str> = STEPS.iter().map(|(name, _)| *name).collect();

@@ -35,10 +35,16 @@ pub(crate) struct Args {
     pub(crate) targets: Vec<String>,
 }
 
-/// The fuzz crate's manifest and target directory, from the workspace root:
-/// its own target directory even when CARGO_TARGET_DIR names another, so
-/// that its builds never mix with the main ones.
+/// The fuzz crate's manifest and the target directory of its instrumented
+/// builds, from the workspace root: its own, even when CARGO_TARGET_DIR names
+/// another, so that the coverage flags never touch the main build.
 const MANIFEST: &str = "--manifest-path fuzz/Cargo.toml --target-dir fuzz/target";
+
+/// The fuzz crate's tests are built without those flags, in the main target
+/// directory (`target`, or CARGO_TARGET_DIR), so that they reuse the
+/// dependencies that the main build has compiled: about half of them on a
+/// fresh CI machine, where the two builds differ in a few crates' features.
+const TEST_MANIFEST: &str = "--manifest-path fuzz/Cargo.toml";
 
 /// libFuzzer's options: inputs of up to 4 KiB (room for many frames, and
 /// for frames larger than the server's relay buffer in `server_relay`,
@@ -83,7 +89,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         &args.targets
     };
-    cargo(format!("test {MANIFEST}").split_whitespace()).run()?;
+    let main_target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+    cargo(format!("test {TEST_MANIFEST}").split_whitespace())
+        .env("CARGO_TARGET_DIR", main_target)
+        .run()?;
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let rustc = cmd(rustc, ["-vV"]).read()?;
     let installed = cargo(["fuzz", "--version"])
