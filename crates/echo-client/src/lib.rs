@@ -21,7 +21,8 @@
 //! | `src/stats.rs` | [`stats::LatencyStats`]: min/avg/max/mdev and HdrHistogram percentiles | units |
 //! | `src/proxy.rs` | [`ProxyProtocol`]: the PROXY protocol header a TCP connection may open with | |
 //! | `src/tls.rs` | [`TlsOptions`]: what to trust, the name to check, a client certificate; the connector they make | error |
-//! | `src/transport.rs` | the sending and receiving halves every mode shares, plain or TLS | error, mode, proxy, tls |
+//! | `src/shared_tls.rs` | a link's TLS stream, shared by its two halves, which the sending half can hand plaintext to between polls | |
+//! | `src/transport.rs` | the sending and receiving halves every mode shares, plain or TLS | error, mode, proxy, shared_tls, tls |
 //! | `src/greeting.rs` | reading the greeting a server may open a connection with | error, mode, transport |
 //! | `src/client.rs` | [`Client`]: connect, read a greeting, echo one message, pipeline many | error, greeting, mode, transport |
 //! | `src/ping.rs` | [`ping::Pinger`]: one timed echo at a time, over a [`Client`] | client, error, mode, payload, stats, units |
@@ -140,6 +141,7 @@ mod payload;
 pub mod ping;
 mod proxy;
 pub mod report;
+mod shared_tls;
 pub mod stats;
 mod tls;
 mod transport;

@@ -117,6 +117,17 @@ impl Message<'_> {
         self.id_len + self.body.len()
     }
 
+    /// The message's identity, its first bytes: the first `len` of the
+    /// array, `len` being at most [`ID_LEN`].
+    pub(crate) fn identity(&self) -> ([u8; ID_LEN], usize) {
+        (self.id(), self.id_len)
+    }
+
+    /// The message's bytes after its identity, borrowed from the pattern.
+    pub(crate) fn body(&self) -> &[u8] {
+        self.body
+    }
+
     /// Appends the message's bytes to `out`.
     pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
         if self.id_len == ID_LEN {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use echo_proto::FrameError;
 use echo_proto::frame::{self, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, Parsed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::client::TlsStream;
@@ -21,6 +21,7 @@ use tokio_rustls::client::TlsStream;
 use crate::error::ClientError;
 use crate::mode::{MAX_DATAGRAM_LEN, Mode};
 use crate::proxy::ProxyProtocol;
+use crate::shared_tls::SharedTls;
 use crate::tls::Connector;
 
 /// How much a TCP receiver asks the socket for at least, per read: enough for
@@ -196,10 +197,10 @@ fn tls_link(
     connect_time: Duration,
     handshake_time: Duration,
 ) -> Link {
-    let (read_half, write_half) = tokio::io::split(stream);
+    let shared = SharedTls::new(stream);
     stream_link(
-        SenderKind::Tls(write_half),
-        StreamRead::Tls(read_half),
+        SenderKind::Tls(shared.clone()),
+        StreamRead::Tls(shared),
         mode,
         peer,
         (connect_time, Some(handshake_time)),
@@ -286,7 +287,7 @@ pub(crate) struct Sender {
 #[derive(Debug)]
 enum SenderKind {
     Tcp(OwnedWriteHalf),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
+    Tls(SharedTls),
     Udp(Arc<UdpSocket>),
 }
 
@@ -339,39 +340,68 @@ impl Sender {
     }
 
     /// Sends `head` then `tail`, messages over TCP already in their wire
-    /// form (each after its [`stream_header`](Mode::stream_header)), as
-    /// far as the socket takes them at once, and queues the rest for
+    /// form (each after its [`stream_header`](Mode::stream_header)), as far
+    /// as the connection takes them at once, and queues the rest for
     /// [`flush`](Sender::flush). With nothing queued before them and room in
-    /// the socket, as is usual, they go out in one system call without being
-    /// copied into the queue. Over UDP, where each message must be a datagram
-    /// of its own, there is no stream to send them on: they are queued as one.
+    /// the socket (or, over TLS, in rustls's buffer of records to send), as
+    /// is usual, they are sent (over TLS, encrypted) without being copied
+    /// into the queue. Over UDP, where each message must be a datagram of
+    /// its own, there is no stream to send them on: they are queued as one.
     ///
     /// # Errors
     ///
-    /// When the socket fails; what was not sent is then not queued either.
+    /// When the connection fails; what was not sent is then not queued
+    /// either.
     pub(crate) fn send_stream_bytes(&mut self, head: &[u8], tail: &[u8]) -> io::Result<()> {
+        self.send_parts([head, tail, &[]])
+    }
+
+    /// Sends one message, its `identity` then its `body`, after its frame
+    /// header when framed, as [`send_stream_bytes`](Sender::send_stream_bytes)
+    /// sends: without a copy into the queue, which for a large message was
+    /// most of what sending it cost the client in user space.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::FrameTooLarge`] as for [`push`](Sender::push), and
+    /// [`FrameError::Io`] when the connection fails.
+    pub(crate) fn send_message(&mut self, identity: &[u8], body: &[u8]) -> Result<(), FrameError> {
+        let header = if self.framed {
+            Some(frame::encode_header(
+                identity.len() + body.len(),
+                DEFAULT_MAX_FRAME_LEN,
+            )?)
+        } else {
+            None
+        };
+        let header = header.as_ref().map_or(&[][..], |header| &header[..]);
+        Ok(self.send_parts([header, identity, body])?)
+    }
+
+    /// Sends `parts`, one after the other, as far as the connection takes
+    /// them at once, and queues the rest (see
+    /// [`send_stream_bytes`](Sender::send_stream_bytes)).
+    fn send_parts(&mut self, parts: [&[u8]; 3]) -> io::Result<()> {
+        let slices = parts.map(io::IoSlice::new);
         let written = match &self.kind {
             // Bytes queued before these must go first.
             SenderKind::Tcp(half) if self.batch.is_empty() => {
-                let sent = if tail.is_empty() {
-                    half.try_write(head)
-                } else {
-                    half.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(tail)])
-                };
-                match sent {
+                match half.try_write_vectored(&slices) {
                     Ok(written) => written,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(error) => return Err(error),
                 }
             }
-            // TLS records are made as the bytes are written: they go
-            // through the queue, and out at the flush.
+            // rustls encrypts them into records now; the flush writes those.
+            SenderKind::Tls(tls) if self.batch.is_empty() => tls.write_plaintext(&slices)?,
             SenderKind::Tcp(_) | SenderKind::Tls(_) | SenderKind::Udp(_) => 0,
         };
-        let (head_written, tail_written) =
-            (written.min(head.len()), written.saturating_sub(head.len()));
-        self.batch.extend_from_slice(&head[head_written..]);
-        self.batch.extend_from_slice(&tail[tail_written..]);
+        let mut skip = written;
+        for part in parts {
+            let sent = skip.min(part.len());
+            self.batch.extend_from_slice(&part[sent..]);
+            skip -= sent;
+        }
         if let SenderKind::Udp(_) = self.kind {
             self.datagram_ends.push(self.batch.len());
         }
@@ -634,7 +664,7 @@ async fn refill(
 #[derive(Debug)]
 enum StreamRead {
     Plain(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream<TcpStream>>),
+    Tls(SharedTls),
 }
 
 impl StreamRead {
@@ -697,25 +727,20 @@ mod tests {
     /// nothing can hold (at most some megabytes on Linux).
     const MORE_THAN_BUFFERED: usize = 16 << 20;
 
-    #[tokio::test]
-    async fn what_the_socket_does_not_take_at_once_is_flushed_after_it_in_order() {
+    /// A sender in `mode` over a loopback connection, and the peer's end of
+    /// it, which reads nothing until asked.
+    async fn sender_and_peer(mode: Mode) -> (Sender, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stream, connect_time) = open_tcp(addr, None).await.unwrap();
-        let link = tcp_link(stream, addr, Mode::Raw, connect_time);
-        let (mut peer, _) = listener.accept().await.unwrap();
-        let mut sender = link.sender;
+        let link = tcp_link(stream, addr, mode, connect_time);
+        let (peer, _) = listener.accept().await.unwrap();
+        (link.sender, peer)
+    }
 
-        let head: Vec<u8> = (0..MORE_THAN_BUFFERED).map(|i| (i % 251) as u8).collect();
-        sender.send_stream_bytes(&head, b"tail").unwrap();
-        assert!(
-            !sender.batch.is_empty(),
-            "a peer that reads nothing took it all"
-        );
-        // Queued bytes go first, so these wait behind them.
-        sender.send_stream_bytes(b"more", b"").unwrap();
-        assert!(sender.batch.ends_with(b"tailmore"));
-
+    /// Flushes `sender` and half-closes it while `peer` reads to the end;
+    /// returns what the peer read.
+    async fn flush_to(mut sender: Sender, mut peer: TcpStream) -> Vec<u8> {
         let reading = tokio::spawn(async move {
             let mut received = Vec::new();
             peer.read_to_end(&mut received).await.map(|_| received)
@@ -727,13 +752,73 @@ mod tests {
         .await
         .expect("the flush ends")
         .unwrap();
-        let received = tokio::time::timeout(DEADLINE, reading)
+        tokio::time::timeout(DEADLINE, reading)
             .await
             .expect("the peer reads to the end")
             .unwrap()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_at_once_is_flushed_after_it_in_order() {
+        let (mut sender, peer) = sender_and_peer(Mode::Raw).await;
+
+        let head: Vec<u8> = (0..MORE_THAN_BUFFERED).map(|i| (i % 251) as u8).collect();
+        sender.send_stream_bytes(&head, b"tail").unwrap();
+        assert!(
+            !sender.batch.is_empty(),
+            "a peer that reads nothing took it all"
+        );
+        // Queued bytes go first, so these wait behind them.
+        sender.send_stream_bytes(b"more", b"").unwrap();
+        assert!(sender.batch.ends_with(b"tailmore"));
+
+        let received = flush_to(sender, peer).await;
         assert_eq!(received.len(), MORE_THAN_BUFFERED + 8);
         assert!(received == [&head[..], b"tailmore"].concat());
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_from_its_parts_gets_its_frame_header_and_keeps_its_order() {
+        let (mut sender, peer) = sender_and_peer(Mode::Framed).await;
+
+        // Two of the largest frames are more than the socket takes at once,
+        // so that the rest is queued from the middle of a body, and the next
+        // message waits behind it.
+        let body: Vec<u8> = (0..DEFAULT_MAX_FRAME_LEN - 2)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        sender.send_message(b"id", &body).unwrap();
+        sender.send_message(b"id", &body).unwrap();
+        assert!(
+            !sender.batch.is_empty(),
+            "a peer that reads nothing took it all"
+        );
+        sender.send_message(b"", b"next").unwrap();
+
+        let received = flush_to(sender, peer).await;
+        let large = [
+            &u32::try_from(DEFAULT_MAX_FRAME_LEN).unwrap().to_be_bytes()[..],
+            b"id",
+            &body,
+        ]
+        .concat();
+        let expected = [&large[..], &large, &4u32.to_be_bytes(), b"next"].concat();
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected);
+    }
+
+    #[tokio::test]
+    async fn a_message_too_long_to_frame_is_refused_and_nothing_is_queued() {
+        let (mut sender, _peer) = sender_and_peer(Mode::Framed).await;
+        let body = vec![0; DEFAULT_MAX_FRAME_LEN];
+        let error = sender.send_message(b"id", &body).unwrap_err();
+        let max = DEFAULT_MAX_FRAME_LEN as u64;
+        assert!(
+            matches!(error, FrameError::FrameTooLarge { len, max: limit } if len == max + 2 && limit == max),
+            "{error:?}"
+        );
+        assert!(sender.batch.is_empty());
     }
 
     #[tokio::test]

@@ -172,6 +172,30 @@ async fn a_bench_over_tls_reports_connect_and_handshake_times() {
     assert!(json["tls_handshake_time_us"]["p50"].as_f64().unwrap() > 0.0);
 }
 
+/// A bench's large messages go to rustls from their parts, and one larger
+/// than what rustls holds unsent for a connection (128 KiB) is taken in
+/// part, the rest queued: every echo still comes back as it was sent, which
+/// the bench checks byte for byte.
+#[tokio::test]
+async fn a_bench_over_tls_echoes_messages_larger_than_rustls_takes_at_once() {
+    let server = tls_server(false).await;
+    for size in [65_536, 300_000] {
+        let report = bounded(bench::run(&BenchConfig {
+            addr: localhost(server.addr),
+            connections: 2,
+            depth: 3,
+            size,
+            stop: Stop::Messages(60),
+            tls: Some(trusting(&server.ca_file)),
+            ..BenchConfig::default()
+        }))
+        .await
+        .unwrap();
+        assert!(report.succeeded(), "{size} B: {report}");
+        assert_eq!(report.echoed, 60, "{size} B: {report}");
+    }
+}
+
 /// The binary: `--tls-ca` verifies, and a certificate that does not is one
 /// `error:` line, exit 1; `--tls-insecure` warns.
 #[tokio::test]

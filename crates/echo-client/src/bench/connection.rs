@@ -552,8 +552,10 @@ impl Writer {
     /// Hands messages `first..first + count` to the sender: when there is a
     /// kept ring (see [`SentBytes`]), its span with their identities
     /// stamped, written at once as far as the socket takes it and the rest
-    /// queued; else each message built into the queue. The flush that
-    /// follows sends whatever is queued.
+    /// queued; else one message (a large one: a batch holds one message of
+    /// 32 KiB or more) sent the same way from its parts, or several built
+    /// into the queue, to go out in one write. The flush that follows sends
+    /// whatever is queued.
     fn queue(&mut self, first: u64, count: u64) -> Result<(), FrameError> {
         if let Some(sent_bytes) = &self.window.sent_bytes {
             let mut sent_bytes = lock(sent_bytes);
@@ -562,6 +564,13 @@ impl Writer {
             }
             let (head, tail) = sent_bytes.wire(first, count as usize);
             return Ok(self.sender.send_stream_bytes(head, tail)?);
+        }
+        if count == 1 {
+            let message = self.plan.pattern.message(self.id, first);
+            let (identity, identity_len) = message.identity();
+            return self
+                .sender
+                .send_message(&identity[..identity_len], message.body());
         }
         for seq in first..first + count {
             let message = self.plan.pattern.message(self.id, seq);
