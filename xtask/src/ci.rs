@@ -20,8 +20,9 @@ use crate::{bench, e2e, fleet, fuzz, process};
 /// reuse what the main lints checked; its release profile and debug setting
 /// are its own manifest's, so a test keeps the debug setting the same. The
 /// lints run `--locked`, so that a lock file that no longer matches its
-/// manifests fails CI rather than being rewritten on the CI machine. The libraries build and are tested without their
-/// default features too, as a user who needs only their core gets them.
+/// manifests fails CI rather than being rewritten on the CI machine. The
+/// libraries build and are tested without their default features too, as a
+/// user who needs only their core gets them.
 /// `cargo package` packs the published crates together, so that each one's
 /// path dependencies on the others resolve to the packages being made, and
 /// verifies that each builds from its package. A package carries no profile

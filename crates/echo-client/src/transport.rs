@@ -366,15 +366,12 @@ impl Sender {
     /// [`FrameError::FrameTooLarge`] as for [`push`](Sender::push), and
     /// [`FrameError::Io`] when the connection fails.
     pub(crate) fn send_message(&mut self, identity: &[u8], body: &[u8]) -> Result<(), FrameError> {
-        let header = if self.framed {
-            Some(frame::encode_header(
-                identity.len() + body.len(),
-                DEFAULT_MAX_FRAME_LEN,
-            )?)
-        } else {
-            None
-        };
-        let header = header.as_ref().map_or(&[][..], |header| &header[..]);
+        // Only frames have a header, and a limit.
+        let header = self
+            .framed
+            .then(|| frame::encode_header(identity.len() + body.len(), DEFAULT_MAX_FRAME_LEN))
+            .transpose()?;
+        let header: &[u8] = header.as_ref().map_or(&[], |header| header);
         Ok(self.send_parts([header, identity, body])?)
     }
 
@@ -781,6 +778,9 @@ mod tests {
     #[tokio::test]
     async fn a_message_sent_from_its_parts_gets_its_frame_header_and_keeps_its_order() {
         let (mut sender, peer) = sender_and_peer(Mode::Framed).await;
+        // One that the socket takes at once is not copied into the queue.
+        sender.send_message(b"id", b"small").unwrap();
+        assert!(sender.batch.is_empty(), "{:?}", sender.batch);
 
         // Two of the largest frames are more than the socket takes at once,
         // so that the rest is queued from the middle of a body, and the next
@@ -803,9 +803,55 @@ mod tests {
             &body,
         ]
         .concat();
-        let expected = [&large[..], &large, &4u32.to_be_bytes(), b"next"].concat();
+        let small = [&7u32.to_be_bytes()[..], b"idsmall"].concat();
+        let expected = [&small[..], &large, &large, &4u32.to_be_bytes(), b"next"].concat();
         assert_eq!(received.len(), expected.len());
         assert!(received == expected);
+    }
+
+    #[tokio::test]
+    async fn over_tls_a_message_goes_to_rustls_from_its_parts_not_through_the_queue() {
+        let files = echo_testkit::certs::ServerCertFiles::new("localhost").unwrap();
+        let server = echo_server::Server::bind(echo_server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: Some(echo_server::TlsConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+                files.cert.clone(),
+                files.key.clone(),
+            )),
+            ..echo_server::Config::default()
+        })
+        .await
+        .unwrap();
+        let addr = server.tls_addr().unwrap().to_string();
+        tokio::spawn(server.run(std::future::pending()));
+        let connector = crate::TlsOptions {
+            ca: Some(files.ca_file.clone()),
+            server_name: Some("localhost".to_owned()),
+            ..crate::TlsOptions::default()
+        }
+        .connector(&addr)
+        .unwrap();
+        let dial = Dial {
+            tls: Some(&connector),
+            ..Dial::plain(Mode::Framed)
+        };
+        let mut link = connect(&addr, dial, DEADLINE).await.unwrap();
+
+        // A 64 KiB message and its header fit in what rustls holds unsent.
+        let body: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        link.sender.send_message(b"id", &body).unwrap();
+        assert!(link.sender.batch.is_empty(), "rustls took it all");
+        tokio::time::timeout(DEADLINE, link.sender.flush())
+            .await
+            .expect("the flush ends")
+            .unwrap();
+        let echo = tokio::time::timeout(DEADLINE, link.receiver.next_echo(0))
+            .await
+            .expect("the echo comes")
+            .unwrap()
+            .unwrap();
+        assert!(echo == [&b"id"[..], &body].concat());
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use common::bounded;
 use echo_client::bench::{self, BenchConfig, Stop};
 use echo_client::{Client, ClientError, ConnectOptions, TlsOptions};
 use echo_server::{Config, Server, TlsConfig};
-use echo_testkit::certs::{Ca, CertDir};
+use echo_testkit::certs::{Ca, CertDir, ServerCertFiles};
 use echo_testkit::{Spawn, deadline};
 
 /// A TLS server, its CA, and the directory of their files.
@@ -28,12 +28,13 @@ struct TlsServer {
 /// Starts a server whose TLS listener has a certificate for `localhost`,
 /// requiring client certificates signed by its CA if `mutual`.
 async fn tls_server(mutual: bool) -> TlsServer {
-    let ca = Ca::new("test CA");
-    let issued = ca.issue("localhost");
-    let dir = CertDir::new().unwrap();
-    let cert = dir.write("cert.pem", &issued.chain_pem()).unwrap();
-    let key = dir.write("key.pem", &issued.key_pem).unwrap();
-    let ca_file = dir.write("ca.pem", &ca.cert_pem).unwrap();
+    let ServerCertFiles {
+        ca,
+        dir,
+        cert,
+        key,
+        ca_file,
+    } = ServerCertFiles::new("localhost").unwrap();
     let mut tls = TlsConfig::new("127.0.0.1:0".parse().unwrap(), cert, key);
     if mutual {
         tls.client_ca = Some(ca_file.clone());

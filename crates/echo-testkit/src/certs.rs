@@ -143,3 +143,50 @@ impl Drop for CertDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// A server's certificate files for `name`, issued by a CA of their own and
+/// written to a [`CertDir`]: what most TLS tests start from.
+///
+/// ```
+/// use echo_testkit::certs::ServerCertFiles;
+///
+/// let files = ServerCertFiles::new("localhost")?;
+/// assert!(files.cert.exists() && files.key.exists() && files.ca_file.exists());
+/// let client = files.ca.issue("client");
+/// assert_eq!(client.ca_pem, files.ca.cert_pem);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ServerCertFiles {
+    /// The CA that issued the certificate, to issue more (client
+    /// certificates, a renewal).
+    pub ca: Ca,
+    /// The directory the files are in, removed on drop.
+    pub dir: CertDir,
+    /// The chain the server presents (`cert.pem`).
+    pub cert: PathBuf,
+    /// Its private key (`key.pem`).
+    pub key: PathBuf,
+    /// The CA's certificate, for a client to trust (`ca.pem`).
+    pub ca_file: PathBuf,
+}
+
+impl ServerCertFiles {
+    /// A new CA, a certificate for `name` from it, and the three files.
+    ///
+    /// # Errors
+    ///
+    /// When the directory or a file cannot be written.
+    pub fn new(name: &str) -> io::Result<ServerCertFiles> {
+        let ca = Ca::new("echo test CA");
+        let issued = ca.issue(name);
+        let dir = CertDir::new()?;
+        Ok(ServerCertFiles {
+            cert: dir.write("cert.pem", &issued.chain_pem())?,
+            key: dir.write("key.pem", &issued.key_pem)?,
+            ca_file: dir.write("ca.pem", &ca.cert_pem)?,
+            ca,
+            dir,
+        })
+    }
+}
