@@ -383,7 +383,7 @@ impl Sender {
         let written = match &self.kind {
             // Bytes queued before these must go first.
             SenderKind::Tcp(half) if self.batch.is_empty() => {
-                match half.try_write_vectored(&slices) {
+                match try_write_parts(half, &parts, &slices) {
                     Ok(written) => written,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(error) => return Err(error),
@@ -453,6 +453,24 @@ impl Sender {
             SenderKind::Tls(half) => half.shutdown().await,
             SenderKind::Udp(_) => Ok(()),
         }
+    }
+}
+
+/// Writes `parts` (and their `slices`) to `half` as far as it takes them
+/// now. Where only one part has bytes, as a span of the bench's ring that
+/// does not wrap, it is written with `send(2)`, not `writev(2)`: the
+/// kernel's vectored path copies in and checks the array of slices before
+/// it sends, which costs a fanin echo a measurable share of its time.
+fn try_write_parts(
+    half: &OwnedWriteHalf,
+    parts: &[&[u8]; 3],
+    slices: &[io::IoSlice<'_>; 3],
+) -> io::Result<usize> {
+    let mut with_bytes = parts.iter().filter(|part| !part.is_empty());
+    match (with_bytes.next(), with_bytes.next()) {
+        (None, _) => Ok(0),
+        (Some(only), None) => half.try_write(only),
+        (Some(_), Some(_)) => half.try_write_vectored(slices),
     }
 }
 
@@ -773,6 +791,18 @@ mod tests {
         let received = flush_to(sender, peer).await;
         assert_eq!(received.len(), MORE_THAN_BUFFERED + 8);
         assert!(received == [&head[..], b"tailmore"].concat());
+    }
+
+    #[tokio::test]
+    async fn bytes_in_one_part_or_in_none_are_sent_as_they_are_without_the_queue() {
+        let (mut sender, peer) = sender_and_peer(Mode::Raw).await;
+        // One part with bytes, wherever it is, goes in a write of its own.
+        sender.send_stream_bytes(b"head", b"").unwrap();
+        sender.send_stream_bytes(b"", b"tail").unwrap();
+        sender.send_stream_bytes(b"", b"").unwrap();
+        assert!(sender.batch.is_empty(), "{:?}", sender.batch);
+
+        assert_eq!(flush_to(sender, peer).await, b"headtail");
     }
 
     #[tokio::test]
