@@ -466,11 +466,21 @@ fn try_write_parts(
     parts: &[&[u8]; 3],
     slices: &[io::IoSlice<'_>; 3],
 ) -> io::Result<usize> {
+    match lone_part(parts) {
+        Some([]) => Ok(0),
+        Some(part) => half.try_write(part),
+        None => half.try_write_vectored(slices),
+    }
+}
+
+/// The one part of `parts` that has bytes, or an empty one if none has:
+/// `None` when several have.
+fn lone_part<'a>(parts: &[&'a [u8]]) -> Option<&'a [u8]> {
     let mut with_bytes = parts.iter().filter(|part| !part.is_empty());
     match (with_bytes.next(), with_bytes.next()) {
-        (None, _) => Ok(0),
-        (Some(only), None) => half.try_write(only),
-        (Some(_), Some(_)) => half.try_write_vectored(slices),
+        (None, _) => Some(&[]),
+        (Some(&part), None) => Some(part),
+        (Some(_), Some(_)) => None,
     }
 }
 
@@ -791,6 +801,15 @@ mod tests {
         let received = flush_to(sender, peer).await;
         assert_eq!(received.len(), MORE_THAN_BUFFERED + 8);
         assert!(received == [&head[..], b"tailmore"].concat());
+    }
+
+    #[test]
+    fn a_span_in_one_part_is_found_wherever_the_part_is_and_several_are_not() {
+        assert_eq!(lone_part(&[b"head", b"", b""]), Some(&b"head"[..]));
+        assert_eq!(lone_part(&[b"", b"tail", b""]), Some(&b"tail"[..]));
+        assert_eq!(lone_part(&[b"", b"", b"body"]), Some(&b"body"[..]));
+        assert_eq!(lone_part(&[b"", b"", b""]), Some(&b""[..]));
+        assert_eq!(lone_part(&[b"head", b"", b"body"]), None);
     }
 
     #[tokio::test]
